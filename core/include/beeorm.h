@@ -1,0 +1,233 @@
+/*
+ * beeorm.h: the public C API of beeorm.
+ *
+ * Conventions (they hold for every function below unless its comment says otherwise):
+ * - Functions that can fail return int: 0 on success or a negative BEE_E* code.
+ * - A function that takes a `bee_error_t *err` fills it on failure (err may be NULL).
+ *   The message is one line, bounded, and never contains a password.
+ * - Destructors accept NULL.
+ * - Strings passed in are copied; the caller keeps ownership of its buffers.
+ * - On BEE_ENOMEM nothing was changed: inputs and handles are as they were.
+ */
+#ifndef BEEORM_H
+#define BEEORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BEE_VERSION_MAJOR 0
+#define BEE_VERSION_MINOR 1
+#define BEE_VERSION_PATCH 0
+#define BEE_VERSION_STRING "0.1.0"
+
+/*
+ * Error codes: XX(name, value, short code, description).
+ * The short code is what Lua sees as err.code for errors that are not MySQL errors
+ * (a MySQL error shows its errno instead).
+ */
+#define BEE_ERRNO_MAP(XX)                                                   \
+  XX(ENOMEM, -1, "nomem", "out of memory")                                  \
+  XX(EINVAL, -2, "invalid", "invalid argument")                             \
+  XX(EDSN, -3, "dsn", "bad connection string")                              \
+  XX(EPOOL, -4, "pool", "bad pool")                                         \
+  XX(EMYSQL, -5, "mysql", "MySQL error")                                    \
+  XX(EREDIS, -6, "redis", "Redis error")                                    \
+  XX(ETIMEOUT, -7, "timeout", "timed out")                                  \
+  XX(EDEFINITION, -8, "definition", "bad entity definition")                \
+  XX(EVALIDATION, -9, "validation", "invalid value")                        \
+  XX(ECONFIG, -10, "config", "bad configuration")                           \
+  XX(ECLOSED, -11, "closed", "handle is closed")                            \
+  XX(ENOTFOUND, -12, "not_found", "not found")
+
+typedef enum {
+  BEE_OK = 0,
+#define BEE__ERRNO_ENUM(name, value, code, text) BEE_##name = value,
+  BEE_ERRNO_MAP(BEE__ERRNO_ENUM)
+#undef BEE__ERRNO_ENUM
+} bee_errno_t;
+
+/* "BEE_EDSN" for BEE_EDSN; "BEE_UNKNOWN" for a value not in the map. Static strings. */
+const char *bee_err_name(int code);
+/* The short code ("dsn", "redis", ...); "unknown" for a value not in the map. */
+const char *bee_err_code(int code);
+/* The description ("bad connection string", ...). Static strings. */
+const char *bee_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Error object                                                             */
+
+#define BEE_ERROR_MESSAGE_MAX 512
+#define BEE_NAME_MAX 64
+
+/*
+ * Detail of a failed operation. Plain data: copy it freely, nothing to free.
+ * `server_code` is the MySQL errno (server or client side, e.g. 1045 or 2003) when
+ * code == BEE_EMYSQL, and 0 otherwise. `temporary` is 1 when the same operation may
+ * succeed later unchanged (server down, timeout, deadlock), following DESIGN G4/G5.
+ */
+typedef struct bee_error_s {
+  int code;
+  int server_code;
+  int temporary;
+  char pool[BEE_NAME_MAX];
+  char entity[BEE_NAME_MAX];
+  char field[BEE_NAME_MAX];
+  char message[BEE_ERROR_MESSAGE_MAX];
+} bee_error_t;
+
+void bee_error_clear(bee_error_t *err);
+
+/*
+ * Writes one readable line describing err into buf (always NUL-terminated when
+ * size > 0) and returns the length it needed, like snprintf.
+ */
+size_t bee_error_format(const bee_error_t *err, char *buf, size_t size);
+
+/*
+ * The default classification of a MySQL errno (DESIGN G4): 1 when temporary
+ * (lost connection, too many connections, access denied, lock wait timeout,
+ * deadlock, disk full, 2002/2003/2006/2013 ...), 0 otherwise.
+ */
+int bee_mysql_errno_is_temporary(unsigned int mysql_errno);
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+
+/*
+ * Routes every allocation of the core through these functions. Call before any
+ * other beeorm function; passing NULLs restores malloc/realloc/free.
+ */
+void bee_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                       void (*free_fn)(void *));
+
+/*
+ * Releases the client libraries' global state (mysql_library_end). Call once at
+ * process exit, after every engine was freed. Optional: it only quiets leak checkers.
+ */
+void bee_library_end(void);
+
+/* ------------------------------------------------------------------------ */
+/* Connection strings (pure: no I/O)                                        */
+
+#define BEE_DSN_FIELD_MAX 256
+
+/*
+ * A parsed MySQL connection string. Accepted forms:
+ *   user[:password]@tcp(host[:port])/database[?param=value&...]
+ *   user[:password]@unix(/path/to/socket)/database[?...]
+ *   mysql://user[:password]@host[:port]/database[?param=value&...]
+ *   mysql://user[:password]@/database?socket=/path/to/socket
+ * Parameters: timeout (connect), readTimeout, writeTimeout as Go durations
+ * ("5s", "500ms", "1m"), charset (default utf8mb4), and socket (URI form only).
+ * In the URI form user and password are percent-decoded.
+ */
+typedef struct bee_mysql_settings_s {
+  char user[BEE_DSN_FIELD_MAX];
+  char password[BEE_DSN_FIELD_MAX];
+  char host[BEE_DSN_FIELD_MAX];   /* "" when socket is used */
+  char socket[BEE_DSN_FIELD_MAX]; /* "" when TCP is used */
+  char database[BEE_DSN_FIELD_MAX];
+  char charset[BEE_NAME_MAX];
+  unsigned int port; /* 3306 unless given; 0 with a socket */
+  unsigned int connect_timeout_ms;
+  unsigned int read_timeout_ms;
+  unsigned int write_timeout_ms;
+} bee_mysql_settings_t;
+
+/*
+ * Parses dsn into *out. Returns 0, or BEE_EDSN with err->message naming what is wrong
+ * (the password is never quoted). *out is fully written on success only.
+ */
+int bee_mysql_dsn_parse(const char *dsn, bee_mysql_settings_t *out, bee_error_t *err);
+
+/*
+ * A parsed Redis address. Accepted forms:
+ *   host:port                    (db from the db argument, default 0)
+ *   host:port:db                 (BeeORM's YAML form)
+ *   redis://[[user]:password@]host[:port][/db]
+ *   /path/to/redis.sock          (unix socket; also unix:///path?db=N)
+ */
+typedef struct bee_redis_settings_s {
+  char host[BEE_DSN_FIELD_MAX];   /* "" when socket is used */
+  char socket[BEE_DSN_FIELD_MAX]; /* "" when TCP is used */
+  char user[BEE_DSN_FIELD_MAX];   /* ACL user, "" for the default user */
+  char password[BEE_DSN_FIELD_MAX];
+  unsigned int port; /* 6379 unless given */
+  int db;
+} bee_redis_settings_t;
+
+/*
+ * Parses address into *out. db < 0 means "take it from the address, else 0"; a db
+ * given both ways must agree. Returns 0 or BEE_EDSN.
+ */
+int bee_redis_address_parse(const char *address, int db, bee_redis_settings_t *out,
+                            bee_error_t *err);
+
+/* A printable form without the password, e.g. "mysql://app@127.0.0.1:3306/app". */
+size_t bee_mysql_settings_describe(const bee_mysql_settings_t *s, char *buf, size_t size);
+size_t bee_redis_settings_describe(const bee_redis_settings_t *s, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Registry and engine                                                      */
+
+typedef struct bee_registry_s bee_registry_t;
+typedef struct bee_engine_s bee_engine_t;
+
+/* A new, empty registry, or NULL when out of memory. Free with bee_registry_free. */
+bee_registry_t *bee_registry_new(void);
+void bee_registry_free(bee_registry_t *reg);
+
+/*
+ * Valid pool names: 1..63 characters of [A-Za-z0-9_-]. The pool named "default" is
+ * the one entities use unless they say otherwise.
+ *
+ * bee_registry_add_mysql / bee_registry_add_redis parse the connection string and
+ * record the pool. On failure they return BEE_EDSN (bad string) or BEE_EPOOL (bad or
+ * duplicate pool name) and record nothing; the registry remembers the first such
+ * failure and bee_registry_validate reports it, so an ignored failure is never lost.
+ * db < 0 for Redis means "from the address, else 0".
+ */
+int bee_registry_add_mysql(bee_registry_t *reg, const char *pool, const char *dsn,
+                           bee_error_t *err);
+int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *address, int db,
+                           bee_error_t *err);
+
+size_t bee_registry_mysql_count(const bee_registry_t *reg);
+size_t bee_registry_redis_count(const bee_registry_t *reg);
+
+/*
+ * Checks the definitions and connects to every pool (MySQL: connect and ask the
+ * server version; Redis: connect, AUTH, SELECT, PING). On success *out is a new
+ * engine that owns copies of everything it needs (the registry may be freed or
+ * changed afterwards). On failure returns the error of the first pool that failed
+ * (BEE_EMYSQL with err->server_code, BEE_EREDIS, BEE_ETIMEOUT, or the remembered
+ * registration error) and *out is NULL.
+ */
+int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *err);
+
+void bee_engine_free(bee_engine_t *engine);
+
+typedef enum { BEE_POOL_MYSQL = 1, BEE_POOL_REDIS = 2 } bee_pool_kind_t;
+
+/* Strings point into the engine and stay valid until bee_engine_free. */
+typedef struct bee_pool_info_s {
+  const char *name;
+  bee_pool_kind_t kind;
+  const char *address;        /* as bee_*_settings_describe, no password */
+  const char *server_version; /* as reported by the server at validate time */
+} bee_pool_info_t;
+
+/* Pools are listed MySQL first, each kind in registration order. */
+size_t bee_engine_pool_count(const bee_engine_t *engine);
+/* Returns 0, or BEE_EINVAL when index is out of range. */
+int bee_engine_pool_info(const bee_engine_t *engine, size_t index, bee_pool_info_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BEEORM_H */

@@ -1,0 +1,48 @@
+/*
+ * internal.h: helpers shared by the core's translation units. Not installed.
+ * Non-static internal names are bee__*.
+ */
+#ifndef BEE_INTERNAL_H
+#define BEE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "beeorm.h"
+
+#if defined(__GNUC__)
+#define BEE__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define BEE__PRINTF(f, a)
+#endif
+
+/* Allocation through the hook of bee_set_allocator. bee__free accepts NULL. */
+void *bee__malloc(size_t size);
+void *bee__calloc(size_t count, size_t size);
+void *bee__realloc(void *ptr, size_t size);
+void bee__free(void *ptr);
+/* A copy of s (NULL when out of memory or s is NULL). */
+char *bee__strdup(const char *s);
+
+/*
+ * Fills err (when not NULL) with code, temporary flag and a formatted message, and
+ * returns code so callers can `return bee__error(...)`. Other fields are cleared.
+ */
+int bee__error(bee_error_t *err, int code, int temporary, const char *fmt, ...) BEE__PRINTF(4, 5);
+
+/* Sets err->pool (truncated to fit). */
+void bee__error_pool(bee_error_t *err, const char *pool);
+
+/*
+ * Replaces every occurrence of secret (when non-empty) in err->message with "***".
+ * A last line of defence: no message built from server text can carry a password.
+ */
+void bee__error_scrub(bee_error_t *err, const char *secret);
+
+/* Copies src into dst of size n; returns 0, or -1 when src does not fit (dst untouched). */
+int bee__strlcpy(char *dst, const char *src, size_t n);
+
+/* Ensures mysql_library_init has run once (thread-safe). */
+void bee__mysql_library_init(void);
+
+#endif

@@ -1,0 +1,213 @@
+/* registry.c: the registry of pools and the engine validated from it. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pool.h"
+
+struct bee_registry_s {
+  bee__mysql_pool_t *mysql;
+  size_t mysql_count;
+  bee__redis_pool_t *redis;
+  size_t redis_count;
+  int failed; /* a registration failed: validate reports first_error */
+  bee_error_t first_error;
+};
+
+typedef struct bee__engine_pool_s {
+  char name[BEE_NAME_MAX];
+  bee_pool_kind_t kind;
+  char address[BEE_DSN_FIELD_MAX * 2];
+  char version[64];
+} bee__engine_pool_t;
+
+struct bee_engine_s {
+  bee__mysql_pool_t *mysql;
+  size_t mysql_count;
+  bee__redis_pool_t *redis;
+  size_t redis_count;
+  bee__engine_pool_t *pools; /* mysql_count + redis_count, MySQL first */
+};
+
+bee_registry_t *bee_registry_new(void) { return bee__calloc(1, sizeof(bee_registry_t)); }
+
+void bee_registry_free(bee_registry_t *reg) {
+  if (!reg) return;
+  bee__free(reg->mysql);
+  bee__free(reg->redis);
+  bee__free(reg);
+}
+
+size_t bee_registry_mysql_count(const bee_registry_t *reg) { return reg ? reg->mysql_count : 0; }
+size_t bee_registry_redis_count(const bee_registry_t *reg) { return reg ? reg->redis_count : 0; }
+
+static int remember(bee_registry_t *reg, int rc, bee_error_t *err) {
+  if (rc && rc != BEE_ENOMEM && !reg->failed) {
+    reg->failed = 1;
+    if (err) reg->first_error = *err;
+    else bee__error(&reg->first_error, rc, 0, "a pool registration failed");
+  }
+  return rc;
+}
+
+static int check_pool_name(const char *pool, bee_error_t *err) {
+  size_t n = pool ? strlen(pool) : 0;
+  if (n == 0 || n >= BEE_NAME_MAX)
+    return bee__error(err, BEE_EPOOL, 0, "bad pool name (expected 1-%d characters of letters, digits, '_', '-')",
+                      BEE_NAME_MAX - 1);
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)pool[i]) && pool[i] != '_' && pool[i] != '-')
+      return bee__error(err, BEE_EPOOL, 0, "bad pool name '%s' (allowed: letters, digits, '_', '-')", pool);
+  return 0;
+}
+
+int bee_registry_add_mysql(bee_registry_t *reg, const char *pool, const char *dsn, bee_error_t *err) {
+  if (!reg) return bee__error(err, BEE_EINVAL, 0, "registry is NULL");
+  bee__mysql_pool_t p;
+  memset(&p, 0, sizeof p);
+  int rc = check_pool_name(pool, err);
+  if (!rc) {
+    for (size_t i = 0; i < reg->mysql_count; i++)
+      if (strcmp(reg->mysql[i].name, pool) == 0)
+        rc = bee__error(err, BEE_EPOOL, 0, "MySQL pool '%s' is already registered", pool);
+  }
+  if (!rc) rc = bee_mysql_dsn_parse(dsn, &p.settings, err);
+  if (rc) {
+    if (err && rc == BEE_EDSN) {
+      bee__error_pool(err, pool);
+      char msg[BEE_ERROR_MESSAGE_MAX];
+      snprintf(msg, sizeof msg, "%s", err->message);
+      snprintf(err->message, sizeof err->message, "bad MySQL DSN: %.480s", msg);
+    }
+    return remember(reg, rc, err);
+  }
+  void *grown = bee__realloc(reg->mysql, (reg->mysql_count + 1) * sizeof *reg->mysql);
+  if (!grown) return bee__error(err, BEE_ENOMEM, 0, "out of memory registering MySQL pool '%s'", pool);
+  reg->mysql = grown;
+  snprintf(p.name, sizeof p.name, "%s", pool);
+  bee_mysql_settings_describe(&p.settings, p.address, sizeof p.address);
+  reg->mysql[reg->mysql_count++] = p;
+  return 0;
+}
+
+int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *address, int db,
+                           bee_error_t *err) {
+  if (!reg) return bee__error(err, BEE_EINVAL, 0, "registry is NULL");
+  bee__redis_pool_t p;
+  memset(&p, 0, sizeof p);
+  int rc = check_pool_name(pool, err);
+  if (!rc) {
+    for (size_t i = 0; i < reg->redis_count; i++)
+      if (strcmp(reg->redis[i].name, pool) == 0)
+        rc = bee__error(err, BEE_EPOOL, 0, "Redis pool '%s' is already registered", pool);
+  }
+  if (!rc) rc = bee_redis_address_parse(address, db, &p.settings, err);
+  if (rc) {
+    if (err && rc == BEE_EDSN) {
+      bee__error_pool(err, pool);
+      char msg[BEE_ERROR_MESSAGE_MAX];
+      snprintf(msg, sizeof msg, "%s", err->message);
+      snprintf(err->message, sizeof err->message, "bad Redis address: %.480s", msg);
+    }
+    return remember(reg, rc, err);
+  }
+  void *grown = bee__realloc(reg->redis, (reg->redis_count + 1) * sizeof *reg->redis);
+  if (!grown) return bee__error(err, BEE_ENOMEM, 0, "out of memory registering Redis pool '%s'", pool);
+  reg->redis = grown;
+  snprintf(p.name, sizeof p.name, "%s", pool);
+  bee_redis_settings_describe(&p.settings, p.address, sizeof p.address);
+  reg->redis[reg->redis_count++] = p;
+  return 0;
+}
+
+void bee_engine_free(bee_engine_t *engine) {
+  if (!engine) return;
+  bee__free(engine->mysql);
+  bee__free(engine->redis);
+  bee__free(engine->pools);
+  bee__free(engine);
+}
+
+/* "redis_version:7.0.15" out of INFO server. */
+static void redis_version(redisContext *c, char *out, size_t size) {
+  redisReply *r = redisCommand(c, "INFO server");
+  snprintf(out, size, "unknown");
+  if (r && r->type == REDIS_REPLY_STRING) {
+    const char *v = strstr(r->str, "redis_version:");
+    if (v) {
+      v += strlen("redis_version:");
+      size_t n = strcspn(v, "\r\n");
+      snprintf(out, size, "%.*s", (int)n, v);
+    }
+  }
+  if (r) freeReplyObject(r);
+}
+
+int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *err) {
+  if (!reg || !out) return bee__error(err, BEE_EINVAL, 0, "registry or out is NULL");
+  *out = NULL;
+  if (reg->failed) {
+    if (err) *err = reg->first_error;
+    return reg->first_error.code;
+  }
+  bee_engine_t *e = bee__calloc(1, sizeof *e);
+  size_t total = reg->mysql_count + reg->redis_count;
+  if (e) {
+    e->mysql = bee__calloc(reg->mysql_count, sizeof *e->mysql);
+    e->redis = bee__calloc(reg->redis_count, sizeof *e->redis);
+    e->pools = bee__calloc(total, sizeof *e->pools);
+  }
+  if (!e || !e->mysql || !e->redis || !e->pools) {
+    bee_engine_free(e);
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
+  }
+  if (reg->mysql_count) memcpy(e->mysql, reg->mysql, reg->mysql_count * sizeof *e->mysql);
+  if (reg->redis_count) memcpy(e->redis, reg->redis, reg->redis_count * sizeof *e->redis);
+  e->mysql_count = reg->mysql_count;
+  e->redis_count = reg->redis_count;
+
+  for (size_t i = 0; i < e->mysql_count; i++) {
+    MYSQL *conn = NULL;
+    int rc = bee__mysql_connect(&e->mysql[i], &conn, err);
+    if (rc) {
+      bee_engine_free(e);
+      return rc;
+    }
+    bee__engine_pool_t *p = &e->pools[i];
+    snprintf(p->name, sizeof p->name, "%s", e->mysql[i].name);
+    snprintf(p->address, sizeof p->address, "%s", e->mysql[i].address);
+    snprintf(p->version, sizeof p->version, "%s", mysql_get_server_info(conn));
+    p->kind = BEE_POOL_MYSQL;
+    mysql_close(conn);
+  }
+  for (size_t i = 0; i < e->redis_count; i++) {
+    redisContext *c = NULL;
+    int rc = bee__redis_connect(&e->redis[i], &c, err);
+    if (rc) {
+      bee_engine_free(e);
+      return rc;
+    }
+    bee__engine_pool_t *p = &e->pools[e->mysql_count + i];
+    snprintf(p->name, sizeof p->name, "%s", e->redis[i].name);
+    snprintf(p->address, sizeof p->address, "%s", e->redis[i].address);
+    redis_version(c, p->version, sizeof p->version);
+    p->kind = BEE_POOL_REDIS;
+    redisFree(c);
+  }
+  *out = e;
+  return 0;
+}
+
+size_t bee_engine_pool_count(const bee_engine_t *engine) {
+  return engine ? engine->mysql_count + engine->redis_count : 0;
+}
+
+int bee_engine_pool_info(const bee_engine_t *engine, size_t index, bee_pool_info_t *out) {
+  if (!engine || !out || index >= bee_engine_pool_count(engine)) return BEE_EINVAL;
+  const bee__engine_pool_t *p = &engine->pools[index];
+  out->name = p->name;
+  out->kind = p->kind;
+  out->address = p->address;
+  out->server_version = p->version;
+  return 0;
+}

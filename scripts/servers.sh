@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Throwaway MariaDB and Redis servers on free loopback ports, all state in one folder.
+#
+#   scripts/servers.sh start DIR [OWNER_PID]   start, wait until they answer, write DIR/env
+#   scripts/servers.sh stop DIR                stop by recorded PID, remove DIR
+#
+# DIR/env is a shell file of `export` lines that tests read:
+#   BEEORM_TEST_MYSQL          bee:<pw>@tcp(127.0.0.1:<port>)/beeorm_test
+#   BEEORM_TEST_MYSQL_SOCKET   the server's unix socket path
+#   BEEORM_TEST_REDIS          127.0.0.1:<port>
+#   BEEORM_TEST_REDIS_SOCKET   that server's unix socket path
+#   BEEORM_TEST_REDIS_AUTH     redis://:<pw>@127.0.0.1:<port2>/0 (a second server with requirepass)
+# A watchdog stops the servers when OWNER_PID (default: the caller) exits, so even a
+# killed test run leaves nothing behind. Two runs never share a folder or a port.
+set -euo pipefail
+
+die() { echo "servers.sh: $*" >&2; exit 1; }
+PATH="$PATH:/usr/sbin:/sbin"
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    port_in_use "$p" || { echo "$p"; return 0; }
+  done
+  die "no free port found"
+}
+random_secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+record() { echo "$1 $2" >> "$D/pids"; }
+
+start_mariadb() {
+  local data="$D/mysql/data" user_opt=()
+  mkdir -p "$D/mysql"
+  [[ $(id -u) -eq 0 ]] && user_opt=(--user=root)
+  mariadb-install-db --no-defaults "${user_opt[@]}" --datadir="$data" \
+    --auth-root-authentication-method=normal --skip-test-db > "$D/mysql/install.log" 2>&1 \
+    || die "mariadb-install-db failed: see $D/mysql/install.log"
+  for attempt in 1 2 3 4 5; do
+    MYSQL_PORT=$(free_port)
+    mariadbd --no-defaults "${user_opt[@]}" --datadir="$data" --port="$MYSQL_PORT" \
+      --bind-address=127.0.0.1 --socket="$D/mysql/mysqld.sock" --pid-file="$D/mysql/mysqld.pid" \
+      --log-error="$D/mysql/error.log" --skip-name-resolve --character-set-server=utf8mb4 \
+      --collation-server=utf8mb4_general_ci --innodb-buffer-pool-size=128M \
+      --innodb-log-file-size=64M --max-connections=500 < /dev/null > /dev/null 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 300); do
+      if mariadb-admin --no-defaults -S "$D/mysql/mysqld.sock" -uroot ping > /dev/null 2>&1; then
+        record mariadb "$pid"
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "servers.sh: MariaDB did not start on port $MYSQL_PORT (attempt $attempt), retrying" >&2
+  done
+  tail -n 20 "$D/mysql/error.log" >&2 || true
+  die "MariaDB did not start"
+}
+
+start_redis() { # name port dir [extra args]
+  local name=$1 port=$2 dir=$3; shift 3
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    --unixsocket "$dir/redis.sock" --unixsocketperm 700 --daemonize no \
+    --logfile "$dir/redis.log" "$@" < /dev/null > /dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do
+    if [[ -S "$dir/redis.sock" ]] && redis-cli -s "$dir/redis.sock" ${REDIS_PW:+--no-auth-warning -a "$REDIS_PW"} ping 2>/dev/null | grep -q PONG; then
+      record "$name" "$pid"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  return 1
+}
+
+start_redis_retry() { # name dir var [extra args]
+  local name=$1 dir=$2 var=$3; shift 3
+  for attempt in 1 2 3 4 5; do
+    local port
+    port=$(free_port)
+    if start_redis "$name" "$port" "$dir" "$@"; then
+      printf -v "$var" '%s' "$port"
+      return 0
+    fi
+    echo "servers.sh: Redis did not start on port $port (attempt $attempt), retrying" >&2
+  done
+  tail -n 20 "$dir/redis.log" >&2 || true
+  die "Redis did not start"
+}
+
+stop_all() {
+  local dir=$1
+  [[ -f "$dir/pids" ]] || { rm -rf "$dir"; return 0; }
+  local pids=()
+  while read -r name pid; do
+    [[ "$name" == watchdog ]] && continue
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  done < "$dir/pids"
+  for _ in $(seq 1 100); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive -eq 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  local wd
+  wd=$(awk '$1 == "watchdog" { print $2 }' "$dir/pids")
+  [[ -n "$wd" && "$wd" != "${WATCHDOG_SELF:-}" ]] && kill -KILL "$wd" 2>/dev/null || true
+  [[ -n "${BEEORM_KEEP_SERVER_STATE:-}" ]] || rm -rf "$dir"
+}
+
+cmd=${1:-}; D=${2:-}
+[[ -n "$cmd" && -n "$D" ]] || die "usage: servers.sh start|stop DIR [OWNER_PID]"
+case "$cmd" in
+  start)
+    OWNER=${3:-$PPID}
+    mkdir -p "$D"
+    D=$(cd "$D" && pwd)
+    [[ -e "$D/pids" ]] && die "$D already holds servers; stop them first"
+    : > "$D/pids"
+    # The watchdog outlives this script and stops the servers when the owner is gone.
+    (
+      trap '' INT TERM HUP
+      exec 0</dev/null 1>/dev/null 2>&1
+      while kill -0 "$OWNER" 2>/dev/null && [[ -f "$D/pids" ]]; do sleep 1; done
+      [[ -f "$D/pids" ]] && WATCHDOG_SELF=$BASHPID stop_all "$D"
+    ) &
+    record watchdog $!
+    trap 'stop_all "$D"; exit 1' ERR INT TERM
+    start_mariadb
+    MYSQL_PW=$(random_secret)
+    mariadb --no-defaults -S "$D/mysql/mysqld.sock" -uroot <<SQL
+CREATE DATABASE beeorm_test CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
+CREATE USER 'bee'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PW';
+CREATE USER 'bee'@'localhost' IDENTIFIED BY '$MYSQL_PW';
+GRANT ALL PRIVILEGES ON *.* TO 'bee'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'bee'@'localhost' WITH GRANT OPTION;
+SQL
+    start_redis_retry redis "$D/redis" REDIS_PORT
+    REDIS_PW=$(random_secret)
+    start_redis_retry redis-auth "$D/redis-auth" REDIS_AUTH_PORT --requirepass "$REDIS_PW"
+    cat > "$D/env" <<ENV
+export BEEORM_TEST_MYSQL='bee:$MYSQL_PW@tcp(127.0.0.1:$MYSQL_PORT)/beeorm_test'
+export BEEORM_TEST_MYSQL_SOCKET='$D/mysql/mysqld.sock'
+export BEEORM_TEST_REDIS='127.0.0.1:$REDIS_PORT'
+export BEEORM_TEST_REDIS_SOCKET='$D/redis/redis.sock'
+export BEEORM_TEST_REDIS_AUTH='redis://:$REDIS_PW@127.0.0.1:$REDIS_AUTH_PORT/0'
+export BEEORM_TEST_SERVER_DIR='$D'
+ENV
+    trap - ERR INT TERM
+    ;;
+  stop)
+    [[ -d "$D" ]] || exit 0
+    stop_all "$(cd "$D" && pwd)"
+    ;;
+  *) die "unknown command '$cmd' (use start or stop)" ;;
+esac

@@ -1,0 +1,57 @@
+local servers = require("support.servers")
+
+local function beeorm_cmd(args)
+  return servers.run(servers.build_dir .. "/beeorm " .. args)
+end
+
+describe("the beeorm host program", function()
+  local script = os.tmpname()
+  teardown(function() os.remove(script) end)
+
+  it("runs a script with beeorm preloaded and arg set as lua does", function()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+local beeorm = require("beeorm")
+local a, b = ...
+print(type(beeorm.registry), arg[0] == ... or arg[0], arg[1], arg[2], a, b, #arg)
+]])
+    f:close()
+    local code, out = beeorm_cmd("run " .. script .. " one two")
+    assert.equal(0, code)
+    assert.equal("function\t" .. script .. "\tone\ttwo\tone\ttwo\t2\n", out)
+  end)
+
+  it("exits 1 with a traceback when the script fails", function()
+    local f = assert(io.open(script, "w"))
+    f:write("error('boom')\n")
+    f:close()
+    local code, out = beeorm_cmd("run " .. script)
+    assert.equal(1, code)
+    assert.matches("boom", out)
+    assert.matches("stack traceback", out)
+  end)
+
+  it("exits 1 naming the file when the script does not exist", function()
+    local code, out = beeorm_cmd("run /nonexistent/x.lua")
+    assert.equal(1, code)
+    assert.matches("cannot open /nonexistent/x.lua", out, 1, true)
+  end)
+
+  it("exits 2 on an unknown command and on a missing script", function()
+    local code, out = beeorm_cmd("frobnicate")
+    assert.equal(2, code)
+    assert.equal("beeorm: unknown command 'frobnicate' (try 'beeorm help')\n", out)
+    code, out = beeorm_cmd("run")
+    assert.equal(2, code)
+    assert.matches("missing SCRIPT", out)
+  end)
+
+  it("prints its version and help", function()
+    local code, out = beeorm_cmd("version")
+    assert.equal(0, code)
+    assert.matches("^beeorm %d+%.%d+%.%d+ %(Lua 5%.4", out)
+    code, out = beeorm_cmd("help")
+    assert.equal(0, code)
+    assert.matches("run SCRIPT", out, 1, true)
+  end)
+end)

@@ -1,0 +1,235 @@
+local beeorm = require("beeorm")
+local servers = require("support.servers")
+
+-- Every error a spec sees goes through this: it must never carry a password.
+local function assert_no_secret(err, secret)
+  assert.is_true(beeorm.is_error(err))
+  for _, v in pairs(err) do
+    assert.is_falsy(tostring(v):find(secret, 1, true))
+  end
+  assert.is_falsy(tostring(err):find(secret, 1, true))
+  assert.is_falsy(tostring(err):find("\n", 1, true), "tostring(err) is one line")
+end
+
+describe("registry", function()
+  setup(servers.need)
+
+  describe("register_mysql and register_redis", function()
+    it("return true for good connection strings", function()
+      local r = beeorm.registry()
+      assert.is_true(r:register_mysql("app:pw@tcp(127.0.0.1:3306)/app"))
+      assert.is_true(r:register_mysql("mysql://app:pw@127.0.0.1:3306/logs", "logs"))
+      assert.is_true(r:register_redis("127.0.0.1:6379", 0))
+      assert.is_true(r:register_redis("redis://:pw@127.0.0.1:6380/1", "queue"))
+      assert.is_true(r:register_redis("127.0.0.1:6381", 2, "cache"))
+      assert.equal("beeorm.Registry (2 MySQL pools, 3 Redis pools)", tostring(r))
+    end)
+
+    it("return nil, err for a bad DSN, naming the pool", function()
+      local r = beeorm.registry()
+      local ok, err = r:register_mysql("app:Zq9secret@tcp(h:70000)/app", "logs")
+      assert.is_nil(ok)
+      assert.equal("dsn", err.code)
+      assert.equal("logs", err.pool)
+      assert.equal("bad MySQL DSN: bad port '70000' (expected 1-65535)", err.message)
+      assert_no_secret(err, "Zq9secret")
+    end)
+
+    it("reject a pool registered twice", function()
+      local r = beeorm.registry()
+      assert(r:register_redis("h:1", 0))
+      local ok, err = r:register_redis("h:2", 0)
+      assert.is_nil(ok)
+      assert.equal("pool", err.code)
+      assert.equal("Redis pool 'default' is already registered", err.message)
+    end)
+
+    it("raise on arguments of the wrong type", function()
+      local r = beeorm.registry()
+      assert.has_error(function() r:register_mysql(42) end,
+        "bad argument #1 to 'register_mysql' (string expected, got number)")
+      assert.has_error(function() r:register_mysql({}) end,
+        "bad argument #1 to 'register_mysql' (string expected, got table)")
+      assert.has_error(function() r:register_redis("h:1", -1) end,
+        "bad argument #2 to 'register_redis' (db index must be 0 or more)")
+    end)
+
+    it("make validate fail with the first registration error, so none is lost", function()
+      local r = beeorm.registry()
+      r:register_redis("h:6379:x") -- result ignored on purpose
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal("dsn", err.code)
+      assert.equal("bad Redis address: bad db index 'x' (expected a number 0 or more)", err.message)
+    end)
+  end)
+
+  describe("validate", function()
+    it("connects to every pool and reports what it connected to", function()
+      local r = beeorm.registry()
+      assert(r:register_mysql(servers.mysql))
+      assert(r:register_redis(servers.redis, 0))
+      assert(r:register_redis(servers.redis, 1, "second"))
+      local engine = assert(r:validate())
+      local pools = engine:pools()
+      assert.equal(3, #pools)
+      assert.equal("default", pools[1].name)
+      assert.equal("mysql", pools[1].kind)
+      assert.matches("MariaDB", pools[1].server_version)
+      assert.equal("redis", pools[2].kind)
+      assert.matches("^%d+%.%d+", pools[2].server_version)
+      assert.equal("second", pools[3].name)
+      assert.matches("/1$", pools[3].address)
+      local parts = servers.mysql_parts()
+      assert.is_falsy(tostring(engine):find(parts.password, 1, true))
+      engine:close()
+      assert.equal("beeorm.Engine (closed)", tostring(engine))
+      assert.has_error(function() engine:pools() end, "attempt to use a closed beeorm engine")
+    end)
+
+    it("accepts the mysql:// form of the same server", function()
+      local p = servers.mysql_parts()
+      local r = beeorm.registry()
+      assert(r:register_mysql(("mysql://%s:%s@%s:%d/%s"):format(p.user, p.password, p.host, p.port, p.database)))
+      assert.is_truthy(r:validate())
+    end)
+
+    it("connects through unix sockets", function()
+      if not (servers.mysql_socket and servers.redis_socket) then
+        pending("no BEEORM_TEST_MYSQL_SOCKET / BEEORM_TEST_REDIS_SOCKET")
+        return
+      end
+      local p = servers.mysql_parts()
+      local r = beeorm.registry()
+      assert(r:register_mysql(("%s:%s@unix(%s)/%s"):format(p.user, p.password, servers.mysql_socket, p.database)))
+      assert(r:register_redis(servers.redis_socket, 3))
+      local engine = assert(r:validate())
+      assert.matches("^unix://", engine:pools()[2].address)
+    end)
+
+    it("authenticates to Redis with a password from redis://", function()
+      if not servers.redis_auth then
+        pending("no BEEORM_TEST_REDIS_AUTH")
+        return
+      end
+      local r = beeorm.registry()
+      assert(r:register_redis(servers.redis_auth))
+      assert.is_truthy(r:validate())
+    end)
+
+    it("reports a wrong Redis password without showing it", function()
+      if not servers.redis_auth then
+        pending("no BEEORM_TEST_REDIS_AUTH")
+        return
+      end
+      local wrong = servers.redis_auth:gsub("://:[^@]*@", "://:Zq9wrongpass@")
+      local r = beeorm.registry()
+      assert(r:register_redis(wrong, "auth"))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal("redis", err.code)
+      assert.equal("auth", err.pool)
+      assert.is_false(err.temporary)
+      assert.matches("AUTH failed", err.message)
+      assert_no_secret(err, "Zq9wrongpass")
+    end)
+
+    it("reports Redis asking for a password that was not given", function()
+      if not servers.redis_auth then
+        pending("no BEEORM_TEST_REDIS_AUTH")
+        return
+      end
+      local r = beeorm.registry()
+      assert(r:register_redis((servers.redis_auth:gsub("://:[^@]*@", "://"))))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal("redis", err.code)
+      assert.matches("NOAUTH", err.message)
+    end)
+
+    it("reports a wrong MySQL password as 1045 without showing it", function()
+      local p = servers.mysql_parts()
+      local r = beeorm.registry()
+      assert(r:register_mysql(("%s:Zq9wrongpass@tcp(%s:%d)/%s"):format(p.user, p.host, p.port, p.database)))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal(1045, err.code)
+      assert.is_true(err.temporary) -- DESIGN G4 lists 1045 among temporary errors
+      assert.equal("default", err.pool)
+      assert.matches("Access denied", err.message)
+      assert_no_secret(err, "Zq9wrongpass")
+      assert.matches("^beeorm error %[mysql 1045, temporary%] pool 'default': ", tostring(err))
+    end)
+
+    it("reports an unknown MySQL database as a permanent 1049", function()
+      local p = servers.mysql_parts()
+      local r = beeorm.registry()
+      assert(r:register_mysql(("%s:%s@tcp(%s:%d)/no_such_db"):format(p.user, p.password, p.host, p.port)))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal(1049, err.code)
+      assert.is_false(err.temporary)
+      assert_no_secret(err, p.password)
+    end)
+
+    it("reports an unreachable MySQL as a temporary 2002/2003", function()
+      local r = beeorm.registry()
+      assert(r:register_mysql("app:Zq9secret@tcp(127.0.0.1:1)/app?timeout=2s"))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.is_true(err.code == 2002 or err.code == 2003, tostring(err))
+      assert.is_true(err.temporary)
+      assert.matches("mysql://app@127.0.0.1:1/app", err.message, 1, true)
+      assert_no_secret(err, "Zq9secret")
+    end)
+
+    it("reports an unreachable Redis as temporary", function()
+      local r = beeorm.registry()
+      assert(r:register_redis("redis://:Zq9secret@127.0.0.1:1/0", "queue"))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal("redis", err.code)
+      assert.equal("queue", err.pool)
+      assert.is_true(err.temporary)
+      assert.matches("cannot connect to redis://127.0.0.1:1/0", err.message, 1, true)
+      assert_no_secret(err, "Zq9secret")
+    end)
+
+    it("reports a Redis db index the server does not have", function()
+      local r = beeorm.registry()
+      assert(r:register_redis(servers.redis, 100000))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal("redis", err.code)
+      assert.matches("SELECT failed", err.message)
+      assert.is_false(err.temporary)
+    end)
+
+    it("stops at the first failing pool and returns no engine", function()
+      local r = beeorm.registry()
+      assert(r:register_mysql(servers.mysql))
+      assert(r:register_redis("127.0.0.1:1", 0, "down"))
+      local engine, err = r:validate()
+      assert.is_nil(engine)
+      assert.equal("down", err.pool)
+    end)
+  end)
+
+  describe("closed handles", function()
+    it("raise a clear error and print as closed", function()
+      local r = beeorm.registry()
+      r:close()
+      r:close() -- idempotent
+      assert.equal("beeorm.Registry (closed)", tostring(r))
+      assert.has_error(function() r:register_redis("h:1", 0) end, "attempt to use a closed beeorm registry")
+    end)
+
+    it("close through to-be-closed variables", function()
+      local r = beeorm.registry()
+      do
+        local rr <close> = r
+      end
+      assert.equal("beeorm.Registry (closed)", tostring(r))
+    end)
+  end)
+end)
