@@ -196,6 +196,30 @@ int bee_registry_add_mysql(bee_registry_t *reg, const char *pool, const char *ds
 int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *address, int db,
                            bee_error_t *err);
 
+/*
+ * Sets the default local cache capacity (entries per entity) for entities of MySQL
+ * pool `pool` that say `local_cache = true`. capacity must be 1..1e9. The pool need not
+ * be registered yet; bee_registry_validate checks it exists. Returns 0, BEE_EPOOL,
+ * BEE_EINVAL or BEE_ENOMEM.
+ */
+int bee_registry_set_local_cache(bee_registry_t *reg, const char *pool, int64_t capacity,
+                                 bee_error_t *err);
+
+/*
+ * Loads pools from a YAML file in BeeORM's layout: top-level keys are pool names;
+ * each pool may have `mysql` (a DSN or URI, or a mapping with `uri`), `redis`
+ * (host:port:db, a redis:// URI or a unix socket path), `local_cache` (capacity) and
+ * `streams` (accepted for BeeORM compatibility). Returns 0, or BEE_ECONFIG (err names
+ * the file, line and key), BEE_EDSN/BEE_EPOOL for a bad pool (also with file and
+ * line), BEE_ENOMEM. Pools registered before a failure stay registered, and the
+ * failure is remembered for bee_registry_validate like any registration failure.
+ * bee_registry_load_yaml_string does the same for text in memory; name is used in
+ * messages in place of the file name.
+ */
+int bee_registry_load_yaml(bee_registry_t *reg, const char *path, bee_error_t *err);
+int bee_registry_load_yaml_string(bee_registry_t *reg, const char *name, const char *text,
+                                  size_t len, bee_error_t *err);
+
 size_t bee_registry_mysql_count(const bee_registry_t *reg);
 size_t bee_registry_redis_count(const bee_registry_t *reg);
 
@@ -225,6 +249,58 @@ typedef struct bee_pool_info_s {
 size_t bee_engine_pool_count(const bee_engine_t *engine);
 /* Returns 0, or BEE_EINVAL when index is out of range. */
 int bee_engine_pool_info(const bee_engine_t *engine, size_t index, bee_pool_info_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Values                                                                   */
+
+/*
+ * A value handed to or returned by the core. Strings are not owned by the value:
+ * whoever built it keeps the bytes alive for as long as the value is used.
+ * Conventions by field type (DESIGN §2):
+ *   int, ref        BEE_VALUE_INT; an unsigned 64-bit value above INT64_MAX is a
+ *                   BEE_VALUE_STRING of decimal digits. A BEE_VALUE_FLOAT with an
+ *                   integral value is accepted on input.
+ *   bool            BEE_VALUE_BOOL
+ *   float           BEE_VALUE_FLOAT (BEE_VALUE_INT accepted on input)
+ *   decimal         BEE_VALUE_STRING ("-12.50"); BEE_VALUE_INT accepted on input
+ *   string, text, bytes, enum, date ("YYYY-MM-DD"), datetime ("YYYY-MM-DD hh:mm:ss")
+ *                   BEE_VALUE_STRING
+ *   set             BEE_VALUE_STRING of members joined by ',' ("" is the empty set)
+ *   NULL            BEE_VALUE_NIL
+ */
+typedef enum {
+  BEE_VALUE_NIL = 0,
+  BEE_VALUE_INT,
+  BEE_VALUE_FLOAT,
+  BEE_VALUE_BOOL,
+  BEE_VALUE_STRING
+} bee_value_kind_t;
+
+typedef struct bee_value_s {
+  bee_value_kind_t kind;
+  int64_t i;       /* BEE_VALUE_INT; BEE_VALUE_BOOL as 0/1 */
+  double f;        /* BEE_VALUE_FLOAT */
+  const char *str; /* BEE_VALUE_STRING: len bytes, not necessarily NUL-terminated */
+  size_t len;
+} bee_value_t;
+
+/* ------------------------------------------------------------------------ */
+/* Entity definitions                                                       */
+
+typedef enum {
+  BEE_FIELD_INT = 1,
+  BEE_FIELD_BOOL,
+  BEE_FIELD_FLOAT,
+  BEE_FIELD_DECIMAL,
+  BEE_FIELD_STRING,
+  BEE_FIELD_TEXT,
+  BEE_FIELD_BYTES,
+  BEE_FIELD_DATE,
+  BEE_FIELD_DATETIME,
+  BEE_FIELD_ENUM,
+  BEE_FIELD_SET,
+  BEE_FIELD_REF
+} bee_field_type_t;
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,14 @@
 
 #include "pool.h"
 
+typedef struct bee__local_cache_default_s {
+  char pool[BEE_NAME_MAX];
+  int64_t capacity;
+} bee__local_cache_default_t;
+
 struct bee_registry_s {
+  bee__local_cache_default_t *local_caches;
+  size_t local_cache_count;
   bee__mysql_pool_t *mysql;
   size_t mysql_count;
   bee__redis_pool_t *redis;
@@ -33,6 +40,7 @@ bee_registry_t *bee_registry_new(void) { return bee__calloc(1, sizeof(bee_regist
 
 void bee_registry_free(bee_registry_t *reg) {
   if (!reg) return;
+  bee__free(reg->local_caches);
   bee__free(reg->mysql);
   bee__free(reg->redis);
   bee__free(reg);
@@ -58,6 +66,28 @@ static int check_pool_name(const char *pool, bee_error_t *err) {
   for (size_t i = 0; i < n; i++)
     if (!isalnum((unsigned char)pool[i]) && pool[i] != '_' && pool[i] != '-')
       return bee__error(err, BEE_EPOOL, 0, "bad pool name '%s' (allowed: letters, digits, '_', '-')", pool);
+  return 0;
+}
+
+int bee_registry_set_local_cache(bee_registry_t *reg, const char *pool, int64_t capacity,
+                                 bee_error_t *err) {
+  if (!reg) return bee__error(err, BEE_EINVAL, 0, "registry is NULL");
+  int rc = check_pool_name(pool, err);
+  if (rc) return remember(reg, rc, err);
+  if (capacity < 1 || capacity > 1000000000)
+    return remember(reg, bee__error(err, BEE_EINVAL, 0, "local_cache of pool '%s' must be 1 to 1000000000, got %lld",
+                                    pool, (long long)capacity), err);
+  for (size_t i = 0; i < reg->local_cache_count; i++)
+    if (strcmp(reg->local_caches[i].pool, pool) == 0) {
+      reg->local_caches[i].capacity = capacity;
+      return 0;
+    }
+  void *grown = bee__realloc(reg->local_caches, (reg->local_cache_count + 1) * sizeof *reg->local_caches);
+  if (!grown) return bee__error(err, BEE_ENOMEM, 0, "out of memory setting local_cache of pool '%s'", pool);
+  reg->local_caches = grown;
+  bee__local_cache_default_t *d = &reg->local_caches[reg->local_cache_count++];
+  snprintf(d->pool, sizeof d->pool, "%s", pool);
+  d->capacity = capacity;
   return 0;
 }
 

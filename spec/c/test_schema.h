@@ -1,0 +1,1 @@
+#define BEE_TESTS_SCHEMA(T)

@@ -1,0 +1,1 @@
+#define BEE_TESTS_VALUE(T)
