@@ -6,6 +6,7 @@
  * whose __tostring gives one line. No malloc'd memory is held across a call that can
  * raise. Userdata are born closed, have one idempotent __gc/__close and two checkers.
  */
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -195,6 +196,236 @@ static int registry_register_redis(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Entity definitions                                                       */
+
+/* Converts the Lua value at idx; returns 0, or -1 for a type with no bee_value_t form. */
+static int to_value(lua_State *L, int idx, bee_value_t *v) {
+  memset(v, 0, sizeof *v);
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: v->kind = BEE_VALUE_NIL; return 0;
+    case LUA_TBOOLEAN: v->kind = BEE_VALUE_BOOL; v->i = lua_toboolean(L, idx); return 0;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        v->kind = BEE_VALUE_INT;
+        v->i = lua_tointeger(L, idx);
+      } else {
+        v->kind = BEE_VALUE_FLOAT;
+        v->f = lua_tonumber(L, idx);
+      }
+      return 0;
+    case LUA_TSTRING: v->kind = BEE_VALUE_STRING; v->str = lua_tolstring(L, idx, &v->len); return 0;
+    default: return -1;
+  }
+}
+
+/* Pushes the string keys of the table at idx as a sorted array (deterministic first error). */
+static int sorted_keys(lua_State *L, int idx, int *bad_key) {
+  idx = lua_absindex(L, idx);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_remove(L, -2);
+  lua_newtable(L);
+  int n = 0;
+  *bad_key = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -3, ++n);
+    } else if (!lua_isinteger(L, -1)) {
+      *bad_key = 1;
+    }
+  }
+  lua_pushvalue(L, -1);
+  lua_insert(L, -3); /* keys, sort, keys */
+  lua_call(L, 1, 0);
+  return n;
+}
+
+static void def_failf(bee_entity_def_t *def, const char *field, lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const char *msg = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  bee_entity_def_fail(def, field, msg);
+  lua_pop(L, 1);
+}
+
+/* Feeds the string-keyed options of the table at idx to setter (field or index). */
+typedef int (*option_setter)(bee_entity_def_t *, int, const char *, const bee_value_t *);
+
+static void feed_options(lua_State *L, int idx, bee_entity_def_t *def, int target, const char *field,
+                         option_setter set, const char *skip) {
+  int bad;
+  int n = sorted_keys(L, idx, &bad);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    const char *key = lua_tostring(L, -1);
+    if (!skip || strcmp(key, skip) != 0) {
+      lua_getfield(L, idx, key);
+      bee_value_t v;
+      if (to_value(L, -1, &v) != 0)
+        def_failf(def, field, L, "option '%s' must not be a %s", key, luaL_typename(L, -1));
+      else
+        set(def, target, key, &v);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int set_entity_option(bee_entity_def_t *def, int unused, const char *key, const bee_value_t *v) {
+  (void)unused;
+  return bee_entity_def_option(def, key, v);
+}
+
+static void feed_fields(lua_State *L, int idx, bee_entity_def_t *def) {
+  if (!lua_istable(L, idx)) {
+    def_failf(def, NULL, L, "option 'fields' must be a table of field specs, got %s", luaL_typename(L, idx));
+    return;
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    int spec = lua_gettop(L);
+    if (!lua_istable(L, spec)) {
+      def_failf(def, NULL, L, "fields[%d] must be a table like { \"name\", \"type\", ... }, got %s", (int)i,
+                luaL_typename(L, spec));
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_rawgeti(L, spec, 1);
+    lua_rawgeti(L, spec, 2);
+    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    const char *type = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (!name || !type) {
+      def_failf(def, name, L, "fields[%d] needs a name and a type as its first two values", (int)i);
+      lua_pop(L, 3);
+      continue;
+    }
+    int field = bee_entity_def_field(def, name, type);
+    if (field >= 0) {
+      if (lua_rawlen(L, spec) > 2) def_failf(def, name, L, "field spec has an extra value at position 3");
+      lua_getfield(L, spec, "values");
+      if (!lua_isnil(L, -1)) {
+        if (!lua_istable(L, -1)) {
+          def_failf(def, name, L, "option 'values' must be a list of strings, got %s", luaL_typename(L, -1));
+        } else {
+          lua_Integer m = (lua_Integer)lua_rawlen(L, -1);
+          if (m == 0) bee_entity_def_field_value(def, field, ""); /* lets the core name the type's rule */
+          for (lua_Integer j = 1; j <= m; j++) {
+            lua_rawgeti(L, -1, j);
+            if (lua_type(L, -1) != LUA_TSTRING)
+              def_failf(def, name, L, "values[%d] must be a string, got %s", (int)j, luaL_typename(L, -1));
+            else
+              bee_entity_def_field_value(def, field, lua_tostring(L, -1));
+            lua_pop(L, 1);
+          }
+        }
+      }
+      lua_pop(L, 1);
+      feed_options(L, spec, def, field, name, bee_entity_def_field_option, "values");
+    }
+    lua_pop(L, 3);
+  }
+}
+
+/* unique = { name = { "f1", "f2" } } or indexes = { name = { "f1", cached = true } } */
+static void feed_indexes(lua_State *L, int idx, bee_entity_def_t *def, int unique) {
+  const char *what = unique ? "unique" : "indexes";
+  if (!lua_istable(L, idx)) {
+    def_failf(def, NULL, L, "option '%s' must be a table of index name = { fields }, got %s", what, luaL_typename(L, idx));
+    return;
+  }
+  int bad;
+  int n = sorted_keys(L, idx, &bad);
+  if (bad) def_failf(def, NULL, L, "option '%s' must map index names to field lists", what);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    const char *name = lua_tostring(L, -1);
+    lua_getfield(L, idx, name);
+    int spec = lua_gettop(L);
+    if (!lua_istable(L, spec)) {
+      def_failf(def, NULL, L, "index '%s' must be a list of field names, got %s", name, luaL_typename(L, spec));
+    } else {
+      int ix = bee_entity_def_index(def, name, unique);
+      if (ix >= 0) {
+        lua_Integer m = (lua_Integer)lua_rawlen(L, spec);
+        for (lua_Integer j = 1; j <= m; j++) {
+          lua_rawgeti(L, spec, j);
+          if (lua_type(L, -1) != LUA_TSTRING)
+            def_failf(def, NULL, L, "index '%s' lists a %s where a field name belongs", name, luaL_typename(L, -1));
+          else
+            bee_entity_def_index_field(def, ix, lua_tostring(L, -1));
+          lua_pop(L, 1);
+        }
+        feed_options(L, spec, def, ix, NULL, bee_entity_def_index_option, NULL);
+      }
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+/* registry:register_entity{ name = ..., fields = { ... }, ... } -> true | nil, err */
+static int registry_register_entity(lua_State *L) {
+  bee_registry_t *reg = check_registry(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_getfield(L, 2, "name");
+  const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  bee_entity_def_t *def = bee_entity_def_new(name);
+  if (!def) return luaL_error(L, "beeorm: out of memory defining an entity");
+  /* Nothing below raises (only a memory error could, and would leak def). */
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    def_failf(def, NULL, L, "option 'name' must be a string, got %s", luaL_typename(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "fields");
+  if (!lua_isnil(L, -1)) feed_fields(L, lua_gettop(L), def);
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "unique");
+  if (!lua_isnil(L, -1)) feed_indexes(L, lua_gettop(L), def, 1);
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "indexes");
+  if (!lua_isnil(L, -1)) feed_indexes(L, lua_gettop(L), def, 0);
+  lua_pop(L, 1);
+  int bad;
+  int n = sorted_keys(L, 2, &bad);
+  if (bad) def_failf(def, NULL, L, "definition keys must be strings");
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    const char *key = lua_tostring(L, -1);
+    if (strcmp(key, "name") && strcmp(key, "fields") && strcmp(key, "unique") && strcmp(key, "indexes")) {
+      lua_getfield(L, 2, key);
+      bee_value_t v;
+      if (to_value(L, -1, &v) != 0)
+        def_failf(def, NULL, L, "option '%s' must not be a %s", key, luaL_typename(L, -1));
+      else
+        set_entity_option(def, 0, key, &v);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  bee_error_t err;
+  if (bee_registry_add_entity(reg, def, &err) != 0) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* registry:load_yaml(path) -> true | nil, err */
+static int registry_load_yaml(lua_State *L) {
+  bee_registry_t *reg = check_registry(L);
+  const char *path = check_text(L, 2);
+  bee_error_t err;
+  if (bee_registry_load_yaml(reg, path, &err) != 0) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* registry:validate() -> engine | nil, err */
 static int registry_validate(lua_State *L) {
   bee_registry_t *reg = check_registry(L);
@@ -265,6 +496,188 @@ static int engine_pools(lua_State *L) {
     lua_setfield(L, -2, "server_version");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
+  return 1;
+}
+
+static const bee_entity_t *check_entity(lua_State *L, bee_engine_t *engine, int arg) {
+  const char *name = check_text(L, arg);
+  const bee_entity_t *e = bee_engine_entity(engine, name);
+  if (!e) luaL_error(L, "unknown entity '%s'", name);
+  return e;
+}
+
+static void push_value(lua_State *L, const bee_value_t *v) {
+  switch (v->kind) {
+    case BEE_VALUE_INT: lua_pushinteger(L, v->i); break;
+    case BEE_VALUE_FLOAT: lua_pushnumber(L, v->f); break;
+    case BEE_VALUE_BOOL: lua_pushboolean(L, (int)v->i); break;
+    case BEE_VALUE_STRING: lua_pushlstring(L, v->str, v->len); break;
+    default: lua_pushnil(L); break;
+  }
+}
+
+/*
+ * Converts the Lua value at idx for field `info` and checks it. A set may be given as
+ * a list of members, a ref as an entity table with an id. On success pushes the
+ * canonical Lua value and returns 1; on failure fills err and returns 0 (nothing pushed).
+ */
+static int check_field_value(lua_State *L, const bee_entity_t *e, size_t field, int idx, bee_error_t *err) {
+  bee_field_info_t info;
+  bee_entity_field_info(e, field, &info);
+  idx = lua_absindex(L, idx);
+  int pushed = 0;
+  if (lua_istable(L, idx) && info.type == BEE_FIELD_SET) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+      if (lua_rawgeti(L, idx, i) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        luaL_pushresult(&b);
+        lua_pop(L, 1);
+        bee_error_clear(err);
+        err->code = BEE_EVALIDATION;
+        snprintf(err->message, sizeof err->message, "set members must be strings (item %d is not)", (int)i);
+        goto named;
+      }
+      if (i > 1) luaL_addchar(&b, ',');
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    idx = lua_gettop(L);
+    pushed = 1;
+  } else if (lua_istable(L, idx) && info.type == BEE_FIELD_REF) {
+    lua_getfield(L, idx, "id");
+    idx = lua_gettop(L);
+    pushed = 1;
+  } else if (lua_type(L, idx) != LUA_TNIL && lua_type(L, idx) != LUA_TBOOLEAN && lua_type(L, idx) != LUA_TNUMBER &&
+             lua_type(L, idx) != LUA_TSTRING) {
+    bee_error_clear(err);
+    err->code = BEE_EVALIDATION;
+    snprintf(err->message, sizeof err->message, "expected a %s value, got %s", info.type_name, luaL_typename(L, idx));
+    goto named;
+  }
+  bee_value_t in, out;
+  to_value(L, idx, &in);
+  size_t need = in.len + 80;
+  char small[256];
+  char *buf = need <= sizeof small ? small : lua_newuserdatauv(L, need, 0);
+  int rc = bee_entity_check_value(e, field, &in, &out, buf, need, err);
+  if (rc == 0) push_value(L, &out);
+  if (buf != small) lua_remove(L, rc == 0 ? -2 : -1);
+  if (pushed) lua_remove(L, rc == 0 ? -2 : -1);
+  return rc == 0;
+named:
+  snprintf(err->entity, sizeof err->entity, "%s", bee_entity_name(e));
+  snprintf(err->field, sizeof err->field, "%s", info.name);
+  if (pushed) lua_pop(L, 1);
+  return 0;
+}
+
+/*
+ * engine:check_values(entity, values) -> canonical values | nil, err
+ * Validates a whole entity table as a flush will (DESIGN G7): unknown fields raise;
+ * every field is checked, also the absent ones (required fields must be present).
+ */
+static int engine_check_values(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  const bee_entity_t *e = check_entity(L, engine, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "entity '%s' values must have string keys", bee_entity_name(e));
+    const char *key = lua_tostring(L, -1);
+    if (strcmp(key, "id") && bee_entity_field_index(e, key) < 0)
+      return luaL_error(L, "entity '%s' has no field '%s'", bee_entity_name(e), key);
+  }
+  size_t n = bee_entity_field_count(e);
+  lua_createtable(L, 0, (int)n + 1);
+  lua_getfield(L, 3, "id");
+  lua_setfield(L, -2, "id");
+  for (size_t i = 0; i < n; i++) {
+    bee_field_info_t info;
+    bee_entity_field_info(e, i, &info);
+    lua_getfield(L, 3, info.name);
+    bee_error_t err;
+    if (!check_field_value(L, e, i, -1, &err)) return fail(L, &err);
+    lua_setfield(L, -3, info.name);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* engine:entities() -> array of { name, table, fields = { { name, type, required }... } } */
+static int engine_entities(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  size_t n = bee_engine_entity_count(engine);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    const bee_entity_t *e = bee_engine_entity_at(engine, i);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, bee_entity_name(e));
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, bee_entity_table(e));
+    lua_setfield(L, -2, "table");
+    size_t m = bee_entity_field_count(e);
+    lua_createtable(L, (int)m, 0);
+    for (size_t j = 0; j < m; j++) {
+      bee_field_info_t info;
+      bee_entity_field_info(e, j, &info);
+      lua_createtable(L, 0, 3);
+      lua_pushstring(L, info.name);
+      lua_setfield(L, -2, "name");
+      lua_pushstring(L, info.type_name);
+      lua_setfield(L, -2, "type");
+      lua_pushboolean(L, info.required);
+      lua_setfield(L, -2, "required");
+      lua_rawseti(L, -2, (lua_Integer)j + 1);
+    }
+    lua_setfield(L, -2, "fields");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* engine:schema_alters() -> array of { sql, safe, pool, table } | nil, err */
+static int engine_schema_alters(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  bee_alter_t *alters;
+  size_t count;
+  bee_error_t err;
+  if (bee_engine_schema_alters(engine, &alters, &count, &err) != 0) return fail(L, &err);
+  /* Copy into a userdata-free Lua table; free the C array before anything can raise. */
+  lua_createtable(L, (int)count, 0);
+  for (size_t i = 0; i < count; i++) {
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, alters[i].sql);
+    lua_setfield(L, -2, "sql");
+    lua_pushboolean(L, alters[i].safe);
+    lua_setfield(L, -2, "safe");
+    lua_pushstring(L, alters[i].pool);
+    lua_setfield(L, -2, "pool");
+    lua_pushstring(L, alters[i].table);
+    lua_setfield(L, -2, "table");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  bee_alters_free(alters, count);
+  return 1;
+}
+
+/* engine:sync_schema([{ unsafe = true }]) -> number of statements run | nil, err */
+static int engine_sync_schema(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  int unsafe = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "unsafe");
+    unsafe = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  size_t applied = 0;
+  bee_error_t err;
+  if (bee_engine_sync_schema(engine, unsafe, &applied, &err) != 0) return fail(L, &err);
+  lua_pushinteger(L, (lua_Integer)applied);
   return 1;
 }
 
@@ -361,12 +774,18 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
   static const luaL_Reg registry_methods[] = {
       {"register_mysql", registry_register_mysql},
       {"register_redis", registry_register_redis},
+      {"register_entity", registry_register_entity},
+      {"load_yaml", registry_load_yaml},
       {"validate", registry_validate},
       {"close", registry_gc},
       {NULL, NULL},
   };
   static const luaL_Reg engine_methods[] = {
       {"pools", engine_pools},
+      {"entities", engine_entities},
+      {"check_values", engine_check_values},
+      {"schema_alters", engine_schema_alters},
+      {"sync_schema", engine_sync_schema},
       {"close", engine_gc},
       {NULL, NULL},
   };

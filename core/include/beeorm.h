@@ -61,7 +61,7 @@ const char *bee_strerror(int code);
 /* Error object                                                             */
 
 #define BEE_ERROR_MESSAGE_MAX 512
-#define BEE_NAME_MAX 64
+#define BEE_NAME_MAX 72
 
 /*
  * Detail of a failed operation. Plain data: copy it freely, nothing to free.
@@ -301,6 +301,131 @@ typedef enum {
   BEE_FIELD_SET,
   BEE_FIELD_REF
 } bee_field_type_t;
+
+/*
+ * Building a definition. A definition collects options in any order; the first
+ * problem is recorded in it (each call also returns it) and reported again by
+ * bee_registry_add_entity, so a caller may feed everything and check once.
+ * Errors are BEE_EDEFINITION with err->entity, err->field (when a field is concerned)
+ * and a message naming the option or index; BEE_ENOMEM leaves the definition as it was.
+ *
+ * Entity options (bee_entity_def_option):
+ *   table        string: table name (default: the entity name)
+ *   mysql        string: MySQL pool (default "default")
+ *   redis_cache  true (pool "default"), a Redis pool name, or false
+ *   local_cache  true (the pool's default capacity, else 10000), a capacity 1..1e9, or false
+ *   cache_all    boolean: keep the set of all ids (get_all)
+ * Field types: int bool float decimal string text bytes date datetime enum set ref.
+ * Field options (bee_entity_def_field_option):
+ *   required (bool), unique (true, or the index name), and by type:
+ *   int: bits (8/16/24/32/64, default 32), unsigned (bool); decimal: precision (1..65,
+ *   default 10), scale (0..30, default 0, <= precision); string: length (1..16383
+ *   characters, default 255); ref: entity (name); enum/set: members through
+ *   bee_entity_def_field_value (required, distinct; set: at most 64, no ',').
+ * Index options (bee_entity_def_index_option): cached (bool, non-unique indexes).
+ * Names of entities, tables, fields and indexes: [A-Za-z_][A-Za-z0-9_]*, at most 64.
+ */
+typedef struct bee_entity_def_s bee_entity_def_t;
+
+/* A new definition of entity `name` (checked later), or NULL when out of memory. */
+bee_entity_def_t *bee_entity_def_new(const char *name);
+/* Frees a definition not handed to bee_registry_add_entity. NULL is fine. */
+void bee_entity_def_free(bee_entity_def_t *def);
+
+int bee_entity_def_option(bee_entity_def_t *def, const char *key, const bee_value_t *value);
+/* Adds a field; returns its number (0, 1, ...) or a negative error. */
+int bee_entity_def_field(bee_entity_def_t *def, const char *name, const char *type);
+int bee_entity_def_field_option(bee_entity_def_t *def, int field, const char *key,
+                                const bee_value_t *value);
+/* Appends an enum/set member. */
+int bee_entity_def_field_value(bee_entity_def_t *def, int field, const char *member);
+/* Adds an index; returns its number or a negative error. */
+int bee_entity_def_index(bee_entity_def_t *def, const char *name, int unique);
+int bee_entity_def_index_field(bee_entity_def_t *def, int index, const char *field);
+int bee_entity_def_index_option(bee_entity_def_t *def, int index, const char *key,
+                                const bee_value_t *value);
+
+/*
+ * Records a problem found outside the core (e.g. by a binding converting its own data
+ * structures) as the definition's error, unless one is recorded already. field may be
+ * NULL. Returns BEE_EDEFINITION.
+ */
+int bee_entity_def_fail(bee_entity_def_t *def, const char *field, const char *message);
+
+/*
+ * Checks the definition as a whole and adds it to the registry. The registry takes
+ * def in every case (it is freed here on failure). Checks needing other entities or
+ * pools (ref targets, pool names) run in bee_registry_validate. Returns 0,
+ * BEE_EDEFINITION (also remembered for validate) or BEE_ENOMEM.
+ */
+int bee_registry_add_entity(bee_registry_t *reg, bee_entity_def_t *def, bee_error_t *err);
+size_t bee_registry_entity_count(const bee_registry_t *reg);
+
+/* ------------------------------------------------------------------------ */
+/* Entities of an engine                                                    */
+
+typedef struct bee__entity_s bee_entity_t;
+
+/* The entity named name, or NULL. Valid until bee_engine_free. */
+const bee_entity_t *bee_engine_entity(const bee_engine_t *engine, const char *name);
+size_t bee_engine_entity_count(const bee_engine_t *engine);
+const bee_entity_t *bee_engine_entity_at(const bee_engine_t *engine, size_t index);
+
+typedef struct bee_field_info_s {
+  const char *name;
+  bee_field_type_t type;
+  const char *type_name; /* "int", "decimal", ... */
+  int required;
+} bee_field_info_t;
+
+const char *bee_entity_name(const bee_entity_t *entity);
+const char *bee_entity_table(const bee_entity_t *entity);
+size_t bee_entity_field_count(const bee_entity_t *entity);
+/* The number of field name, or -1 when the entity has no such field. */
+int bee_entity_field_index(const bee_entity_t *entity, const char *name);
+/* Returns 0, or BEE_EINVAL when field is out of range. Strings live as long as the engine. */
+int bee_entity_field_info(const bee_entity_t *entity, size_t field, bee_field_info_t *out);
+
+/*
+ * Validates a value for a field (DESIGN G7) and gives its canonical form; see the
+ * value conventions above bee_value_t. buf must hold in->len + 80 bytes; out->str may
+ * point into buf or into in->str. Returns 0 or BEE_EVALIDATION.
+ */
+int bee_entity_check_value(const bee_entity_t *entity, size_t field, const bee_value_t *in,
+                           bee_value_t *out, char *buf, size_t bufsize, bee_error_t *err);
+
+/* ------------------------------------------------------------------------ */
+/* Schema                                                                   */
+
+/*
+ * One statement that brings a table to its definition. `safe` is 1 when it cannot
+ * lose or change stored data (creating a table, adding a column or an index,
+ * widening a type, any change to an empty table) and 0 otherwise (dropping a column,
+ * narrowing or converting a type of a non-empty table, making a column NOT NULL ...).
+ */
+typedef struct bee_alter_s {
+  char *sql;
+  int safe;
+  char pool[BEE_NAME_MAX];
+  char table[BEE_NAME_MAX + 1];
+} bee_alter_t;
+
+/*
+ * Compares every entity's table with the live database of its pool and lists the
+ * statements to run, in order. *out is an array of *count alters (NULL when none);
+ * free it with bee_alters_free. Tables that no entity defines are left alone.
+ * Returns 0, BEE_EMYSQL, BEE_ENOMEM.
+ */
+int bee_engine_schema_alters(bee_engine_t *engine, bee_alter_t **out, size_t *count,
+                             bee_error_t *err);
+void bee_alters_free(bee_alter_t *alters, size_t count);
+
+/*
+ * Runs the safe alters (all of them when unsafe != 0), in order, stopping at the first
+ * failure. *applied (may be NULL) counts the statements that ran. Returns 0,
+ * BEE_EMYSQL, BEE_ENOMEM.
+ */
+int bee_engine_sync_schema(bee_engine_t *engine, int unsafe, size_t *applied, bee_error_t *err);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,23 @@ void bee__error_scrub(bee_error_t *err, const char *secret);
 /* Copies src into dst of size n; returns 0, or -1 when src does not fit (dst untouched). */
 int bee__strlcpy(char *dst, const char *src, size_t n);
 
+/*
+ * A growable string. Starts zeroed ({0}); after an allocation failure `failed` is set
+ * and further appends do nothing, so callers check once at the end.
+ */
+typedef struct bee__buf_s {
+  char *data;
+  size_t len, cap;
+  int failed;
+} bee__buf_t;
+
+void bee__buf_append(bee__buf_t *b, const char *s, size_t n);
+void bee__buf_puts(bee__buf_t *b, const char *s);
+void bee__buf_printf(bee__buf_t *b, const char *fmt, ...) BEE__PRINTF(2, 3);
+/* Takes the string out (NUL-terminated, caller frees with bee__free); the buffer is reset. */
+char *bee__buf_take(bee__buf_t *b);
+void bee__buf_free(bee__buf_t *b);
+
 /* Ensures mysql_library_init has run once (thread-safe). */
 void bee__mysql_library_init(void);
 

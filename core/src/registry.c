@@ -1,9 +1,11 @@
 /* registry.c: the registry of pools and the engine validated from it. */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "pool.h"
+#include "engine.h"
+#include "schema_internal.h"
 
 typedef struct bee__local_cache_default_s {
   char pool[BEE_NAME_MAX];
@@ -17,34 +19,25 @@ struct bee_registry_s {
   size_t mysql_count;
   bee__redis_pool_t *redis;
   size_t redis_count;
+  bee_entity_def_t **entities;
+  size_t entity_count;
   int failed; /* a registration failed: validate reports first_error */
   bee_error_t first_error;
-};
-
-typedef struct bee__engine_pool_s {
-  char name[BEE_NAME_MAX];
-  bee_pool_kind_t kind;
-  char address[BEE_DSN_FIELD_MAX * 2];
-  char version[64];
-} bee__engine_pool_t;
-
-struct bee_engine_s {
-  bee__mysql_pool_t *mysql;
-  size_t mysql_count;
-  bee__redis_pool_t *redis;
-  size_t redis_count;
-  bee__engine_pool_t *pools; /* mysql_count + redis_count, MySQL first */
 };
 
 bee_registry_t *bee_registry_new(void) { return bee__calloc(1, sizeof(bee_registry_t)); }
 
 void bee_registry_free(bee_registry_t *reg) {
   if (!reg) return;
+  for (size_t i = 0; i < reg->entity_count; i++) bee_entity_def_free(reg->entities[i]);
+  bee__free(reg->entities);
   bee__free(reg->local_caches);
   bee__free(reg->mysql);
   bee__free(reg->redis);
   bee__free(reg);
 }
+
+size_t bee_registry_entity_count(const bee_registry_t *reg) { return reg ? reg->entity_count : 0; }
 
 size_t bee_registry_mysql_count(const bee_registry_t *reg) { return reg ? reg->mysql_count : 0; }
 size_t bee_registry_redis_count(const bee_registry_t *reg) { return reg ? reg->redis_count : 0; }
@@ -60,9 +53,8 @@ static int remember(bee_registry_t *reg, int rc, bee_error_t *err) {
 
 static int check_pool_name(const char *pool, bee_error_t *err) {
   size_t n = pool ? strlen(pool) : 0;
-  if (n == 0 || n >= BEE_NAME_MAX)
-    return bee__error(err, BEE_EPOOL, 0, "bad pool name (expected 1-%d characters of letters, digits, '_', '-')",
-                      BEE_NAME_MAX - 1);
+  if (n == 0 || n > 63)
+    return bee__error(err, BEE_EPOOL, 0, "bad pool name (expected 1-63 characters of letters, digits, '_', '-')");
   for (size_t i = 0; i < n; i++)
     if (!isalnum((unsigned char)pool[i]) && pool[i] != '_' && pool[i] != '-')
       return bee__error(err, BEE_EPOOL, 0, "bad pool name '%s' (allowed: letters, digits, '_', '-')", pool);
@@ -150,8 +142,99 @@ int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *ad
   return 0;
 }
 
+int bee_registry_add_entity(bee_registry_t *reg, bee_entity_def_t *def, bee_error_t *err) {
+  if (!reg || !def) {
+    bee_entity_def_free(def);
+    return bee__error(err, BEE_EINVAL, 0, "registry or definition is NULL");
+  }
+  int rc = bee__entity_def_finish(def);
+  if (!rc) {
+    for (size_t i = 0; i < reg->entity_count; i++)
+      if (!strcmp(reg->entities[i]->e.name, def->e.name)) {
+        bee__error(&def->error, BEE_EDEFINITION, 0, "entity '%s' is registered twice", def->e.name);
+        snprintf(def->error.entity, sizeof def->error.entity, "%s", def->e.name);
+        rc = BEE_EDEFINITION;
+      }
+  }
+  if (rc) {
+    if (err) *err = def->error;
+    rc = remember(reg, rc, &def->error);
+    bee_entity_def_free(def);
+    return rc;
+  }
+  bee_entity_def_t **grown = bee__realloc(reg->entities, (reg->entity_count + 1) * sizeof *grown);
+  if (!grown) {
+    bee_entity_def_free(def);
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory registering an entity");
+  }
+  reg->entities = grown;
+  reg->entities[reg->entity_count++] = def;
+  return 0;
+}
+
+static int entity_error(bee_error_t *err, const bee__entity_t *e, const char *field, const char *fmt, ...)
+    BEE__PRINTF(4, 5);
+static int entity_error(bee_error_t *err, const bee__entity_t *e, const char *field, const char *fmt, ...) {
+  if (!err) return BEE_EDEFINITION;
+  memset(err, 0, sizeof *err);
+  err->code = BEE_EDEFINITION;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+  snprintf(err->entity, sizeof err->entity, "%s", e->name);
+  if (field) snprintf(err->field, sizeof err->field, "%s", field);
+  return BEE_EDEFINITION;
+}
+
+static const bee__mysql_pool_t *find_mysql(const bee_registry_t *reg, const char *name) {
+  for (size_t i = 0; i < reg->mysql_count; i++)
+    if (!strcmp(reg->mysql[i].name, name)) return &reg->mysql[i];
+  return NULL;
+}
+
+static const bee__redis_pool_t *find_redis(const bee_registry_t *reg, const char *name) {
+  for (size_t i = 0; i < reg->redis_count; i++)
+    if (!strcmp(reg->redis[i].name, name)) return &reg->redis[i];
+  return NULL;
+}
+
+/* Checks across entities and pools (no I/O); resolves refs and local cache sizes in e. */
+static int check_entities(const bee_registry_t *reg, bee__entity_t *entities, bee_error_t *err) {
+  for (size_t i = 0; i < reg->local_cache_count; i++)
+    if (!find_mysql(reg, reg->local_caches[i].pool))
+      return bee__error(err, BEE_EPOOL, 0, "local_cache is set for unknown MySQL pool '%s'", reg->local_caches[i].pool);
+  for (size_t i = 0; i < reg->entity_count; i++) {
+    bee__entity_t *e = &entities[i];
+    if (!find_mysql(reg, e->mysql_pool))
+      return entity_error(err, e, NULL, "unknown MySQL pool '%s' (option 'mysql')", e->mysql_pool);
+    if (e->redis_pool[0] && !find_redis(reg, e->redis_pool))
+      return entity_error(err, e, NULL, "unknown Redis pool '%s' (option 'redis_cache')", e->redis_pool);
+    if (reg->entities[i]->local_cache_default) {
+      e->local_cache = 10000;
+      for (size_t j = 0; j < reg->local_cache_count; j++)
+        if (!strcmp(reg->local_caches[j].pool, e->mysql_pool)) e->local_cache = reg->local_caches[j].capacity;
+    }
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(entities[j].table, e->table) && !strcmp(entities[j].mysql_pool, e->mysql_pool))
+        return entity_error(err, e, NULL, "table '%s' of pool '%s' is used by entities '%s' and '%s'", e->table,
+                            e->mysql_pool, entities[j].name, e->name);
+    for (size_t k = 0; k < e->field_count; k++) {
+      bee__field_t *f = &e->fields[k];
+      if (f->type != BEE_FIELD_REF) continue;
+      f->ref_index = -1;
+      for (size_t j = 0; j < reg->entity_count; j++)
+        if (!strcmp(entities[j].name, f->ref_entity)) f->ref_index = (int)j;
+      if (f->ref_index < 0) return entity_error(err, e, f->name, "ref to unknown entity '%s'", f->ref_entity);
+    }
+  }
+  return 0;
+}
+
 void bee_engine_free(bee_engine_t *engine) {
   if (!engine) return;
+  for (size_t i = 0; i < engine->entity_count; i++) bee__entity_clear(&engine->entities[i]);
+  bee__free(engine->entities);
   bee__free(engine->mysql);
   bee__free(engine->redis);
   bee__free(engine->pools);
@@ -190,6 +273,31 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
   if (!e || !e->mysql || !e->redis || !e->pools) {
     bee_engine_free(e);
     return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
+  }
+  if (reg->entity_count) {
+    e->entities = bee__calloc(reg->entity_count, sizeof *e->entities);
+    if (!e->entities) {
+      bee_engine_free(e);
+      return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
+    }
+    for (size_t i = 0; i < reg->entity_count; i++) {
+      if (bee__entity_copy(&e->entities[i], &reg->entities[i]->e)) {
+        bee_engine_free(e);
+        return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
+      }
+      e->entity_count = i + 1;
+    }
+    int rc = check_entities(reg, e->entities, err);
+    if (rc) {
+      bee_engine_free(e);
+      return rc;
+    }
+  } else if (reg->local_cache_count) {
+    int rc = check_entities(reg, NULL, err);
+    if (rc) {
+      bee_engine_free(e);
+      return rc;
+    }
   }
   if (reg->mysql_count) memcpy(e->mysql, reg->mysql, reg->mysql_count * sizeof *e->mysql);
   if (reg->redis_count) memcpy(e->redis, reg->redis, reg->redis_count * sizeof *e->redis);
@@ -240,4 +348,23 @@ int bee_engine_pool_info(const bee_engine_t *engine, size_t index, bee_pool_info
   out->address = p->address;
   out->server_version = p->version;
   return 0;
+}
+
+const bee_entity_t *bee_engine_entity(const bee_engine_t *engine, const char *name) {
+  if (!engine || !name) return NULL;
+  for (size_t i = 0; i < engine->entity_count; i++)
+    if (!strcmp(engine->entities[i].name, name)) return &engine->entities[i];
+  return NULL;
+}
+
+size_t bee_engine_entity_count(const bee_engine_t *engine) { return engine ? engine->entity_count : 0; }
+
+const bee_entity_t *bee_engine_entity_at(const bee_engine_t *engine, size_t index) {
+  return engine && index < engine->entity_count ? &engine->entities[index] : NULL;
+}
+
+const bee__mysql_pool_t *bee__engine_mysql(const bee_engine_t *engine, const char *name) {
+  for (size_t i = 0; i < engine->mysql_count; i++)
+    if (!strcmp(engine->mysql[i].name, name)) return &engine->mysql[i];
+  return NULL;
 }

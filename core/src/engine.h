@@ -1,0 +1,28 @@
+/* engine.h: the engine's insides, shared by registry.c (building it) and its users. */
+#ifndef BEE_ENGINE_H
+#define BEE_ENGINE_H
+
+#include "pool.h"
+#include "schema.h"
+
+typedef struct bee__engine_pool_s {
+  char name[BEE_NAME_MAX];
+  bee_pool_kind_t kind;
+  char address[BEE_DSN_FIELD_MAX * 2];
+  char version[64];
+} bee__engine_pool_t;
+
+struct bee_engine_s {
+  bee__mysql_pool_t *mysql;
+  size_t mysql_count;
+  bee__redis_pool_t *redis;
+  size_t redis_count;
+  bee__engine_pool_t *pools; /* mysql_count + redis_count, MySQL first */
+  bee__entity_t *entities;
+  size_t entity_count;
+};
+
+/* The MySQL pool named name, or NULL. */
+const bee__mysql_pool_t *bee__engine_mysql(const bee_engine_t *engine, const char *name);
+
+#endif
