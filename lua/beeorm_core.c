@@ -639,6 +639,107 @@ static int engine_entities(lua_State *L) {
   return 1;
 }
 
+/* Reads an optional argument list { ... , n = count } into a userdata-backed array. */
+static size_t check_args(lua_State *L, int arg, bee_value_t **out) {
+  *out = NULL;
+  if (lua_isnoneornil(L, arg)) return 0;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  lua_getfield(L, arg, "n");
+  lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_rawlen(L, arg);
+  lua_pop(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= 65535, arg, "too many arguments");
+  bee_value_t *v = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *v, 0);
+  /* stays on the stack (alive) until the calling function returns; strings in v point
+     into the args table, which is an argument and so stays alive as well */
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, arg, i);
+    if (to_value(L, -1, &v[i - 1]) != 0)
+      luaL_error(L, "argument %d is a %s (expected nil, boolean, number or string)", (int)i, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  *out = v;
+  return (size_t)n;
+}
+
+/* engine:sql_exec(sql [, args] [, pool]) -> affected rows | nil, err */
+static int engine_sql_exec(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  const char *sql = check_text(L, 2);
+  const char *pool = opt_text(L, 4, NULL);
+  lua_settop(L, 4);
+  bee_value_t *args;
+  size_t n = check_args(L, 3, &args);
+  uint64_t affected = 0;
+  bee_error_t err;
+  int rc = bee_engine_sql_exec(engine, pool, sql, args, n, &affected, &err);
+  if (rc == BEE_EINVAL) return luaL_error(L, "%s", err.message); /* a bad argument, not a failure */
+  if (rc != 0) return fail(L, &err);
+  lua_pushinteger(L, (lua_Integer)affected);
+  return 1;
+}
+
+typedef struct {
+  lua_State *L;
+  int rows;     /* stack index of the result table */
+  int failed;   /* a Lua error happened while building a row: re-raised after */
+  lua_Integer count;
+  size_t ncols;
+  const char *const *names;
+  const char *const *cells;
+  const size_t *lens;
+} lbee_rows_t;
+
+static int push_row(lua_State *L) {
+  lbee_rows_t *r = lua_touserdata(L, 1);
+  lua_createtable(L, 0, (int)r->ncols);
+  for (size_t i = 0; i < r->ncols; i++) {
+    if (!r->cells[i]) continue;
+    lua_pushlstring(L, r->cells[i], r->lens[i]);
+    lua_setfield(L, -2, r->names[i]);
+  }
+  lua_rawseti(L, 2, ++r->count); /* the result table, passed as argument 2 */
+  return 0;
+}
+
+/* Row callback: builds the row in protected mode so no Lua error crosses the core. */
+static int collect_row(void *ud, size_t ncols, const char *const *names, const char *const *cells, const size_t *lens) {
+  lbee_rows_t *r = ud;
+  r->ncols = ncols;
+  r->names = names;
+  r->cells = cells;
+  r->lens = lens;
+  lua_pushcfunction(r->L, push_row);
+  lua_pushlightuserdata(r->L, r);
+  lua_pushvalue(r->L, r->rows);
+  if (lua_pcall(r->L, 2, 0, 0) != LUA_OK) {
+    r->failed = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/*
+ * engine:sql_query(sql [, args] [, pool]) -> array of rows | nil, err
+ * Each row maps column names to text values; SQL NULL is absent from the row.
+ */
+static int engine_sql_query(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  const char *sql = check_text(L, 2);
+  const char *pool = opt_text(L, 4, NULL);
+  lua_settop(L, 4);
+  bee_value_t *args;
+  size_t n = check_args(L, 3, &args);
+  lua_newtable(L);
+  lbee_rows_t r = {L, lua_gettop(L), 0, 0, 0, NULL, NULL, NULL};
+  bee_error_t err;
+  int rc = bee_engine_sql_query(engine, pool, sql, args, n, collect_row, &r, &err);
+  if (rc == BEE_EINVAL) return luaL_error(L, "%s", err.message);
+  if (rc != 0) return fail(L, &err);
+  if (r.failed) return lua_error(L); /* the error object pushed by lua_pcall */
+  lua_pushvalue(L, r.rows);
+  return 1;
+}
+
 /* engine:schema_alters() -> array of { sql, safe, pool, table } | nil, err */
 static int engine_schema_alters(lua_State *L) {
   bee_engine_t *engine = check_engine(L);
@@ -786,6 +887,8 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"check_values", engine_check_values},
       {"schema_alters", engine_schema_alters},
       {"sync_schema", engine_sync_schema},
+      {"sql_exec", engine_sql_exec},
+      {"sql_query", engine_sql_query},
       {"close", engine_gc},
       {NULL, NULL},
   };

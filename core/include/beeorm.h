@@ -427,6 +427,32 @@ void bee_alters_free(bee_alter_t *alters, size_t count);
  */
 int bee_engine_sync_schema(bee_engine_t *engine, int unsafe, size_t *applied, bee_error_t *err);
 
+/* ------------------------------------------------------------------------ */
+/* Plain SQL                                                                */
+
+/*
+ * Runs one statement on MySQL pool `pool` (NULL: "default"). Each `?` outside quotes,
+ * backticks and comments is replaced by args[i] rendered as a literal and escaped by
+ * the client library (DESIGN G10): NIL as NULL, INT and FLOAT as numbers, BOOL as
+ * 1/0, STRING quoted (X'..' hex when it is not valid UTF-8). *affected (may be NULL)
+ * receives the affected row count. Returns 0, BEE_EMYSQL, BEE_EINVAL (unknown pool,
+ * placeholder count differs from nargs, non-finite float), BEE_ENOMEM.
+ */
+int bee_engine_sql_exec(bee_engine_t *engine, const char *pool, const char *sql, const bee_value_t *args,
+                        size_t nargs, uint64_t *affected, bee_error_t *err);
+
+/*
+ * Called once per result row with the row's cells as text (NULL for SQL NULL) and
+ * their lengths, and the column names. Pointers are valid during the call only.
+ * Returning non-zero stops the query early (bee_engine_sql_query then returns 0).
+ */
+typedef int (*bee_sql_row_fn)(void *ud, size_t ncols, const char *const *names, const char *const *cells,
+                              const size_t *lens);
+
+/* Like bee_engine_sql_exec for a statement that returns rows; fn sees each row. */
+int bee_engine_sql_query(bee_engine_t *engine, const char *pool, const char *sql, const bee_value_t *args,
+                         size_t nargs, bee_sql_row_fn fn, void *ud, bee_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -241,31 +241,34 @@ int bee__schema_diff(const bee__entity_t *e, const bee__live_table_t *live, cons
     bee__buf_printf(&sql, "ALTER TABLE `%s` DROP INDEX `%s`", e->table, li->name);
     if ((rc = push(list, &sql, 1, pool, e->table))) return rc;
   }
-  /* 2. and 3. columns to add or modify (id first) */
-  for (size_t i = 0; i <= e->field_count; i++) {
-    const bee__field_t *f = i ? &e->fields[i - 1] : NULL;
-    const char *name = f ? f->name : "id";
-    char want[512], have[512];
-    int nullable;
-    expected_column(f, want, sizeof want, &nullable);
-    const bee__live_column_t *lc = live_column(live, name);
-    if (!lc) {
-      bee__buf_printf(&sql, "ALTER TABLE `%s` ADD COLUMN ", e->table);
+  /* 2. columns to add, then 3. columns to modify (id first in both) */
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i <= e->field_count; i++) {
+      const bee__field_t *f = i ? &e->fields[i - 1] : NULL;
+      const bee__live_column_t *lc = live_column(live, f ? f->name : "id");
+      if (pass == 0 && !lc) {
+        bee__buf_printf(&sql, "ALTER TABLE `%s` ADD COLUMN ", e->table);
+        if (f) {
+          column_def(f, &sql);
+          bee__buf_printf(&sql, " AFTER `%s`", i > 1 ? e->fields[i - 2].name : "id");
+        } else {
+          bee__buf_puts(&sql, "`id` bigint unsigned NOT NULL FIRST");
+        }
+        if ((rc = push(list, &sql, 1, pool, e->table))) return rc;
+      }
+      if (pass == 0 || !lc) continue;
+      char want[512], have[512];
+      int nullable;
+      expected_column(f, want, sizeof want, &nullable);
+      normalize_type(lc->type, have, sizeof have);
+      int charset_ok = !(f && is_textual(f->type)) || !lc->charset[0] || !strcmp(lc->charset, "utf8mb4");
+      if (!strcmp(have, want) && lc->nullable == nullable && charset_ok) continue;
+      int safe = live->empty || (widens(have, want) && (nullable || !lc->nullable));
+      bee__buf_printf(&sql, "ALTER TABLE `%s` MODIFY COLUMN ", e->table);
       if (f) column_def(f, &sql);
-      else bee__buf_puts(&sql, "`id` bigint unsigned NOT NULL FIRST");
-      if (f) bee__buf_printf(&sql, " AFTER `%s`", i > 1 ? e->fields[i - 2].name : "id");
-      if ((rc = push(list, &sql, 1, pool, e->table))) return rc;
-      continue;
+      else bee__buf_puts(&sql, "`id` bigint unsigned NOT NULL");
+      if ((rc = push(list, &sql, safe, pool, e->table))) return rc;
     }
-    normalize_type(lc->type, have, sizeof have);
-    int textual = f && is_textual(f->type);
-    int charset_ok = !textual || !lc->charset[0] || !strcmp(lc->charset, "utf8mb4");
-    if (!strcmp(have, want) && lc->nullable == nullable && charset_ok) continue;
-    int safe = live->empty || (widens(have, want) && (nullable || !lc->nullable));
-    bee__buf_printf(&sql, "ALTER TABLE `%s` MODIFY COLUMN ", e->table);
-    if (f) column_def(f, &sql);
-    else bee__buf_puts(&sql, "`id` bigint unsigned NOT NULL");
-    if ((rc = push(list, &sql, safe, pool, e->table))) return rc;
   }
   /* 4. columns no field defines */
   for (size_t i = 0; i < live->column_count; i++) {

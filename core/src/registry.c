@@ -233,6 +233,12 @@ static int check_entities(const bee_registry_t *reg, bee__entity_t *entities, be
 
 void bee_engine_free(bee_engine_t *engine) {
   if (!engine) return;
+  if (engine->idle_mysql) {
+    for (size_t i = 0; i < engine->mysql_count; i++)
+      if (engine->idle_mysql[i]) mysql_close(engine->idle_mysql[i]);
+    bee__free(engine->idle_mysql);
+    pthread_mutex_destroy(&engine->idle_lock);
+  }
   for (size_t i = 0; i < engine->entity_count; i++) bee__entity_clear(&engine->entities[i]);
   bee__free(engine->entities);
   bee__free(engine->mysql);
@@ -270,7 +276,11 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
     e->redis = bee__calloc(reg->redis_count, sizeof *e->redis);
     e->pools = bee__calloc(total, sizeof *e->pools);
   }
-  if (!e || !e->mysql || !e->redis || !e->pools) {
+  if (e) {
+    e->idle_mysql = bee__calloc(reg->mysql_count, sizeof *e->idle_mysql);
+    if (e->idle_mysql) pthread_mutex_init(&e->idle_lock, NULL);
+  }
+  if (!e || !e->mysql || !e->redis || !e->pools || !e->idle_mysql) {
     bee_engine_free(e);
     return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
   }
@@ -367,4 +377,31 @@ const bee__mysql_pool_t *bee__engine_mysql(const bee_engine_t *engine, const cha
   for (size_t i = 0; i < engine->mysql_count; i++)
     if (!strcmp(engine->mysql[i].name, name)) return &engine->mysql[i];
   return NULL;
+}
+
+int bee__engine_mysql_acquire(bee_engine_t *engine, const bee__mysql_pool_t *pool, MYSQL **out, bee_error_t *err) {
+  size_t i = (size_t)(pool - engine->mysql);
+  pthread_mutex_lock(&engine->idle_lock);
+  MYSQL *conn = engine->idle_mysql[i];
+  engine->idle_mysql[i] = NULL;
+  pthread_mutex_unlock(&engine->idle_lock);
+  if (conn) {
+    *out = conn;
+    return 0;
+  }
+  return bee__mysql_connect(pool, out, err);
+}
+
+void bee__engine_mysql_release(bee_engine_t *engine, const bee__mysql_pool_t *pool, MYSQL *conn, int broken) {
+  if (!conn) return;
+  size_t i = (size_t)(pool - engine->mysql);
+  if (!broken) {
+    pthread_mutex_lock(&engine->idle_lock);
+    if (!engine->idle_mysql[i]) {
+      engine->idle_mysql[i] = conn;
+      conn = NULL;
+    }
+    pthread_mutex_unlock(&engine->idle_lock);
+  }
+  if (conn) mysql_close(conn);
 }
