@@ -527,6 +527,18 @@ static int check_field_value(lua_State *L, const bee_entity_t *e, size_t field, 
   idx = lua_absindex(L, idx);
   int pushed = 0;
   if (lua_istable(L, idx) && info.type == BEE_FIELD_SET) {
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pop(L, 1);
+      count++;
+    }
+    if (count != (lua_Integer)lua_rawlen(L, idx)) {
+      bee_error_clear(err);
+      err->code = BEE_EVALIDATION;
+      snprintf(err->message, sizeof err->message, "set members must be given as a list of strings");
+      goto named;
+    }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
@@ -547,14 +559,21 @@ static int check_field_value(lua_State *L, const bee_entity_t *e, size_t field, 
     idx = lua_gettop(L);
     pushed = 1;
   } else if (lua_istable(L, idx) && info.type == BEE_FIELD_REF) {
-    lua_getfield(L, idx, "id");
+    if (lua_getfield(L, idx, "id") == LUA_TNIL) {
+      lua_pop(L, 1);
+      bee_error_clear(err);
+      err->code = BEE_EVALIDATION;
+      snprintf(err->message, sizeof err->message, "the referenced entity table has no id");
+      goto named;
+    }
     idx = lua_gettop(L);
     pushed = 1;
   } else if (lua_type(L, idx) != LUA_TNIL && lua_type(L, idx) != LUA_TBOOLEAN && lua_type(L, idx) != LUA_TNUMBER &&
              lua_type(L, idx) != LUA_TSTRING) {
     bee_error_clear(err);
     err->code = BEE_EVALIDATION;
-    snprintf(err->message, sizeof err->message, "expected a %s value, got %s", info.type_name, luaL_typename(L, idx));
+    snprintf(err->message, sizeof err->message, "expected %s %s value, got %s",
+             strchr("aeiou", info.type_name[0]) ? "an" : "a", info.type_name, luaL_typename(L, idx));
     goto named;
   }
   bee_value_t in, out;
@@ -572,6 +591,18 @@ named:
   snprintf(err->field, sizeof err->field, "%s", info.name);
   if (pushed) lua_pop(L, 1);
   return 0;
+}
+
+/* 1 when the value at idx is an id: an integer >= 1, or a decimal string of a uint64 >= 1. */
+static int check_id(lua_State *L, int idx) {
+  if (lua_isinteger(L, idx)) return lua_tointeger(L, idx) >= 1;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (len == 0 || len > 20 || s[0] == '0') return 0;
+  for (size_t i = 0; i < len; i++)
+    if (s[i] < '0' || s[i] > '9') return 0;
+  return len < 20 || strcmp(s, "18446744073709551615") <= 0;
 }
 
 /*
@@ -594,6 +625,15 @@ static int engine_check_values(lua_State *L) {
   size_t n = bee_entity_field_count(e);
   lua_createtable(L, 0, (int)n + 1);
   lua_getfield(L, 3, "id");
+  if (!lua_isnil(L, -1) && !check_id(L, -1)) {
+    bee_error_t err;
+    bee_error_clear(&err);
+    err.code = BEE_EVALIDATION;
+    snprintf(err.entity, sizeof err.entity, "%s", bee_entity_name(e));
+    snprintf(err.field, sizeof err.field, "id");
+    snprintf(err.message, sizeof err.message, "id must be a positive integer (or a decimal string up to 18446744073709551615)");
+    return fail(L, &err);
+  }
   lua_setfield(L, -2, "id");
   for (size_t i = 0; i < n; i++) {
     bee_field_info_t info;

@@ -182,7 +182,7 @@ bee_registry_t *bee_registry_new(void);
 void bee_registry_free(bee_registry_t *reg);
 
 /*
- * Valid pool names: 1..63 characters of [A-Za-z0-9_-]. The pool named "default" is
+ * Valid pool names: 1..63 characters of [A-Za-z0-9_-] (BEE_NAME_MAX leaves room). The pool named "default" is
  * the one entities use unless they say otherwise.
  *
  * bee_registry_add_mysql / bee_registry_add_redis parse the connection string and
@@ -209,12 +209,13 @@ int bee_registry_set_local_cache(bee_registry_t *reg, const char *pool, int64_t 
  * Loads pools from a YAML file in BeeORM's layout: top-level keys are pool names;
  * each pool may have `mysql` (a DSN or URI, or a mapping with `uri`), `redis`
  * (host:port:db, a redis:// URI or a unix socket path), `local_cache` (capacity) and
- * `streams` (accepted for BeeORM compatibility). Returns 0, or BEE_ECONFIG (err names
- * the file, line and key), BEE_EDSN/BEE_EPOOL for a bad pool (also with file and
- * line), BEE_ENOMEM. Pools registered before a failure stay registered, and the
- * failure is remembered for bee_registry_validate like any registration failure.
- * bee_registry_load_yaml_string does the same for text in memory; name is used in
- * messages in place of the file name.
+ * `streams` (accepted for BeeORM compatibility: stream name -> list of group names).
+ * The whole document is checked before anything is registered, so a malformed file
+ * registers nothing. Returns 0, or BEE_ECONFIG (err names the file, line and key),
+ * BEE_EDSN/BEE_EPOOL/BEE_EINVAL for a bad pool value (also with file and line),
+ * BEE_ENOMEM. A failure is remembered for bee_registry_validate like any
+ * registration failure. bee_registry_load_yaml_string does the same for text in
+ * memory; name is used in messages in place of the file name.
  */
 int bee_registry_load_yaml(bee_registry_t *reg, const char *path, bee_error_t *err);
 int bee_registry_load_yaml_string(bee_registry_t *reg, const char *name, const char *text,

@@ -515,9 +515,8 @@ static int register_all(bee__yaml_t *y, bee_registry_t *reg) {
  * Pools from YAML text (see beeorm.h). A document that is not in BeeORM's layout
  * (BEE_ECONFIG, or BEE_EPOOL for a bad pool name) and a document with a value the
  * registry would reject (BEE_EDSN, BEE_EINVAL for local_cache) register nothing.
- * Layout errors are not remembered for bee_registry_validate (registry.c keeps that
- * record private and nothing was registered); a rejected value is, because it is
- * handed to the registry once to obtain its error. Only a failure the dry run cannot
+ * Every failure is also remembered for bee_registry_validate (the first one wins), so
+ * an unchecked return value never leaves pools silently missing. Only a failure the dry run cannot
  * foresee (a pool already registered before this call, BEE_ENOMEM inside the
  * registry) leaves the pools before it registered. BEE_ENOMEM while reading
  * registers nothing.
@@ -544,6 +543,7 @@ int bee_registry_load_yaml_string(bee_registry_t *reg, const char *name, const c
   if (!rc) rc = register_all(&y, reg);
   for (size_t i = 0; i < y.item_count; i++) bee__free(y.items[i].value);
   bee__free(y.items);
+  if (rc) bee__registry_remember(reg, rc, err);
   return rc;
 }
 
@@ -551,7 +551,11 @@ int bee_registry_load_yaml_string(bee_registry_t *reg, const char *name, const c
 int bee_registry_load_yaml(bee_registry_t *reg, const char *path, bee_error_t *err) {
   if (!reg || !path) return bee__error(err, BEE_EINVAL, 0, "registry or path is NULL");
   FILE *f = fopen(path, "rb");
-  if (!f) return bee__error(err, BEE_ECONFIG, 0, "cannot read %.400s: %s", path, strerror(errno));
+  if (!f) {
+    int rc = bee__error(err, BEE_ECONFIG, 0, "cannot read %.400s: %s", path, strerror(errno));
+    bee__registry_remember(reg, rc, err);
+    return rc;
+  }
   char *buf = NULL;
   size_t len = 0, cap = 0;
   int rc = 0;
@@ -580,6 +584,7 @@ int bee_registry_load_yaml(bee_registry_t *reg, const char *path, bee_error_t *e
     }
   }
   fclose(f);
+  if (rc) bee__registry_remember(reg, rc, err);
   if (!rc) rc = bee_registry_load_yaml_string(reg, path, buf, len, err);
   bee__free(buf);
   return rc;

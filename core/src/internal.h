@@ -59,6 +59,13 @@ void bee__buf_printf(bee__buf_t *b, const char *fmt, ...) BEE__PRINTF(2, 3);
 char *bee__buf_take(bee__buf_t *b);
 void bee__buf_free(bee__buf_t *b);
 
+/*
+ * Remembers a failure (the first one wins) so that bee_registry_validate reports it:
+ * for loaders such as the YAML reader that fail before any pool is registered.
+ * BEE_ENOMEM is not remembered. err may be NULL.
+ */
+void bee__registry_remember(bee_registry_t *reg, int rc, bee_error_t *err);
+
 /* Ensures mysql_library_init has run once (thread-safe). */
 void bee__mysql_library_init(void);
 

@@ -51,6 +51,10 @@ static int remember(bee_registry_t *reg, int rc, bee_error_t *err) {
   return rc;
 }
 
+void bee__registry_remember(bee_registry_t *reg, int rc, bee_error_t *err) {
+  if (reg) remember(reg, rc, err);
+}
+
 static int check_pool_name(const char *pool, bee_error_t *err) {
   size_t n = pool ? strlen(pool) : 0;
   if (n == 0 || n > 63)

@@ -163,10 +163,10 @@ TEST_IMPL(yaml_malformed_documents_give_exact_messages) {
 }
 
 /*
- * A layout error is found before the registry is touched: nothing is registered and
- * nothing is remembered, so validate sees an empty registry.
+ * A layout error is found before the registry is touched: nothing is registered, and
+ * the error is remembered so validate reports it too.
  */
-TEST_IMPL(yaml_layout_error_registers_and_remembers_nothing) {
+TEST_IMPL(yaml_layout_error_registers_nothing_and_is_remembered) {
   bee_registry_t *reg = bee_registry_new();
   bee_engine_t *engine = NULL;
   bee_error_t err;
@@ -174,9 +174,11 @@ TEST_IMPL(yaml_layout_error_registers_and_remembers_nothing) {
             BEE_ECONFIG);
   ASSERT_EQ(bee_registry_mysql_count(reg), 0);
   ASSERT_EQ(bee_registry_redis_count(reg), 0);
-  ASSERT_EQ(bee_registry_validate(reg, &engine, &err), 0);
-  ASSERT_EQ(bee_engine_pool_count(engine), 0);
-  bee_engine_free(engine);
+  char first[BEE_ERROR_MESSAGE_MAX];
+  snprintf(first, sizeof first, "%s", err.message);
+  ASSERT_EQ(bee_registry_validate(reg, &engine, &err), BEE_ECONFIG);
+  ASSERT(engine == NULL);
+  ASSERT_STR_EQ(err.message, first);
   bee_registry_free(reg);
   return 0;
 }

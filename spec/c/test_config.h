@@ -1,7 +1,7 @@
 #define BEE_TESTS_CONFIG(T)                                     \
   T(yaml_file_with_every_pool_form_loads)                       \
   T(yaml_malformed_documents_give_exact_messages)               \
-  T(yaml_layout_error_registers_and_remembers_nothing)          \
+  T(yaml_layout_error_registers_nothing_and_is_remembered)          \
   T(yaml_rejected_value_registers_nothing_and_is_remembered)    \
   T(yaml_pool_registered_before_keeps_registry_code)            \
   T(yaml_missing_file_cannot_be_read)                           \
