@@ -213,14 +213,16 @@ static int index_matches(const bee__entity_t *e, const bee__index_t *ix, const b
   return 1;
 }
 
-/* Expected (type, nullable, textual) of a column: the implicit id or a field. */
-static void expected_column(const bee__field_t *f, char *type, size_t size, int *nullable) {
+/* Expected type and nullability of a column (the implicit id when f is NULL); 0 or BEE_ENOMEM. */
+static int expected_column(const bee__field_t *f, char *type, size_t size, int *nullable) {
   bee__buf_t b = {0};
   if (f) bee__ddl_column_type(f, &b);
   else bee__buf_puts(&b, "bigint unsigned");
-  snprintf(type, size, "%s", b.data ? b.data : "");
+  int failed = b.failed || !b.data;
+  if (!failed) snprintf(type, size, "%s", b.data);
   bee__buf_free(&b);
   *nullable = f ? !f->required : 0;
+  return failed ? BEE_ENOMEM : 0;
 }
 
 int bee__schema_diff(const bee__entity_t *e, const bee__live_table_t *live, const char *pool, bee__alters_t *list) {
@@ -259,7 +261,7 @@ int bee__schema_diff(const bee__entity_t *e, const bee__live_table_t *live, cons
       if (pass == 0 || !lc) continue;
       char want[512], have[512];
       int nullable;
-      expected_column(f, want, sizeof want, &nullable);
+      if ((rc = expected_column(f, want, sizeof want, &nullable))) return rc;
       normalize_type(lc->type, have, sizeof have);
       int charset_ok = !(f && is_textual(f->type)) || !lc->charset[0] || !strcmp(lc->charset, "utf8mb4");
       if (!strcmp(have, want) && lc->nullable == nullable && charset_ok) continue;
