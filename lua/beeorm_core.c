@@ -8,6 +8,8 @@
  */
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -19,6 +21,7 @@
 #define BEE_ENGINE_MT "beeorm.Engine"
 #define BEE_ERROR_MT "beeorm.Error"
 #define BEE_SENTINEL_MT "beeorm.LibrarySentinel"
+#define BEE_CONTEXT_MT "beeorm.Context"
 
 #if defined(__GNUC__)
 #define BEE_EXPORT __attribute__((visibility("default")))
@@ -30,9 +33,17 @@ typedef struct {
   bee_registry_t *reg;
 } lbee_registry_t;
 
+/* An engine with live contexts is only marked closing; the last context frees it. */
 typedef struct {
   bee_engine_t *engine;
+  int contexts;
+  int closing;
 } lbee_engine_t;
+
+/* User values: 1 = the engine userdata (kept alive), 2 = the tracked changes (a list). */
+typedef struct {
+  bee_context_t *ctx;
+} lbee_context_t;
 
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
@@ -429,8 +440,12 @@ static int registry_load_yaml(lua_State *L) {
 /* registry:validate() -> engine | nil, err */
 static int registry_validate(lua_State *L) {
   bee_registry_t *reg = check_registry(L);
-  lbee_engine_t *e = lua_newuserdatauv(L, sizeof *e, 0);
+  lbee_engine_t *e = lua_newuserdatauv(L, sizeof *e, 1);
   e->engine = NULL; /* born closed: a failure below leaves nothing to free */
+  e->contexts = 0;
+  e->closing = 0;
+  lua_newtable(L); /* entity metatables by name */
+  lua_setiuservalue(L, -2, 1);
   luaL_setmetatable(L, BEE_ENGINE_MT);
   bee_error_t err;
   if (bee_registry_validate(reg, &e->engine, &err) != 0) return fail(L, &err);
@@ -444,12 +459,16 @@ static lbee_engine_t *to_engine(lua_State *L) { return luaL_checkudata(L, 1, BEE
 
 static bee_engine_t *check_engine(lua_State *L) {
   lbee_engine_t *e = to_engine(L);
-  if (!e->engine) luaL_error(L, "attempt to use a closed beeorm engine");
+  if (!e->engine || e->closing) luaL_error(L, "attempt to use a closed beeorm engine");
   return e->engine;
 }
 
 static int engine_gc(lua_State *L) {
   lbee_engine_t *e = to_engine(L);
+  if (e->contexts > 0) {
+    e->closing = 1;
+    return 0;
+  }
   bee_engine_free(e->engine);
   e->engine = NULL;
   return 0;
@@ -457,7 +476,7 @@ static int engine_gc(lua_State *L) {
 
 static int engine_tostring(lua_State *L) {
   lbee_engine_t *e = to_engine(L);
-  if (!e->engine) {
+  if (!e->engine || e->closing) {
     lua_pushstring(L, "beeorm.Engine (closed)");
     return 1;
   }
@@ -521,36 +540,48 @@ static void push_value(lua_State *L, const bee_value_t *v) {
  * a list of members, a ref as an entity table with an id. On success pushes the
  * canonical Lua value and returns 1; on failure fills err and returns 0 (nothing pushed).
  */
-static int check_field_value(lua_State *L, const bee_entity_t *e, size_t field, int idx, bee_error_t *err) {
+static void field_error(bee_error_t *err, const bee_entity_t *e, const char *field, const char *msg) {
+  bee_error_clear(err);
+  err->code = BEE_EVALIDATION;
+  snprintf(err->message, sizeof err->message, "%s", msg);
+  snprintf(err->entity, sizeof err->entity, "%s", bee_entity_name(e));
+  snprintf(err->field, sizeof err->field, "%s", field);
+}
+
+/*
+ * Converts the Lua value at idx for a field into *in, without validating it: a set may
+ * be a list of members (joined here), a ref an entity table with an id. Returns how
+ * many values it pushed to keep strings alive (0 or 1; the caller pops them when done
+ * with *in), or -1 with err filled (nothing pushed).
+ */
+static int lua_field_value(lua_State *L, const bee_entity_t *e, size_t field, int idx, bee_value_t *in,
+                           bee_error_t *err) {
   bee_field_info_t info;
   bee_entity_field_info(e, field, &info);
   idx = lua_absindex(L, idx);
   int pushed = 0;
   if (lua_istable(L, idx) && info.type == BEE_FIELD_SET) {
-    lua_Integer count = 0;
+    lua_Integer count = 0, n = (lua_Integer)lua_rawlen(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
       count++;
     }
-    if (count != (lua_Integer)lua_rawlen(L, idx)) {
-      bee_error_clear(err);
-      err->code = BEE_EVALIDATION;
-      snprintf(err->message, sizeof err->message, "set members must be given as a list of strings");
-      goto named;
+    if (count != n) {
+      field_error(err, e, info.name, "set members must be given as a list of strings");
+      return -1;
     }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     for (lua_Integer i = 1; i <= n; i++) {
       if (lua_rawgeti(L, idx, i) != LUA_TSTRING) {
         lua_pop(L, 1);
         luaL_pushresult(&b);
         lua_pop(L, 1);
-        bee_error_clear(err);
-        err->code = BEE_EVALIDATION;
-        snprintf(err->message, sizeof err->message, "set members must be strings (item %d is not)", (int)i);
-        goto named;
+        char msg[64];
+        snprintf(msg, sizeof msg, "set members must be strings (item %d is not)", (int)i);
+        field_error(err, e, info.name, msg);
+        return -1;
       }
       if (i > 1) luaL_addchar(&b, ',');
       luaL_addvalue(&b);
@@ -561,23 +592,31 @@ static int check_field_value(lua_State *L, const bee_entity_t *e, size_t field, 
   } else if (lua_istable(L, idx) && info.type == BEE_FIELD_REF) {
     if (lua_getfield(L, idx, "id") == LUA_TNIL) {
       lua_pop(L, 1);
-      bee_error_clear(err);
-      err->code = BEE_EVALIDATION;
-      snprintf(err->message, sizeof err->message, "the referenced entity table has no id");
-      goto named;
+      field_error(err, e, info.name, "the referenced entity table has no id");
+      return -1;
     }
     idx = lua_gettop(L);
     pushed = 1;
   } else if (lua_type(L, idx) != LUA_TNIL && lua_type(L, idx) != LUA_TBOOLEAN && lua_type(L, idx) != LUA_TNUMBER &&
              lua_type(L, idx) != LUA_TSTRING) {
-    bee_error_clear(err);
-    err->code = BEE_EVALIDATION;
-    snprintf(err->message, sizeof err->message, "expected %s %s value, got %s",
-             strchr("aeiou", info.type_name[0]) ? "an" : "a", info.type_name, luaL_typename(L, idx));
-    goto named;
+    char msg[96];
+    snprintf(msg, sizeof msg, "expected %s %s value, got %s", strchr("aeiou", info.type_name[0]) ? "an" : "a",
+             info.type_name, luaL_typename(L, idx));
+    field_error(err, e, info.name, msg);
+    return -1;
   }
+  to_value(L, idx, in);
+  return pushed;
+}
+
+/*
+ * Converts and checks the Lua value at idx for a field. On success pushes the
+ * canonical Lua value and returns 1; on failure fills err and returns 0 (nothing pushed).
+ */
+static int check_field_value(lua_State *L, const bee_entity_t *e, size_t field, int idx, bee_error_t *err) {
   bee_value_t in, out;
-  to_value(L, idx, &in);
+  int pushed = lua_field_value(L, e, field, idx, &in, err);
+  if (pushed < 0) return 0;
   size_t need = in.len + 80;
   char small[256];
   char *buf = need <= sizeof small ? small : lua_newuserdatauv(L, need, 0);
@@ -586,11 +625,6 @@ static int check_field_value(lua_State *L, const bee_entity_t *e, size_t field, 
   if (buf != small) lua_remove(L, rc == 0 ? -2 : -1);
   if (pushed) lua_remove(L, rc == 0 ? -2 : -1);
   return rc == 0;
-named:
-  snprintf(err->entity, sizeof err->entity, "%s", bee_entity_name(e));
-  snprintf(err->field, sizeof err->field, "%s", info.name);
-  if (pushed) lua_pop(L, 1);
-  return 0;
 }
 
 /* 1 when the value at idx is an id: an integer >= 1, or a decimal string of a uint64 >= 1. */
@@ -823,6 +857,604 @@ static int engine_sync_schema(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Contexts                                                                 */
+
+static void set_int(lua_State *L, const char *key, lua_Integer value);
+
+static lbee_context_t *to_context(lua_State *L) { return luaL_checkudata(L, 1, BEE_CONTEXT_MT); }
+
+static bee_context_t *check_context(lua_State *L) {
+  lbee_context_t *c = to_context(L);
+  if (!c->ctx) luaL_error(L, "attempt to use a closed beeorm context");
+  return c->ctx;
+}
+
+/* The engine behind context at index 1 (its userdata is user value 1). */
+static bee_engine_t *context_engine(lua_State *L) {
+  lua_getiuservalue(L, 1, 1);
+  lbee_engine_t *e = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!e->engine || e->closing) luaL_error(L, "attempt to use a context of a closed beeorm engine");
+  return e->engine;
+}
+
+/* engine:context() -> context */
+static int engine_context(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  lbee_context_t *c = lua_newuserdatauv(L, sizeof *c, 2);
+  c->ctx = NULL;
+  luaL_setmetatable(L, BEE_CONTEXT_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 2);
+  bee_error_t err;
+  if (bee_engine_context(engine, &c->ctx, &err) != 0) return luaL_error(L, "beeorm: %s", err.message);
+  to_engine(L)->contexts++;
+  return 1;
+}
+
+static int context_gc(lua_State *L) {
+  lbee_context_t *c = to_context(L);
+  if (!c->ctx) return 0;
+  bee_context_free(c->ctx);
+  c->ctx = NULL;
+  lua_getiuservalue(L, 1, 1);
+  lbee_engine_t *e = lua_touserdata(L, -1);
+  if (e && --e->contexts == 0 && e->closing) {
+    bee_engine_free(e->engine);
+    e->engine = NULL;
+  }
+  return 0;
+}
+
+static int context_tostring(lua_State *L) {
+  lbee_context_t *c = to_context(L);
+  if (!c->ctx) {
+    lua_pushstring(L, "beeorm.Context (closed)");
+    return 1;
+  }
+  lua_getiuservalue(L, 1, 2);
+  lua_pushfstring(L, "beeorm.Context (%d tracked changes)", (int)lua_rawlen(L, -1));
+  return 1;
+}
+
+/*
+ * Pushes the metatable shared by the entity tables of entity e: { __name, __beeorm =
+ * name, [1..n] = field names } (cached in the engine userdata, at stack index eng).
+ */
+static void push_entity_mt(lua_State *L, int eng, const bee_entity_t *e) {
+  lua_getiuservalue(L, eng, 1);
+  if (lua_getfield(L, -1, bee_entity_name(e)) == LUA_TTABLE) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  size_t n = bee_entity_field_count(e);
+  lua_createtable(L, (int)n, 2);
+  lua_pushstring(L, "beeorm.Entity");
+  lua_setfield(L, -2, "__name");
+  lua_pushstring(L, bee_entity_name(e));
+  lua_setfield(L, -2, "__beeorm");
+  for (size_t i = 0; i < n; i++) {
+    bee_field_info_t info;
+    bee_entity_field_info(e, i, &info);
+    lua_pushstring(L, info.name);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, bee_entity_name(e));
+  lua_remove(L, -2);
+}
+
+static void push_id(lua_State *L, uint64_t id) {
+  if (id <= (uint64_t)INT64_MAX) {
+    lua_pushinteger(L, (lua_Integer)id);
+  } else {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)id);
+    lua_pushstring(L, buf);
+  }
+}
+
+/* Reads an id argument: a positive integer or a decimal string up to 2^64-1. */
+static uint64_t check_id_arg(lua_State *L, int arg) {
+  if (lua_isinteger(L, arg)) {
+    lua_Integer v = lua_tointeger(L, arg);
+    luaL_argcheck(L, v >= 1, arg, "ids are 1 or more");
+    return (uint64_t)v;
+  }
+  luaL_argcheck(L, lua_type(L, arg) == LUA_TSTRING && check_id(L, arg), arg, "expected an id");
+  return strtoull(lua_tostring(L, arg), NULL, 10);
+}
+
+/* The entity of an entity table (from its metatable), or raises. */
+static const bee_entity_t *table_entity(lua_State *L, bee_engine_t *engine, int arg) {
+  luaL_checktype(L, arg, LUA_TTABLE);
+  const bee_entity_t *e = NULL;
+  if (lua_getmetatable(L, arg)) {
+    if (lua_getfield(L, -1, "__beeorm") == LUA_TSTRING) e = bee_engine_entity(engine, lua_tostring(L, -1));
+    lua_pop(L, 2);
+  }
+  luaL_argcheck(L, e != NULL, arg, "not an entity table of this engine (use ctx:new_entity or a loader)");
+  return e;
+}
+
+/* Raises unless every key of the table at idx is "id" or a field of e. */
+static void check_keys(lua_State *L, const bee_entity_t *e, int idx) {
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "entity '%s' values must have string keys", bee_entity_name(e));
+    const char *key = lua_tostring(L, -1);
+    if (strcmp(key, "id") && bee_entity_field_index(e, key) < 0)
+      luaL_error(L, "entity '%s' has no field '%s'", bee_entity_name(e), key);
+  }
+}
+
+static void track(lua_State *L, int n) { /* appends the n values on top as one op */
+  lua_getiuservalue(L, 1, 2);
+  lua_createtable(L, n, 0);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, -2 - n + (i - 1)); /* the i-th of the n values below ops and op */
+    lua_rawseti(L, -2, i);
+  }
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1 + n);
+}
+
+/* ctx:new_entity(name [, values]) -> entity table (tracked) | nil, err (no id could be had) */
+static int context_new_entity(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  bee_engine_t *engine = context_engine(L);
+  const bee_entity_t *e = check_entity(L, engine, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    check_keys(L, e, 3);
+  }
+  lua_settop(L, 3);
+  uint64_t id;
+  bee_error_t err;
+  if (bee_context_new_id(ctx, e, &id, &err) != 0) return fail(L, &err);
+  size_t n = bee_entity_field_count(e);
+  lua_createtable(L, 0, (int)n + 1);
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, 4);
+    }
+  }
+  push_id(L, id);
+  lua_setfield(L, 4, "id");
+  lua_getiuservalue(L, 1, 1);
+  push_entity_mt(L, lua_gettop(L), e);
+  lua_setmetatable(L, 4);
+  lua_pop(L, 1);
+  lua_pushinteger(L, 1);
+  lua_pushvalue(L, 4);
+  track(L, 2);
+  return 1;
+}
+
+/* ctx:edit_entity(entity) -> a tracked copy to change and flush */
+static int context_edit_entity(lua_State *L) {
+  check_context(L);
+  bee_engine_t *engine = context_engine(L);
+  table_entity(L, engine, 2);
+  lua_settop(L, 2);
+  lua_newtable(L); /* the copy */
+  lua_newtable(L); /* the original, as it was */
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 3);
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, 4);
+  }
+  lua_getmetatable(L, 2);
+  lua_setmetatable(L, 3);
+  lua_pushinteger(L, 2);
+  lua_pushvalue(L, 3);
+  lua_pushvalue(L, 4);
+  track(L, 3);
+  lua_settop(L, 3);
+  return 1;
+}
+
+/* ctx:delete_entity(entity) */
+static int context_delete_entity(lua_State *L) {
+  check_context(L);
+  bee_engine_t *engine = context_engine(L);
+  const bee_entity_t *e = table_entity(L, engine, 2);
+  lua_getfield(L, 2, "id");
+  luaL_argcheck(L, check_id(L, -1), 2, "the entity table has no valid id");
+  lua_pushinteger(L, 3);
+  lua_pushstring(L, bee_entity_name(e));
+  lua_pushvalue(L, -3);
+  track(L, 3);
+  return 0;
+}
+
+static int context_clear_flush(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  bee_context_clear_flush(ctx);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, 2);
+  return 0;
+}
+
+static uint64_t table_id(lua_State *L, int idx) {
+  lua_getfield(L, idx, "id");
+  uint64_t id = 0;
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) id = (uint64_t)lua_tointeger(L, -1);
+  else if (lua_type(L, -1) == LUA_TSTRING && check_id(L, -1)) id = strtoull(lua_tostring(L, -1), NULL, 10);
+  lua_pop(L, 1);
+  return id;
+}
+
+/* 1 when two canonical values are the same. */
+static int same_value(const bee_value_t *a, const bee_value_t *b) {
+  if (a->kind != b->kind) return 0;
+  switch (a->kind) {
+    case BEE_VALUE_NIL: return 1;
+    case BEE_VALUE_INT:
+    case BEE_VALUE_BOOL: return a->i == b->i;
+    case BEE_VALUE_FLOAT: return a->f == b->f;
+    case BEE_VALUE_STRING: return a->len == b->len && memcmp(a->str, b->str, a->len) == 0;
+  }
+  return 0;
+}
+
+/*
+ * Feeds one tracked op (a list at idx) to the core. Returns 0 or an error (err filled).
+ * Values are converted into a userdata-backed array; strings stay alive on the stack
+ * until the op is fed.
+ */
+static int feed_op(lua_State *L, bee_context_t *ctx, bee_engine_t *engine, int idx, bee_error_t *err) {
+  int top = lua_gettop(L);
+  lua_rawgeti(L, idx, 1);
+  int kind = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  int rc = 0;
+  if (kind == 3) {
+    lua_rawgeti(L, idx, 2);
+    const bee_entity_t *e = bee_engine_entity(engine, lua_tostring(L, -1));
+    lua_rawgeti(L, idx, 3);
+    uint64_t id = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : strtoull(lua_tostring(L, -1), NULL, 10);
+    rc = bee_context_delete(ctx, e, id, err);
+    lua_settop(L, top);
+    return rc;
+  }
+  lua_rawgeti(L, idx, 2);
+  int t = lua_gettop(L);
+  const bee_entity_t *e = table_entity(L, engine, t);
+  uint64_t id = table_id(L, t);
+  if (!id) {
+    field_error(err, e, "id", "id must be a positive integer (or a decimal string up to 18446744073709551615)");
+    lua_settop(L, top);
+    return BEE_EVALIDATION;
+  }
+  size_t n = bee_entity_field_count(e);
+  luaL_checkstack(L, (int)n * 2 + 8, "too many fields");
+  bee_value_t *values = lua_newuserdatauv(L, (n ? n : 1) * sizeof *values, 0);
+  unsigned char *changed = lua_newuserdatauv(L, n ? n : 1, 0);
+  int orig = 0;
+  if (kind == 2) {
+    lua_rawgeti(L, idx, 3);
+    orig = lua_gettop(L);
+  }
+  int any = kind == 1;
+  for (size_t i = 0; i < n && !rc; i++) {
+    bee_field_info_t info;
+    bee_entity_field_info(e, i, &info);
+    lua_getfield(L, t, info.name);
+    int pushed = lua_field_value(L, e, i, -1, &values[i], err);
+    if (pushed < 0) {
+      rc = BEE_EVALIDATION;
+      break;
+    }
+    changed[i] = 1;
+    if (kind == 2) {
+      /* Unchanged unless the canonical forms differ from the original. */
+      lua_getfield(L, orig, info.name);
+      if (lua_rawequal(L, -1, -2 - pushed)) {
+        changed[i] = 0;
+      } else {
+        bee_value_t old, a, b;
+        int op = lua_field_value(L, e, i, -1, &old, err);
+        if (op >= 0) {
+          size_t na = values[i].len + 80, nb = old.len + 80;
+          char *ba = lua_newuserdatauv(L, na, 0), *bb = lua_newuserdatauv(L, nb, 0);
+          bee_error_t ignored;
+          if (bee_entity_check_value(e, i, &values[i], &a, ba, na, &ignored) == 0 &&
+              bee_entity_check_value(e, i, &old, &b, bb, nb, &ignored) == 0 && same_value(&a, &b))
+            changed[i] = 0;
+        }
+      }
+      any |= changed[i];
+    }
+    /* keep the converted value's anchors on the stack; drop nothing until fed */
+  }
+  if (!rc && any) {
+    rc = kind == 1 ? bee_context_insert(ctx, e, id, values, err) : bee_context_update(ctx, e, id, values, changed, err);
+  }
+  lua_settop(L, top);
+  return rc;
+}
+
+/* ctx:flush() -> true | nil, err (DESIGN G6, G7) */
+static int context_flush(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  bee_engine_t *engine = context_engine(L);
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, 2);
+  int ops = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, ops);
+  bee_error_t err;
+  bee_context_clear_flush(ctx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, ops, i);
+    int rc = feed_op(L, ctx, engine, lua_gettop(L), &err);
+    lua_pop(L, 1);
+    if (rc) {
+      bee_context_clear_flush(ctx);
+      return fail(L, &err);
+    }
+  }
+  int rc = bee_context_flush(ctx, &err);
+  if (rc && bee_context_pending(ctx)) { /* nothing written: keep tracking */
+    bee_context_clear_flush(ctx);
+    return fail(L, &err);
+  }
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, 2);
+  if (rc) return fail(L, &err); /* written, but a cache could not be updated */
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Rows delivered by the core become Lua tables; each is built under lua_pcall so a
+   memory error cannot unwind through the core. */
+typedef struct {
+  lua_State *L;
+  int result, mt; /* stack indexes */
+  int mode;       /* 0: result[index+1] = row or false; 1: result[index+1] = row, skip NULL */
+  int failed;
+  size_t fields;
+  const bee_row_t *row;
+  size_t index;
+} lrows_t;
+
+static int build_row(lua_State *L) {
+  lrows_t *r = lua_touserdata(L, 1); /* 2: result table, 3: metatable */
+  if (!r->row) {
+    if (r->mode == 0) {
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, 2, (lua_Integer)r->index + 1);
+    }
+    return 0;
+  }
+  lua_createtable(L, 0, (int)r->fields + 1);
+  push_id(L, r->row->id);
+  lua_setfield(L, -2, "id");
+  for (size_t i = 0; i < r->fields; i++) {
+    const bee_value_t *v = &r->row->values[i];
+    if (v->kind == BEE_VALUE_NIL) continue;
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    push_value(L, v);
+    lua_rawset(L, -3);
+  }
+  lua_pushvalue(L, 3);
+  lua_setmetatable(L, -2);
+  lua_rawseti(L, 2, (lua_Integer)r->index + 1);
+  return 0;
+}
+
+static int collect(void *ud, size_t index, const bee_row_t *row) {
+  lrows_t *r = ud;
+  r->row = row;
+  r->index = index;
+  lua_pushcfunction(r->L, build_row);
+  lua_pushlightuserdata(r->L, r);
+  lua_pushvalue(r->L, r->result);
+  lua_pushvalue(r->L, r->mt);
+  if (lua_pcall(r->L, 3, 0, 0) != LUA_OK) {
+    r->failed = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* Pushes the result table and the entity metatable; fills r. */
+static void rows_begin(lua_State *L, lrows_t *r, const bee_entity_t *e, int mode, int narr) {
+  lua_createtable(L, narr, 0);
+  r->result = lua_gettop(L);
+  lua_getiuservalue(L, 1, 1);
+  push_entity_mt(L, lua_gettop(L), e);
+  lua_remove(L, -2);
+  r->mt = lua_gettop(L);
+  r->L = L;
+  r->mode = mode;
+  r->failed = 0;
+  r->fields = bee_entity_field_count(e);
+}
+
+/* Common ending: error -> nil, err; Lua error while building -> re-raise. */
+static int rows_end(lua_State *L, lrows_t *r, int rc, bee_error_t *err) {
+  if (r->failed) return lua_error(L);
+  if (rc == BEE_EINVAL) return luaL_error(L, "%s", err->message);
+  if (rc) return fail(L, err);
+  lua_pushvalue(L, r->result);
+  return 1;
+}
+
+/* ctx:get_by_id(name, id) -> entity table | nil (not found) | nil, err */
+static int context_get_by_id(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  uint64_t id = check_id_arg(L, 3);
+  lua_settop(L, 3);
+  lrows_t r;
+  rows_begin(L, &r, e, 1, 1);
+  bee_error_t err;
+  int rc = bee_context_get_by_ids(ctx, e, &id, 1, collect, &r, &err);
+  if (rows_end(L, &r, rc, &err) == 2) return 2;
+  lua_rawgeti(L, -1, 1);
+  return 1;
+}
+
+/* ctx:get_by_ids(name, { ids }) -> array in input order, false where missing | nil, err */
+static int context_get_by_ids(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+  uint64_t *ids = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ids, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 3, i);
+    if (!check_id(L, -1)) return luaL_error(L, "ids[%d] is not an id", (int)i);
+    ids[i - 1] = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : strtoull(lua_tostring(L, -1), NULL, 10);
+    lua_pop(L, 1);
+  }
+  lrows_t r;
+  rows_begin(L, &r, e, 0, (int)n);
+  bee_error_t err;
+  int rc = bee_context_get_by_ids(ctx, e, ids, (size_t)n, collect, &r, &err);
+  return rows_end(L, &r, rc, &err);
+}
+
+/* Reads lookup values: from index `first` to the top, or one table of values there. */
+static size_t lookup_values(lua_State *L, int first, bee_value_t *out, size_t max) {
+  int top = lua_gettop(L);
+  if (top == first && lua_istable(L, first)) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, first);
+    luaL_argcheck(L, n >= 1 && (size_t)n <= max, first, "expected 1 to 16 values");
+    for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, first, i);
+    lua_remove(L, first);
+    lua_pushnil(L); /* keep the count of stack slots equal to n after `first` */
+    lua_replace(L, first - 0);
+    top = lua_gettop(L);
+  }
+  size_t n = 0;
+  for (int i = first; i <= top && n < max; i++) {
+    if (to_value(L, i, &out[n]) != 0) luaL_argerror(L, i, "expected nil, boolean, number or string");
+    n++;
+  }
+  return n;
+}
+
+/* ctx:get_by_unique_index(name, index, value...) -> entity table | nil | nil, err */
+static int context_get_by_unique_index(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const char *index = check_text(L, 3);
+  bee_value_t values[16];
+  size_t n = lookup_values(L, 4, values, 16);
+  lrows_t r;
+  rows_begin(L, &r, e, 1, 1);
+  bee_error_t err;
+  int rc = bee_context_get_by_unique(ctx, e, index, values, n, collect, &r, &err);
+  if (rows_end(L, &r, rc, &err) == 2) return 2;
+  lua_rawgeti(L, -1, 1);
+  return 1;
+}
+
+/* ctx:get_by_reference(name, field, id) -> array ordered by id | nil, err */
+static int context_get_by_reference(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const char *field = check_text(L, 3);
+  uint64_t id;
+  if (lua_istable(L, 4)) {
+    id = table_id(L, 4);
+    luaL_argcheck(L, id != 0, 4, "the entity table has no valid id");
+  } else {
+    id = check_id_arg(L, 4);
+  }
+  lua_settop(L, 4);
+  lrows_t r;
+  rows_begin(L, &r, e, 1, 0);
+  bee_error_t err;
+  int rc = bee_context_get_by_reference(ctx, e, field, id, collect, &r, &err);
+  return rows_end(L, &r, rc, &err);
+}
+
+/* ctx:get_by_index(name, index, value...) -> array ordered by id | nil, err */
+static int context_get_by_index(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const char *index = check_text(L, 3);
+  bee_value_t values[16];
+  size_t n = lookup_values(L, 4, values, 16);
+  lrows_t r;
+  rows_begin(L, &r, e, 1, 0);
+  bee_error_t err;
+  int rc = bee_context_get_by_index(ctx, e, index, values, n, collect, &r, &err);
+  return rows_end(L, &r, rc, &err);
+}
+
+/* ctx:get_all(name) -> array ordered by id | nil, err */
+static int context_get_all(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  lua_settop(L, 2);
+  lrows_t r;
+  rows_begin(L, &r, e, 1, 0);
+  bee_error_t err;
+  int rc = bee_context_get_all(ctx, e, collect, &r, &err);
+  return rows_end(L, &r, rc, &err);
+}
+
+/* ctx:search(name, where [, args] [, { page = 1, size = 100 }]) -> array | nil, err */
+static int context_search(lua_State *L) {
+  bee_context_t *ctx = check_context(L);
+  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const char *where = opt_text(L, 3, "");
+  lua_settop(L, 5);
+  size_t offset = 0, limit = 0;
+  if (!lua_isnil(L, 5)) {
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_getfield(L, 5, "page");
+    lua_getfield(L, 5, "size");
+    lua_Integer page = luaL_optinteger(L, -2, 1), size = luaL_optinteger(L, -1, 100);
+    luaL_argcheck(L, page >= 1 && size >= 1 && size <= 100000, 5, "page must be 1 or more and size 1 to 100000");
+    offset = (size_t)((page - 1) * size);
+    limit = (size_t)size;
+    lua_pop(L, 2);
+  }
+  bee_value_t *args;
+  size_t nargs = check_args(L, 4, &args);
+  lrows_t r;
+  rows_begin(L, &r, e, 1, 0);
+  bee_error_t err;
+  int rc = bee_context_search(ctx, e, where, args, nargs, offset, limit, collect, &r, &err);
+  return rows_end(L, &r, rc, &err);
+}
+
+/* engine:cache_stats(name) -> { hits, misses, evictions, inserts, stale_skips, entries, capacity, bytes } */
+static int engine_cache_stats(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  const bee_entity_t *e = check_entity(L, engine, 2);
+  bee_cache_stats_t s;
+  bee_entity_cache_stats(engine, e, &s);
+  lua_createtable(L, 0, 8);
+  set_int(L, "hits", (lua_Integer)s.hits);
+  set_int(L, "misses", (lua_Integer)s.misses);
+  set_int(L, "evictions", (lua_Integer)s.evictions);
+  set_int(L, "inserts", (lua_Integer)s.inserts);
+  set_int(L, "stale_skips", (lua_Integer)s.stale_skips);
+  set_int(L, "entries", (lua_Integer)s.entries);
+  set_int(L, "capacity", (lua_Integer)s.capacity);
+  set_int(L, "bytes", (lua_Integer)s.bytes);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Connection strings                                                       */
 
 static void set_str(lua_State *L, const char *key, const char *value) {
@@ -928,8 +1560,26 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"schema_alters", engine_schema_alters},
       {"sync_schema", engine_sync_schema},
       {"sql_exec", engine_sql_exec},
+      {"context", engine_context},
+      {"cache_stats", engine_cache_stats},
       {"sql_query", engine_sql_query},
       {"close", engine_gc},
+      {NULL, NULL},
+  };
+  static const luaL_Reg context_methods[] = {
+      {"new_entity", context_new_entity},
+      {"edit_entity", context_edit_entity},
+      {"delete_entity", context_delete_entity},
+      {"clear_flush", context_clear_flush},
+      {"flush", context_flush},
+      {"get_by_id", context_get_by_id},
+      {"get_by_ids", context_get_by_ids},
+      {"get_by_unique_index", context_get_by_unique_index},
+      {"get_by_reference", context_get_by_reference},
+      {"get_by_index", context_get_by_index},
+      {"get_all", context_get_all},
+      {"search", context_search},
+      {"close", context_gc},
       {NULL, NULL},
   };
   static const luaL_Reg functions[] = {
@@ -940,6 +1590,7 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
   };
   new_class(L, BEE_REGISTRY_MT, registry_methods, registry_gc, registry_tostring);
   new_class(L, BEE_ENGINE_MT, engine_methods, engine_gc, engine_tostring);
+  new_class(L, BEE_CONTEXT_MT, context_methods, context_gc, context_tostring);
   luaL_newmetatable(L, BEE_ERROR_MT);
   lua_pushcfunction(L, error_tostring);
   lua_setfield(L, -2, "__tostring");

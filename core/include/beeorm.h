@@ -454,6 +454,91 @@ typedef int (*bee_sql_row_fn)(void *ud, size_t ncols, const char *const *names, 
 int bee_engine_sql_query(bee_engine_t *engine, const char *pool, const char *sql, const bee_value_t *args,
                          size_t nargs, bee_sql_row_fn fn, void *ud, bee_error_t *err);
 
+/* ------------------------------------------------------------------------ */
+/* Contexts: tracked changes, flush, loaders                                */
+
+/*
+ * A unit of work (one per request, coroutine or thread; not thread-safe). It borrows
+ * connections from the engine's pools as it needs them and gives them back when freed.
+ * The engine must outlive its contexts.
+ */
+typedef struct bee_context_s bee_context_t;
+
+int bee_engine_context(bee_engine_t *engine, bee_context_t **out, bee_error_t *err);
+/* Forgets tracked changes and returns the connections. NULL is fine. */
+void bee_context_free(bee_context_t *ctx);
+
+/*
+ * A new id for entity (DESIGN G9): unique across processes, never reused, also after
+ * Redis loses its data. Ids come from ranges reserved in MySQL (table _beeorm_ids)
+ * and handed out through a Redis counter, so most calls do no I/O at all.
+ */
+int bee_context_new_id(bee_context_t *ctx, const bee_entity_t *entity, uint64_t *id, bee_error_t *err);
+
+/*
+ * Tracking changes for the next flush. Values are validated now (DESIGN G7) and copied;
+ * on BEE_EVALIDATION nothing was tracked. insert takes every field; update writes only
+ * the fields flagged in changed (one flag per field) and keeps the rest as MySQL has
+ * them; delete needs only the id.
+ */
+int bee_context_insert(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, const bee_value_t *values,
+                       bee_error_t *err);
+int bee_context_update(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, const bee_value_t *values,
+                       const unsigned char *changed, bee_error_t *err);
+int bee_context_delete(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, bee_error_t *err);
+size_t bee_context_pending(const bee_context_t *ctx);
+void bee_context_clear_flush(bee_context_t *ctx);
+
+/*
+ * Writes the tracked changes (DESIGN G6): one transaction per MySQL pool, consecutive
+ * inserts into a table as one multi-row INSERT, updates of the changed columns only.
+ * Statements of all pools run before any commits; on any failure every pool is rolled
+ * back, no cache changed, the changes stay tracked, and the MySQL error is returned.
+ * After commit the Redis and local caches are updated and other processes' local
+ * caches invalidated (G8), then the tracked changes are cleared. A Redis failure after
+ * the commit returns BEE_EREDIS with a message saying MySQL committed; the changes are
+ * cleared since they are written.
+ */
+int bee_context_flush(bee_context_t *ctx, bee_error_t *err);
+
+/* A row handed to a loader callback: values has one entry per field, valid during the call. */
+typedef struct bee_row_s {
+  const bee_entity_t *entity;
+  uint64_t id;
+  const bee_value_t *values;
+} bee_row_t;
+
+/* Called once per result, in order; row is NULL where nothing was found. Non-zero stops. */
+typedef int (*bee_row_fn)(void *ud, size_t index, const bee_row_t *row);
+
+/* Rows by id, in the order of ids (duplicates kept). One Redis round trip and one SQL query for the misses. */
+int bee_context_get_by_ids(bee_context_t *ctx, const bee_entity_t *entity, const uint64_t *ids, size_t n,
+                           bee_row_fn fn, void *ud, bee_error_t *err);
+/* The row whose unique index has these values (one per index field); fn sees index 0 once. */
+int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
+                              const bee_value_t *values, size_t n, bee_row_fn fn, void *ud, bee_error_t *err);
+/* Rows whose ref field points at id, ordered by id. */
+int bee_context_get_by_reference(bee_context_t *ctx, const bee_entity_t *entity, const char *field, uint64_t id,
+                                 bee_row_fn fn, void *ud, bee_error_t *err);
+/* Rows whose non-unique index has these values, ordered by id. */
+int bee_context_get_by_index(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
+                             const bee_value_t *values, size_t n, bee_row_fn fn, void *ud, bee_error_t *err);
+/* Every row of the entity, ordered by id. */
+int bee_context_get_all(bee_context_t *ctx, const bee_entity_t *entity, bee_row_fn fn, void *ud, bee_error_t *err);
+/*
+ * Rows matching `where` (a trusted SQL fragment after WHERE, may end with ORDER BY,
+ * with ? placeholders for args), limit rows from offset (limit 0: no limit).
+ */
+int bee_context_search(bee_context_t *ctx, const bee_entity_t *entity, const char *where, const bee_value_t *args,
+                       size_t nargs, size_t offset, size_t limit, bee_row_fn fn, void *ud, bee_error_t *err);
+
+/* Local cache counters of an entity (zeros when it has no local cache). */
+typedef struct bee_cache_stats_s {
+  uint64_t hits, misses, evictions, inserts, stale_skips;
+  size_t entries, capacity, bytes;
+} bee_cache_stats_t;
+void bee_entity_cache_stats(const bee_engine_t *engine, const bee_entity_t *entity, bee_cache_stats_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -237,10 +237,14 @@ static int check_entities(const bee_registry_t *reg, bee__entity_t *entities, be
 
 void bee_engine_free(bee_engine_t *engine) {
   if (!engine) return;
+  bee__engine_orm_free(engine);
   if (engine->idle_mysql) {
     for (size_t i = 0; i < engine->mysql_count; i++)
-      if (engine->idle_mysql[i]) mysql_close(engine->idle_mysql[i]);
+      for (size_t j = 0; j < engine->idle_mysql[i].count; j++) mysql_close(engine->idle_mysql[i].conns[j]);
+    for (size_t i = 0; i < engine->redis_count; i++)
+      for (size_t j = 0; j < engine->idle_redis[i].count; j++) redisFree(engine->idle_redis[i].conns[j]);
     bee__free(engine->idle_mysql);
+    bee__free(engine->idle_redis);
     pthread_mutex_destroy(&engine->idle_lock);
   }
   for (size_t i = 0; i < engine->entity_count; i++) bee__entity_clear(&engine->entities[i]);
@@ -281,8 +285,15 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
     e->pools = bee__calloc(total, sizeof *e->pools);
   }
   if (e) {
+    e->inval_redis = -1;
     e->idle_mysql = bee__calloc(reg->mysql_count, sizeof *e->idle_mysql);
-    if (e->idle_mysql) pthread_mutex_init(&e->idle_lock, NULL);
+    e->idle_redis = bee__calloc(reg->redis_count, sizeof *e->idle_redis);
+    if (e->idle_mysql && e->idle_redis) pthread_mutex_init(&e->idle_lock, NULL);
+    else {
+      bee__free(e->idle_mysql);
+      bee__free(e->idle_redis);
+      e->idle_mysql = e->idle_redis = NULL;
+    }
   }
   if (!e || !e->mysql || !e->redis || !e->pools || !e->idle_mysql) {
     bee_engine_free(e);
@@ -330,7 +341,7 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
     snprintf(p->address, sizeof p->address, "%s", e->mysql[i].address);
     snprintf(p->version, sizeof p->version, "%s", mysql_get_server_info(conn));
     p->kind = BEE_POOL_MYSQL;
-    mysql_close(conn);
+    bee__engine_mysql_release(e, &e->mysql[i], conn, 0); /* the first idle connection */
   }
   for (size_t i = 0; i < e->redis_count; i++) {
     redisContext *c = NULL;
@@ -344,7 +355,12 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
     snprintf(p->address, sizeof p->address, "%s", e->redis[i].address);
     redis_version(c, p->version, sizeof p->version);
     p->kind = BEE_POOL_REDIS;
-    redisFree(c);
+    bee__engine_redis_release(e, &e->redis[i], c, 0);
+  }
+  int rc = bee__engine_orm_init(e, err);
+  if (rc) {
+    bee_engine_free(e);
+    return rc;
   }
   *out = e;
   return 0;
@@ -383,12 +399,29 @@ const bee__mysql_pool_t *bee__engine_mysql(const bee_engine_t *engine, const cha
   return NULL;
 }
 
-int bee__engine_mysql_acquire(bee_engine_t *engine, const bee__mysql_pool_t *pool, MYSQL **out, bee_error_t *err) {
-  size_t i = (size_t)(pool - engine->mysql);
+/* Takes an idle connection of pool i from stacks, or NULL. */
+static void *idle_take(bee_engine_t *engine, bee__idle_t *stacks, size_t i) {
+  void *conn = NULL;
   pthread_mutex_lock(&engine->idle_lock);
-  MYSQL *conn = engine->idle_mysql[i];
-  engine->idle_mysql[i] = NULL;
+  if (stacks[i].count) conn = stacks[i].conns[--stacks[i].count];
   pthread_mutex_unlock(&engine->idle_lock);
+  return conn;
+}
+
+/* Keeps conn as idle for pool i; returns 0, or -1 when the stack is full (caller closes). */
+static int idle_put(bee_engine_t *engine, bee__idle_t *stacks, size_t i, void *conn) {
+  int rc = -1;
+  pthread_mutex_lock(&engine->idle_lock);
+  if (stacks[i].count < BEE__IDLE_MAX) {
+    stacks[i].conns[stacks[i].count++] = conn;
+    rc = 0;
+  }
+  pthread_mutex_unlock(&engine->idle_lock);
+  return rc;
+}
+
+int bee__engine_mysql_acquire(bee_engine_t *engine, const bee__mysql_pool_t *pool, MYSQL **out, bee_error_t *err) {
+  MYSQL *conn = idle_take(engine, engine->idle_mysql, (size_t)(pool - engine->mysql));
   if (conn) {
     *out = conn;
     return 0;
@@ -398,14 +431,26 @@ int bee__engine_mysql_acquire(bee_engine_t *engine, const bee__mysql_pool_t *poo
 
 void bee__engine_mysql_release(bee_engine_t *engine, const bee__mysql_pool_t *pool, MYSQL *conn, int broken) {
   if (!conn) return;
-  size_t i = (size_t)(pool - engine->mysql);
-  if (!broken) {
-    pthread_mutex_lock(&engine->idle_lock);
-    if (!engine->idle_mysql[i]) {
-      engine->idle_mysql[i] = conn;
-      conn = NULL;
-    }
-    pthread_mutex_unlock(&engine->idle_lock);
+  if (broken || idle_put(engine, engine->idle_mysql, (size_t)(pool - engine->mysql), conn)) mysql_close(conn);
+}
+
+int bee__engine_redis_acquire(bee_engine_t *engine, const bee__redis_pool_t *pool, redisContext **out,
+                              bee_error_t *err) {
+  redisContext *conn = idle_take(engine, engine->idle_redis, (size_t)(pool - engine->redis));
+  if (conn) {
+    *out = conn;
+    return 0;
   }
-  if (conn) mysql_close(conn);
+  return bee__redis_connect(pool, out, err);
+}
+
+void bee__engine_redis_release(bee_engine_t *engine, const bee__redis_pool_t *pool, redisContext *conn, int broken) {
+  if (!conn) return;
+  if (broken || conn->err || idle_put(engine, engine->idle_redis, (size_t)(pool - engine->redis), conn)) redisFree(conn);
+}
+
+int bee__engine_redis_index(const bee_engine_t *engine, const char *name) {
+  for (size_t i = 0; i < engine->redis_count; i++)
+    if (!strcmp(engine->redis[i].name, name)) return (int)i;
+  return -1;
 }

@@ -35,7 +35,7 @@ static const char *type_options(bee_field_type_t t) {
     case BEE_FIELD_BYTES: return "required";
     case BEE_FIELD_ENUM:
     case BEE_FIELD_SET: return "required, unique, values";
-    case BEE_FIELD_REF: return "required, unique, entity";
+    case BEE_FIELD_REF: return "required, unique, entity, cached";
     default: return "required, unique";
   }
 }
@@ -286,6 +286,7 @@ int bee_entity_def_field_option(bee_entity_def_t *def, int field, const char *ke
   int rc;
   if (!strcmp(key, "required")) return opt_bool(def, f->name, key, v, &f->required);
   if (!strcmp(key, "unsigned")) return opt_bool(def, f->name, key, v, &f->is_unsigned);
+  if (!strcmp(key, "cached")) return opt_bool(def, f->name, key, v, &f->cached);
   if (!strcmp(key, "unique")) {
     if (v->kind == BEE_VALUE_BOOL) {
       x->unique = v->i != 0;

@@ -26,6 +26,7 @@ typedef struct bee__field_s {
   size_t value_count;
   char ref_entity[BEE__IDENT_MAX]; /* ref: the entity referred to */
   int ref_index;                   /* ref: index of that entity in the schema */
+  int cached;                      /* ref: keep get_by_reference id lists in Redis */
 } bee__field_t;
 
 typedef struct bee__index_s {

@@ -2,9 +2,11 @@
  * The list of C unit tests. Each test_X.c has a companion test_X.h defining
  * BEE_TESTS_X(T) with one T(name) per TEST_IMPL(name) in the .c file.
  */
+#include "test_codec.h"
 #include "test_config.h"
 #include "test_dsn.h"
 #include "test_error.h"
+#include "test_lru.h"
 #include "test_registry.h"
 #include "test_schema.h"
 #include "test_value.h"
@@ -14,5 +16,7 @@
   BEE_TESTS_DSN(T)       \
   BEE_TESTS_REGISTRY(T)  \
   BEE_TESTS_VALUE(T)     \
+  BEE_TESTS_CODEC(T)     \
   BEE_TESTS_SCHEMA(T)    \
+  BEE_TESTS_LRU(T)       \
   BEE_TESTS_CONFIG(T)

@@ -1,0 +1,317 @@
+/*
+ * orm.c: per-entity runtime state, the local cache invalidation subscriber, contexts
+ * and the connections they borrow.
+ *
+ * Local caches (G8): every process that has local caches subscribes to BEE__CHANNEL
+ * on one Redis pool; a flush publishes the ids it changed there. While the subscriber
+ * is not connected (start-up, Redis restart) local caches are neither read nor filled,
+ * and when it (re)connects they are cleared, so a lost message can never leave a stale
+ * entry behind.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orm.h"
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+
+int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, redisContext *c, const redisReply *r,
+                     const char *doing) {
+  int rc;
+  if (r && r->type == REDIS_REPLY_ERROR)
+    rc = bee__error(err, BEE_EREDIS, 0, "%s on %s: %.300s", doing, pool->address, r->str);
+  else if (c && c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == ETIMEDOUT))
+    rc = bee__error(err, BEE_ETIMEOUT, 1, "%s on %s: timed out", doing, pool->address);
+  else
+    rc = bee__error(err, BEE_EREDIS, 1, "%s on %s: %s", doing, pool->address,
+                    c && c->err ? c->errstr : "connection lost");
+  bee__error_pool(err, pool->name);
+  bee__error_scrub(err, pool->settings.password);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Subscriber                                                               */
+
+int bee__local_cache_ok(const bee_engine_t *engine) {
+  return !engine->subscriber || atomic_load(&engine->subscriber->healthy);
+}
+
+static void clear_local_caches(bee_engine_t *engine) {
+  for (size_t i = 0; i < engine->entity_count; i++)
+    if (engine->rt[i].lru) bee__lru_clear(engine->rt[i].lru);
+}
+
+/* "<entity>\n<id> <id> ..." or "<entity>\n*" (everything). */
+static void handle_message(bee_engine_t *engine, const char *msg, size_t len) {
+  const char *nl = memchr(msg, '\n', len);
+  if (!nl) return;
+  size_t name_len = (size_t)(nl - msg);
+  for (size_t i = 0; i < engine->entity_count; i++) {
+    const char *name = engine->entities[i].name;
+    if (!engine->rt[i].lru || strlen(name) != name_len || memcmp(name, msg, name_len)) continue;
+    const char *p = nl + 1, *end = msg + len;
+    while (p < end) {
+      const char *sp = memchr(p, ' ', (size_t)(end - p));
+      size_t n = sp ? (size_t)(sp - p) : (size_t)(end - p);
+      uint64_t id;
+      if (n == 1 && *p == '*') bee__lru_clear(engine->rt[i].lru);
+      else if (bee__id_parse(p, n, &id) == 0) bee__lru_remove(engine->rt[i].lru, id);
+      p += n + 1;
+    }
+  }
+}
+
+/* Waits up to ms for the wake pipe; returns 1 when asked to stop. */
+static int sub_sleep(bee__subscriber_t *s, int ms) {
+  struct pollfd p = {s->wake[0], POLLIN, 0};
+  poll(&p, 1, ms);
+  return atomic_load(&s->stop);
+}
+
+static void *subscriber_main(void *arg) {
+  bee__subscriber_t *s = arg;
+  bee_engine_t *engine = s->engine;
+  const bee__redis_pool_t *pool = &engine->redis[engine->inval_redis];
+  int backoff = 50;
+  while (!atomic_load(&s->stop)) {
+    redisContext *c = NULL;
+    bee_error_t err;
+    if (bee__redis_connect(pool, &c, &err) != 0) {
+      if (sub_sleep(s, backoff)) break;
+      backoff = backoff < 2000 ? backoff * 2 : 2000;
+      continue;
+    }
+    redisReply *r = redisCommand(c, "SUBSCRIBE %s", BEE__CHANNEL);
+    int ok = r && r->type == REDIS_REPLY_ARRAY;
+    if (r) freeReplyObject(r);
+    if (ok) {
+      /* Anything cached before this point may have missed a message. */
+      clear_local_caches(engine);
+      atomic_store(&s->healthy, 1);
+      backoff = 50;
+    }
+    while (ok && !atomic_load(&s->stop)) {
+      struct pollfd p[2] = {{c->fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+      if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+      if (p[1].revents) break;
+      if (!p[0].revents) continue;
+      if (redisBufferRead(c) != REDIS_OK) break;
+      void *reply;
+      while (redisGetReplyFromReader(c, &reply) == REDIS_OK && reply) {
+        redisReply *m = reply;
+        if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 && m->element[2]->type == REDIS_REPLY_STRING)
+          handle_message(engine, m->element[2]->str, m->element[2]->len);
+        freeReplyObject(m);
+      }
+      if (c->err) break;
+    }
+    atomic_store(&s->healthy, 0);
+    clear_local_caches(engine);
+    redisFree(c);
+    if (!atomic_load(&s->stop) && sub_sleep(s, backoff)) break;
+  }
+  return NULL;
+}
+
+static int subscriber_start(bee_engine_t *engine, bee_error_t *err) {
+  bee__subscriber_t *s = bee__calloc(1, sizeof *s);
+  if (!s) return bee__error(err, BEE_ENOMEM, 0, "out of memory starting the cache subscriber");
+  s->engine = engine;
+  if (pipe(s->wake) != 0) {
+    bee__free(s);
+    return bee__error(err, BEE_ENOMEM, 0, "cannot create a pipe for the cache subscriber: %s", strerror(errno));
+  }
+  if (pthread_create(&s->thread, NULL, subscriber_main, s) != 0) {
+    close(s->wake[0]);
+    close(s->wake[1]);
+    bee__free(s);
+    return bee__error(err, BEE_ENOMEM, 0, "cannot start the cache subscriber thread");
+  }
+  engine->subscriber = s;
+  /* Wait briefly for the subscription so the first reads can use the local cache. */
+  for (int i = 0; i < 200 && !atomic_load(&s->healthy); i++) usleep(1000);
+  return 0;
+}
+
+static void subscriber_stop(bee__subscriber_t *s) {
+  if (!s) return;
+  atomic_store(&s->stop, 1);
+  ssize_t w = write(s->wake[1], "x", 1);
+  (void)w;
+  pthread_join(s->thread, NULL);
+  close(s->wake[0]);
+  close(s->wake[1]);
+  bee__free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Engine runtime                                                           */
+
+int bee__engine_orm_init(bee_engine_t *engine, bee_error_t *err) {
+  if (!engine->entity_count) return 0;
+  engine->rt = bee__calloc(engine->entity_count, sizeof *engine->rt);
+  if (!engine->rt) return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
+  int any_local = 0;
+  int default_redis = bee__engine_redis_index(engine, "default");
+  if (default_redis < 0 && engine->redis_count) default_redis = 0;
+  for (size_t i = 0; i < engine->entity_count; i++) {
+    const bee__entity_t *e = &engine->entities[i];
+    bee__entity_rt_t *rt = &engine->rt[i];
+    const bee__mysql_pool_t *pool = bee__engine_mysql(engine, e->mysql_pool);
+    rt->mysql = (size_t)(pool - engine->mysql);
+    rt->hash = bee__entity_hash(e);
+    snprintf(rt->tag, sizeof rt->tag, "bee:{%s.%s}:", pool->settings.database, e->table);
+    snprintf(rt->prefix, sizeof rt->prefix, "%s%08x:", rt->tag, rt->hash);
+    rt->prefix_len = strlen(rt->prefix);
+    rt->redis = e->redis_pool[0] ? bee__engine_redis_index(engine, e->redis_pool) : -1;
+    rt->id_redis = rt->redis >= 0 ? rt->redis : default_redis;
+    rt->id_batch = 100;
+    pthread_mutex_init(&rt->id_lock, NULL);
+    if (e->local_cache > 0) {
+      rt->lru = bee__lru_new((size_t)e->local_cache);
+      if (!rt->lru) return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the local cache of '%s'", e->name);
+      any_local = 1;
+    }
+  }
+  engine->inval_redis = default_redis;
+  if (any_local && engine->inval_redis >= 0) return subscriber_start(engine, err);
+  return 0;
+}
+
+void bee__engine_orm_free(bee_engine_t *engine) {
+  subscriber_stop(engine->subscriber);
+  engine->subscriber = NULL;
+  if (!engine->rt) return;
+  for (size_t i = 0; i < engine->entity_count; i++) {
+    bee__lru_free(engine->rt[i].lru);
+    pthread_mutex_destroy(&engine->rt[i].id_lock);
+  }
+  bee__free(engine->rt);
+  engine->rt = NULL;
+}
+
+void bee_entity_cache_stats(const bee_engine_t *engine, const bee_entity_t *entity, bee_cache_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!engine || !entity || !engine->rt) return;
+  size_t i = (size_t)(entity - engine->entities);
+  if (i >= engine->entity_count || !engine->rt[i].lru) return;
+  bee__lru_stats_t s;
+  bee__lru_stats(engine->rt[i].lru, &s);
+  out->hits = s.hits;
+  out->misses = s.misses;
+  out->evictions = s.evictions;
+  out->inserts = s.inserts;
+  out->stale_skips = s.stale_skips;
+  out->entries = s.entries;
+  out->capacity = s.capacity;
+  out->bytes = s.bytes;
+}
+
+size_t bee__row_key(const bee__entity_rt_t *rt, uint64_t id, char *buf, size_t size) {
+  char num[BEE__ID_BUF];
+  size_t n = bee__id_format(id, num);
+  int len = snprintf(buf, size, "%sr:%.*s", rt->prefix, (int)n, num);
+  return len < 0 ? 0 : (size_t)len;
+}
+
+int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err) {
+  bee_engine_t *engine = ctx->engine;
+  if (!n || engine->inval_redis < 0 || !engine->rt[entity].lru) return 0;
+  redisContext *c;
+  int rc = bee__ctx_redis(ctx, (size_t)engine->inval_redis, &c, err);
+  if (rc) return rc;
+  bee__buf_t msg = {0};
+  size_t sent = 0;
+  while (sent < n && !rc) {
+    msg.len = 0;
+    bee__buf_printf(&msg, "%s\n", engine->entities[entity].name);
+    for (size_t k = 0; sent < n && k < 10000; k++, sent++) {
+      char num[BEE__ID_BUF];
+      size_t l = bee__id_format(ids[sent], num);
+      if (k) bee__buf_puts(&msg, " ");
+      bee__buf_append(&msg, num, l);
+    }
+    if (msg.failed) {
+      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory publishing invalidations");
+      break;
+    }
+    redisReply *r = redisCommand(c, "PUBLISH %s %b", BEE__CHANNEL, msg.data, msg.len);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], c, r, "publishing invalidations failed");
+      if (!r) bee__ctx_redis_broken(ctx, (size_t)engine->inval_redis);
+    }
+    if (r) freeReplyObject(r);
+  }
+  bee__buf_free(&msg);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Contexts                                                                 */
+
+int bee_engine_context(bee_engine_t *engine, bee_context_t **out, bee_error_t *err) {
+  if (!engine || !out) return bee__error(err, BEE_EINVAL, 0, "engine or out is NULL");
+  bee_context_t *ctx = bee__calloc(1, sizeof *ctx);
+  if (ctx) {
+    ctx->engine = engine;
+    ctx->mysql = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, sizeof *ctx->mysql);
+    ctx->redis = bee__calloc(engine->redis_count ? engine->redis_count : 1, sizeof *ctx->redis);
+  }
+  if (!ctx || !ctx->mysql || !ctx->redis) {
+    if (ctx) {
+      bee__free(ctx->mysql);
+      bee__free(ctx->redis);
+      bee__free(ctx);
+    }
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory creating a context");
+  }
+  *out = ctx;
+  return 0;
+}
+
+void bee_context_free(bee_context_t *ctx) {
+  if (!ctx) return;
+  bee_context_clear_flush(ctx);
+  bee__free(ctx->ops);
+  for (size_t i = 0; i < ctx->engine->mysql_count; i++)
+    bee__engine_mysql_release(ctx->engine, &ctx->engine->mysql[i], ctx->mysql[i], 0);
+  for (size_t i = 0; i < ctx->engine->redis_count; i++)
+    bee__engine_redis_release(ctx->engine, &ctx->engine->redis[i], ctx->redis[i], 0);
+  bee__free(ctx->mysql);
+  bee__free(ctx->redis);
+  bee__free(ctx);
+}
+
+int bee__ctx_mysql(bee_context_t *ctx, size_t pool, MYSQL **out, bee_error_t *err) {
+  if (!ctx->mysql[pool]) {
+    int rc = bee__engine_mysql_acquire(ctx->engine, &ctx->engine->mysql[pool], &ctx->mysql[pool], err);
+    if (rc) return rc;
+  }
+  *out = ctx->mysql[pool];
+  return 0;
+}
+
+int bee__ctx_redis(bee_context_t *ctx, size_t pool, redisContext **out, bee_error_t *err) {
+  if (ctx->redis[pool] && ctx->redis[pool]->err) bee__ctx_redis_broken(ctx, pool);
+  if (!ctx->redis[pool]) {
+    int rc = bee__engine_redis_acquire(ctx->engine, &ctx->engine->redis[pool], &ctx->redis[pool], err);
+    if (rc) return rc;
+  }
+  *out = ctx->redis[pool];
+  return 0;
+}
+
+void bee__ctx_redis_broken(bee_context_t *ctx, size_t pool) {
+  bee__engine_redis_release(ctx->engine, &ctx->engine->redis[pool], ctx->redis[pool], 1);
+  ctx->redis[pool] = NULL;
+}
+
+void bee__ctx_mysql_broken(bee_context_t *ctx, size_t pool) {
+  bee__engine_mysql_release(ctx->engine, &ctx->engine->mysql[pool], ctx->mysql[pool], 1);
+  ctx->mysql[pool] = NULL;
+}
