@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -925,7 +926,7 @@ static int context_tostring(lua_State *L) {
  */
 static void push_entity_mt(lua_State *L, int eng, const bee_entity_t *e) {
   lua_getiuservalue(L, eng, 1);
-  if (lua_getfield(L, -1, bee_entity_name(e)) == LUA_TTABLE) {
+  if (lua_rawgetp(L, -1, e) == LUA_TTABLE) {
     lua_remove(L, -2);
     return;
   }
@@ -943,8 +944,33 @@ static void push_entity_mt(lua_State *L, int eng, const bee_entity_t *e) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_pushvalue(L, -1);
-  lua_setfield(L, -3, bee_entity_name(e));
+  lua_rawsetp(L, -3, e);
   lua_remove(L, -2);
+}
+
+/*
+ * The entity named by argument arg of a context method, through a per-engine cache
+ * (name -> light userdata) so hot loaders skip the name search. Raises if unknown.
+ */
+static const bee_entity_t *ctx_entity(lua_State *L, int arg) {
+  luaL_checktype(L, arg, LUA_TSTRING);
+  lua_getiuservalue(L, 1, 1); /* the engine userdata */
+  lbee_engine_t *eng = lua_touserdata(L, -1);
+  if (!eng->engine || eng->closing) luaL_error(L, "attempt to use a context of a closed beeorm engine");
+  lua_getiuservalue(L, -1, 1);
+  lua_pushvalue(L, arg);
+  const bee_entity_t *e;
+  if (lua_rawget(L, -2) == LUA_TLIGHTUSERDATA) {
+    e = lua_touserdata(L, -1);
+  } else {
+    e = bee_engine_entity(eng->engine, lua_tostring(L, arg));
+    if (!e) luaL_error(L, "unknown entity '%s'", lua_tostring(L, arg));
+    lua_pushvalue(L, arg);
+    lua_pushlightuserdata(L, (void *)e);
+    lua_rawset(L, -4);
+  }
+  lua_pop(L, 3);
+  return e;
 }
 
 static void push_id(lua_State *L, uint64_t id) {
@@ -1222,7 +1248,7 @@ static int context_flush(lua_State *L) {
 typedef struct {
   lua_State *L;
   int result, mt; /* stack indexes */
-  int mode;       /* 0: result[index+1] = row or false; 1: result[index+1] = row, skip NULL */
+  int mode; /* 0: result[index+1] = row or false; 1: result[index+1] = row, skip NULL; 2: one row left on the stack */
   int failed;
   size_t fields;
   const bee_row_t *row;
@@ -1236,7 +1262,8 @@ static int build_row(lua_State *L) {
       lua_pushboolean(L, 0);
       lua_rawseti(L, 2, (lua_Integer)r->index + 1);
     }
-    return 0;
+    if (r->mode == 2) lua_pushnil(L);
+    return r->mode == 2;
   }
   lua_createtable(L, 0, (int)r->fields + 1);
   push_id(L, r->row->id);
@@ -1250,6 +1277,7 @@ static int build_row(lua_State *L) {
   }
   lua_pushvalue(L, 3);
   lua_setmetatable(L, -2);
+  if (r->mode == 2) return 1; /* single row: left on the caller's stack */
   lua_rawseti(L, 2, (lua_Integer)r->index + 1);
   return 0;
 }
@@ -1262,7 +1290,7 @@ static int collect(void *ud, size_t index, const bee_row_t *row) {
   lua_pushlightuserdata(r->L, r);
   lua_pushvalue(r->L, r->result);
   lua_pushvalue(r->L, r->mt);
-  if (lua_pcall(r->L, 3, 0, 0) != LUA_OK) {
+  if (lua_pcall(r->L, 3, r->mode == 2, 0) != LUA_OK) {
     r->failed = 1;
     return 1;
   }
@@ -1271,7 +1299,8 @@ static int collect(void *ud, size_t index, const bee_row_t *row) {
 
 /* Pushes the result table and the entity metatable; fills r. */
 static void rows_begin(lua_State *L, lrows_t *r, const bee_entity_t *e, int mode, int narr) {
-  lua_createtable(L, narr, 0);
+  if (mode == 2) lua_pushnil(L); /* a single row needs no result table */
+  else lua_createtable(L, narr, 0);
   r->result = lua_gettop(L);
   lua_getiuservalue(L, 1, 1);
   push_entity_mt(L, lua_gettop(L), e);
@@ -1295,22 +1324,23 @@ static int rows_end(lua_State *L, lrows_t *r, int rc, bee_error_t *err) {
 /* ctx:get_by_id(name, id) -> entity table | nil (not found) | nil, err */
 static int context_get_by_id(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const bee_entity_t *e = ctx_entity(L, 2);
   uint64_t id = check_id_arg(L, 3);
   lua_settop(L, 3);
   lrows_t r;
-  rows_begin(L, &r, e, 1, 1);
+  rows_begin(L, &r, e, 2, 0);
   bee_error_t err;
   int rc = bee_context_get_by_ids(ctx, e, &id, 1, collect, &r, &err);
-  if (rows_end(L, &r, rc, &err) == 2) return 2;
-  lua_rawgeti(L, -1, 1);
-  return 1;
+  if (r.failed) return lua_error(L);
+  if (rc == BEE_EINVAL) return luaL_error(L, "%s", err.message);
+  if (rc) return fail(L, &err);
+  return 1; /* the row (or nil) that collect left on the stack */
 }
 
 /* ctx:get_by_ids(name, { ids }) -> array in input order, false where missing | nil, err */
 static int context_get_by_ids(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const bee_entity_t *e = ctx_entity(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
@@ -1351,7 +1381,7 @@ static size_t lookup_values(lua_State *L, int first, bee_value_t *out, size_t ma
 /* ctx:get_by_unique_index(name, index, value...) -> entity table | nil | nil, err */
 static int context_get_by_unique_index(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const bee_entity_t *e = ctx_entity(L, 2);
   const char *index = check_text(L, 3);
   bee_value_t values[16];
   size_t n = lookup_values(L, 4, values, 16);
@@ -1367,7 +1397,7 @@ static int context_get_by_unique_index(lua_State *L) {
 /* ctx:get_by_reference(name, field, id) -> array ordered by id | nil, err */
 static int context_get_by_reference(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const bee_entity_t *e = ctx_entity(L, 2);
   const char *field = check_text(L, 3);
   uint64_t id;
   if (lua_istable(L, 4)) {
@@ -1387,7 +1417,7 @@ static int context_get_by_reference(lua_State *L) {
 /* ctx:get_by_index(name, index, value...) -> array ordered by id | nil, err */
 static int context_get_by_index(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const bee_entity_t *e = ctx_entity(L, 2);
   const char *index = check_text(L, 3);
   bee_value_t values[16];
   size_t n = lookup_values(L, 4, values, 16);
@@ -1401,7 +1431,7 @@ static int context_get_by_index(lua_State *L) {
 /* ctx:get_all(name) -> array ordered by id | nil, err */
 static int context_get_all(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const bee_entity_t *e = ctx_entity(L, 2);
   lua_settop(L, 2);
   lrows_t r;
   rows_begin(L, &r, e, 1, 0);
@@ -1413,7 +1443,7 @@ static int context_get_all(lua_State *L) {
 /* ctx:search(name, where [, args] [, { page = 1, size = 100 }]) -> array | nil, err */
 static int context_search(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  const bee_entity_t *e = check_entity(L, context_engine(L), 2);
+  const bee_entity_t *e = ctx_entity(L, 2);
   const char *where = opt_text(L, 3, "");
   lua_settop(L, 5);
   size_t offset = 0, limit = 0;
@@ -1520,6 +1550,14 @@ static int parse_redis_address(lua_State *L) {
 /* Lua states that loaded the module; the client libraries are released with the last. */
 static atomic_int lbee_states;
 
+/* core.monotonic() -> seconds from an arbitrary start, nanosecond resolution (for timing). */
+static int monotonic(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 static int sentinel_gc(lua_State *L) {
   (void)L;
   if (atomic_fetch_sub(&lbee_states, 1) == 1) bee_library_end();
@@ -1586,6 +1624,7 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"registry", registry_new},
       {"parse_mysql_dsn", parse_mysql_dsn},
       {"parse_redis_address", parse_redis_address},
+      {"monotonic", monotonic},
       {NULL, NULL},
   };
   new_class(L, BEE_REGISTRY_MT, registry_methods, registry_gc, registry_tostring);

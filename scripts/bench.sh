@@ -17,5 +17,5 @@ scripts/servers.sh start "$DIR" $$
 # shellcheck disable=SC1091
 source "$DIR/env"
 for b in "${benches[@]}"; do
-  "$BUILD/beeorm" run "$b" "$BEEORM_TEST_MYSQL" "$BEEORM_TEST_REDIS"
+  "$BUILD/beeorm" run "$b" "$BEEORM_TEST_MYSQL" "$BEEORM_TEST_REDIS" "$BUILD"
 done

@@ -93,9 +93,13 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   load_t l = {ctx, entity, &engine->entities[entity], &engine->rt[entity], NULL, fn, ud, 0};
   if (!n) return 0;
   size_t nf = l.e->field_count;
-  l.values = bee__calloc(nf ? nf : 1, sizeof *l.values);
-  unsigned char *done = bee__calloc(n, 1);
-  bee__buf_t tmp = {0};
+  /* Small lookups (the common get_by_id) use the stack and the context's scratch buffer. */
+  bee_value_t values_small[32];
+  unsigned char done_small[64];
+  l.values = nf <= 32 ? values_small : bee__calloc(nf, sizeof *l.values);
+  unsigned char *done = n <= 64 ? done_small : bee__calloc(n, 1);
+  if (n <= 64) memset(done_small, 0, n);
+  bee__buf_t *scratch = &ctx->scratch;
   int rc = 0;
   if (!l.values || !done) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l.e->name);
@@ -108,9 +112,9 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   uint64_t epoch = local ? bee__lru_epoch(l.rt->lru) : 0;
   if (local) {
     for (size_t i = 0; i < n; i++) {
-      tmp.len = 0;
-      if (bee__lru_get(l.rt->lru, ids[i], &tmp) != 1) continue;
-      int d = deliver_encoded(&l, i, ids[i], tmp.data, tmp.len);
+      scratch->len = 0;
+      if (bee__lru_get(l.rt->lru, ids[i], scratch) != 1) continue;
+      int d = deliver_encoded(&l, i, ids[i], scratch->data, scratch->len);
       if (d == BEE_EINVAL) continue;
       if (d) {
         rc = d;
@@ -279,9 +283,9 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
 out_err:
   rc = err ? err->code : BEE_EREDIS;
 out:
-  bee__buf_free(&tmp);
-  bee__free(l.values);
-  bee__free(done);
+  if (scratch->cap > 65536) bee__buf_free(scratch); /* do not keep a huge row's buffer */
+  if (l.values != values_small) bee__free(l.values);
+  if (done != done_small) bee__free(done);
   return rc;
 }
 

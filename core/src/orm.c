@@ -278,6 +278,7 @@ void bee_context_free(bee_context_t *ctx) {
   if (!ctx) return;
   bee_context_clear_flush(ctx);
   bee__free(ctx->ops);
+  bee__buf_free(&ctx->scratch);
   for (size_t i = 0; i < ctx->engine->mysql_count; i++)
     bee__engine_mysql_release(ctx->engine, &ctx->engine->mysql[i], ctx->mysql[i], 0);
   for (size_t i = 0; i < ctx->engine->redis_count; i++)

@@ -63,6 +63,7 @@ struct bee_context_s {
   redisContext **redis; /* per Redis pool, borrowed lazily */
   bee__op_t *ops;
   size_t op_count, op_cap;
+  bee__buf_t scratch; /* reused by loaders: no allocation per cache hit */
 };
 
 /* The context's connection to MySQL/Redis pool i (borrowed on first use). */

@@ -21,6 +21,9 @@ beeorm.parse_mysql_dsn = core.parse_mysql_dsn
 --- Parses a Redis address (host:port, host:port:db, redis://, unix:// or a socket path).
 beeorm.parse_redis_address = core.parse_redis_address
 
+--- Seconds on a monotonic clock with nanosecond resolution (for timing and benchmarks).
+beeorm.monotonic = core.monotonic
+
 --- True when v is an error table produced by beeorm.
 function beeorm.is_error(v)
   return type(v) == "table" and getmetatable(v) == core.Error

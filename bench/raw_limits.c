@@ -1,0 +1,138 @@
+/*
+ * raw_limits: what the client libraries reach directly on this machine, measured in
+ * the same run as beeorm's benchmarks so ratios compare like with like.
+ *
+ *   raw_limits <redis host:port> <mysql dsn> <seconds per scenario>
+ *
+ * Prints one line per scenario: "<name> <rate per second>" (median of 3 runs).
+ */
+#include <hiredis.h>
+#include <mysql.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "beeorm.h"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median3(double r[3]) {
+  qsort(r, 3, sizeof r[0], cmp);
+  return r[1];
+}
+
+static redisContext *redis_open(const char *addr) {
+  char host[256];
+  int port = 6379;
+  const char *colon = strrchr(addr, ':');
+  snprintf(host, sizeof host, "%.*s", (int)(colon ? colon - addr : (long)strlen(addr)), addr);
+  if (colon) port = atoi(colon + 1);
+  redisContext *c = redisConnect(host, port);
+  if (!c || c->err) {
+    fprintf(stderr, "raw_limits: cannot connect to Redis %s\n", addr);
+    exit(1);
+  }
+  return c;
+}
+
+/* GET of a 100-byte value, one round trip each. */
+static double redis_get(redisContext *c, double secs) {
+  char value[100];
+  memset(value, 'x', sizeof value);
+  freeReplyObject(redisCommand(c, "SET raw:bench:key %b", value, sizeof value));
+  long n = 0;
+  double t0 = now(), t;
+  do {
+    for (int i = 0; i < 100; i++) freeReplyObject(redisCommand(c, "GET raw:bench:key"));
+    n += 100;
+  } while ((t = now()) - t0 < secs);
+  return n / (t - t0);
+}
+
+/* 100 GETs pipelined: values per second. */
+static double redis_get_pipelined(redisContext *c, double secs) {
+  long n = 0;
+  double t0 = now(), t;
+  do {
+    for (int i = 0; i < 100; i++) redisAppendCommand(c, "GET raw:bench:key");
+    for (int i = 0; i < 100; i++) {
+      void *r;
+      redisGetReply(c, &r);
+      freeReplyObject(r);
+    }
+    n += 100;
+  } while ((t = now()) - t0 < secs);
+  return n / (t - t0);
+}
+
+static MYSQL *mysql_open(const char *dsn) {
+  bee_mysql_settings_t s;
+  bee_error_t err;
+  if (bee_mysql_dsn_parse(dsn, &s, &err)) {
+    fprintf(stderr, "raw_limits: %s\n", err.message);
+    exit(1);
+  }
+  MYSQL *m = mysql_init(NULL);
+  unsigned proto = MYSQL_PROTOCOL_TCP;
+  mysql_options(m, MYSQL_OPT_PROTOCOL, &proto);
+  if (!mysql_real_connect(m, s.host, s.user, s.password, s.database, s.port, NULL, 0)) {
+    fprintf(stderr, "raw_limits: %s\n", mysql_error(m));
+    exit(1);
+  }
+  return m;
+}
+
+/* One transaction with one multi-row INSERT of 100 rows: rows per second. */
+static double mysql_insert100(MYSQL *m, double secs, long *next_id) {
+  char *sql = malloc(100 * 128 + 256);
+  long n = 0;
+  double t0 = now(), t;
+  do {
+    size_t at = (size_t)sprintf(sql, "INSERT INTO raw_bench (id, name, status, price) VALUES ");
+    for (int i = 0; i < 100; i++)
+      at += (size_t)sprintf(sql + at, "%s(%ld,'name %ld','active','12.50')", i ? "," : "", *next_id, *next_id),
+          (*next_id)++;
+    mysql_query(m, "START TRANSACTION");
+    if (mysql_real_query(m, sql, (unsigned long)at)) fprintf(stderr, "raw_limits: %s\n", mysql_error(m));
+    mysql_query(m, "COMMIT");
+    n += 100;
+  } while ((t = now()) - t0 < secs);
+  free(sql);
+  return n / (t - t0);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: raw_limits <redis host:port> <mysql dsn> <seconds>\n");
+    return 2;
+  }
+  double secs = atof(argv[3]);
+  redisContext *c = redis_open(argv[1]);
+  MYSQL *m = mysql_open(argv[2]);
+  mysql_query(m, "DROP TABLE IF EXISTS raw_bench");
+  mysql_query(m, "CREATE TABLE raw_bench (id bigint unsigned NOT NULL PRIMARY KEY, name varchar(100) NOT NULL, "
+                 "status enum('active','blocked') NOT NULL, price decimal(10,2)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+  double r[3];
+  long next_id = 1;
+  for (int i = 0; i < 3; i++) r[i] = redis_get(c, secs);
+  printf("redis_get %.0f\n", median3(r));
+  for (int i = 0; i < 3; i++) r[i] = redis_get_pipelined(c, secs);
+  printf("redis_get_pipelined100 %.0f\n", median3(r));
+  for (int i = 0; i < 3; i++) r[i] = mysql_insert100(m, secs, &next_id);
+  printf("mysql_insert100 %.0f\n", median3(r));
+  mysql_query(m, "DROP TABLE IF EXISTS raw_bench");
+  redisFree(c);
+  mysql_close(m);
+  mysql_library_end();
+  return 0;
+}
