@@ -1,0 +1,129 @@
+-- Helpers shared by the ORM specs (orm_spec, cache_spec, processes_spec,
+-- flush_failure_spec) and their child-process scripts: engines on a given Redis db,
+-- clean tables, redis-cli, wall-clock time and short sleeps.
+local beeorm = require("beeorm")
+local servers = require("support.servers")
+
+local M = {}
+
+--- host, port of the test Redis (servers.redis is "host:port").
+function M.redis_host_port()
+  servers.need()
+  local host, port = servers.redis:match("^(.-):(%d+)$")
+  assert(host, "BEEORM_TEST_REDIS must be host:port, got " .. tostring(servers.redis))
+  return host, tonumber(port)
+end
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.shell_quote = shell_quote
+
+--- Runs redis-cli on db with the given arguments (each shell-quoted); returns its output
+-- (raw: redis-cli prints values byte for byte when stdout is not a terminal).
+function M.redis_cli(db, ...)
+  local host, port = M.redis_host_port()
+  local args = {}
+  for i = 1, select("#", ...) do args[#args + 1] = shell_quote(select(i, ...)) end
+  local code, out = servers.run(string.format("redis-cli -h %s -p %d -n %d %s", host, port, db,
+    table.concat(args, " ")))
+  assert(code == 0, "redis-cli failed: " .. out)
+  return out
+end
+
+--- The value of a Redis key as raw bytes (without redis-cli's trailing newline), or nil.
+function M.redis_get(db, key)
+  local host, port = M.redis_host_port()
+  local f = assert(io.popen(string.format("redis-cli -h %s -p %d -n %d --no-raw EXISTS %s", host, port, db,
+    shell_quote(key))))
+  local exists = f:read("a")
+  f:close()
+  if not exists:match("1") then return nil end
+  f = assert(io.popen(string.format("redis-cli -h %s -p %d -n %d GET %s", host, port, db, shell_quote(key))))
+  local v = f:read("a")
+  f:close()
+  return (v:gsub("\n$", ""))
+end
+
+--- Keys of db matching pattern, sorted.
+function M.redis_keys(db, pattern)
+  local out = M.redis_cli(db, "--scan", "--pattern", pattern)
+  local keys = {}
+  for line in out:gmatch("[^\n]+") do keys[#keys + 1] = line end
+  table.sort(keys)
+  return keys
+end
+
+function M.flushdb(db)
+  local out = M.redis_cli(db, "FLUSHDB")
+  assert(out:match("OK"), "FLUSHDB failed: " .. out)
+end
+
+--- A validated engine: MySQL pool "default" (plus extra { name = dsn } pools), Redis
+-- pool "default" on db, and the given entity definitions.
+function M.engine(db, defs, mysql_pools)
+  servers.need()
+  local r = beeorm.registry()
+  assert(r:register_mysql(servers.mysql))
+  for name, dsn in pairs(mysql_pools or {}) do assert(r:register_mysql(dsn, name)) end
+  assert(r:register_redis(servers.redis, db))
+  for _, def in ipairs(defs) do assert(r:register_entity(def)) end
+  return assert(r:validate())
+end
+
+--- Drops the tables (of pool, default "default") if they exist.
+function M.drop(engine, tables, pool)
+  for _, t in ipairs(tables) do
+    assert(engine:sql_exec("DROP TABLE IF EXISTS `" .. t .. "`", nil, pool or "default"))
+  end
+end
+
+--- The MySQL database of the default pool.
+function M.database()
+  return servers.mysql_parts().database
+end
+
+--- Seconds since boot with 10 ms resolution (cheap: one small file read).
+function M.now()
+  local f = assert(io.open("/proc/uptime"))
+  local s = f:read("n")
+  f:close()
+  return s
+end
+
+function M.sleep(seconds)
+  os.execute("sleep " .. string.format("%.3f", seconds))
+end
+
+--- Calls fn() until it returns true or `limit` seconds passed; returns ok, retries.
+function M.eventually(fn, limit)
+  local deadline = M.now() + (limit or 0.2)
+  local retries = 0
+  while true do
+    if fn() then return true, retries end
+    if M.now() > deadline then return false, retries end
+    retries = retries + 1
+    M.sleep(0.005)
+  end
+end
+
+--- The environment prefix for a child lua5.4 process (LUA_PATH, LUA_CPATH and the
+-- BEEORM_* variables of this process, passed explicitly).
+function M.child_env()
+  local parts = {}
+  for _, name in ipairs({ "LUA_PATH", "LUA_CPATH", "BEEORM_TEST_MYSQL", "BEEORM_TEST_REDIS",
+    "BEEORM_BUILD_DIR", "BEEORM_ROOT" }) do
+    local v = os.getenv(name)
+    if v then parts[#parts + 1] = name .. "=" .. shell_quote(v) end
+  end
+  return "env " .. table.concat(parts, " ")
+end
+
+--- Ids of a list of entity tables (false/nil kept as false).
+function M.ids(rows)
+  local out = {}
+  for i, row in ipairs(rows) do out[i] = row and row.id or false end
+  return out
+end
+
+return M
