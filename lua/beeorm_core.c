@@ -1358,16 +1358,18 @@ static int context_get_by_ids(lua_State *L) {
   return rows_end(L, &r, rc, &err);
 }
 
-/* Reads lookup values: from index `first` to the top, or one table of values there. */
+/*
+ * Reads lookup values: the arguments from index `first` to the top, or one table of
+ * values there (its items are pushed, so their strings stay alive on the stack).
+ */
 static size_t lookup_values(lua_State *L, int first, bee_value_t *out, size_t max) {
   int top = lua_gettop(L);
   if (top == first && lua_istable(L, first)) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, first);
     luaL_argcheck(L, n >= 1 && (size_t)n <= max, first, "expected 1 to 16 values");
+    luaL_checkstack(L, (int)n, "too many values");
     for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, first, i);
-    lua_remove(L, first);
-    lua_pushnil(L); /* keep the count of stack slots equal to n after `first` */
-    lua_replace(L, first - 0);
+    first = top + 1;
     top = lua_gettop(L);
   }
   size_t n = 0;
