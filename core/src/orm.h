@@ -44,6 +44,10 @@ typedef struct bee__subscriber_s {
   int wake[2];         /* a byte written here stops the thread */
   atomic_int healthy;  /* subscribed: local caches may be used */
   atomic_int stop;
+  atomic_int fd;       /* the subscribed socket, -1 when none */
+  atomic_int busy;     /* set before reading the socket, cleared after applying */
+  _Atomic int64_t clear_until_ns; /* the socket was seen empty: no need to look again before this */
+  char nonce[17];      /* this engine's messages carry it and are skipped */
 } bee__subscriber_t;
 
 enum { BEE__OP_INSERT = 1, BEE__OP_UPDATE, BEE__OP_DELETE };

@@ -96,12 +96,13 @@ function M.sleep(seconds)
 end
 
 --- Calls fn() until it returns true or `limit` seconds passed; returns ok, retries.
+-- (limit 0: one try.)
 function M.eventually(fn, limit)
   local deadline = M.now() + (limit or 0.2)
   local retries = 0
   while true do
     if fn() then return true, retries end
-    if M.now() > deadline then return false, retries end
+    if limit == 0 or M.now() > deadline then return false, retries end
     retries = retries + 1
     M.sleep(0.005)
   end
@@ -124,6 +125,57 @@ function M.ids(rows)
   local out = {}
   for i, row in ipairs(rows) do out[i] = row and row.id or false end
   return out
+end
+
+--- Waits until file holds a line "<n> ..." and returns the rest of that line.
+local function wait_line(path, n, limit)
+  local deadline = M.now() + (limit or 10)
+  local pattern = "\n" .. n .. " ([^\n]*)\n"
+  while true do
+    local f = io.open(path)
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    local got = ("\n" .. text):match(pattern)
+    if got then return got end
+    if M.now() > deadline then
+      error("no answer " .. n .. " in " .. path .. " after " .. (limit or 10) .. " s:\n" .. text)
+    end
+    M.sleep(0.005)
+  end
+end
+
+--- Starts spec/support/orm_reader.lua (definitions support.orm_defs[which], Redis db)
+-- as a child process; returns an object with :send(line) -> answer and :close().
+function M.start_reader(which, db)
+  local out = os.tmpname()
+  local script = servers.root .. "/spec/support/orm_reader.lua"
+  local pipe = assert(io.popen(string.format("%s lua5.4 %s %s %d %s", M.child_env(), shell_quote(script),
+    which, db, shell_quote(out)), "w"))
+  local reader = { n = 0 }
+  wait_line(out, 0)
+  --- Sends one command; returns the answer line (without its number).
+  function reader:send(line, limit)
+    self.n = self.n + 1
+    pipe:write(line, "\n")
+    pipe:flush()
+    return wait_line(out, self.n, limit)
+  end
+  --- Sends a command without waiting; reader:answer() collects the answer later.
+  function reader:post(line)
+    self.n = self.n + 1
+    pipe:write(line, "\n")
+    pipe:flush()
+    return self.n
+  end
+  function reader:answer(n, limit) return wait_line(out, n, limit) end
+  function reader:close()
+    if self.closed then return end
+    self.closed = true
+    pcall(function() self:send("quit", 5) end)
+    pipe:close()
+    os.remove(out)
+  end
+  return reader
 end
 
 return M
