@@ -66,9 +66,9 @@ describe("processes", function()
       if os.getenv("BEEORM_SPEC_VERBOSE") then
         io.stderr:write("\nprocesses_spec: retries per update in the reader: " .. table.concat(retries, ",") .. "\n")
       end
-      -- Pub/sub delivery races with the reader's next read: some first reads are stale for a
-      -- few milliseconds. Most must not be (measured: 4 to 9 stale of 20 on an idle machine).
-      assert.is_true(first_stale <= rounds * 3 // 4,
+      -- A flush returns only after every subscribed process acknowledged its invalidation
+      -- (G8): the reader's first read after each flush must already be fresh.
+      assert.equal(0, first_stale,
         first_stale .. " of " .. rounds .. " first reads after the flush were stale (retries per update: "
         .. table.concat(retries, ",") .. ")")
       ctx:delete_entity(t)

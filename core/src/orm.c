@@ -3,10 +3,11 @@
  * and the connections they borrow.
  *
  * Local caches (G8): every process that has local caches subscribes to BEE__CHANNEL
- * on one Redis pool; a flush publishes the ids it changed there. While the subscriber
- * is not connected (start-up, Redis restart) local caches are neither read nor filled,
- * and when it (re)connects they are cleared, so a lost message can never leave a stale
- * entry behind.
+ * on one Redis pool; a flush publishes the ids it changed there and waits until every
+ * subscriber acknowledged having dropped them (bounded by BEE__ACK_WAIT_MS). While the
+ * subscriber is not connected (start-up, Redis restart) local caches are neither read
+ * nor filled, and when it (re)connects they are cleared, so a lost message can never
+ * leave a stale entry behind.
  */
 #include <errno.h>
 #include <poll.h>
@@ -38,6 +39,9 @@ int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, redisConte
 /* ------------------------------------------------------------------------ */
 /* Subscriber                                                               */
 
+/* How long a flush waits for other processes to apply its invalidations. */
+#define BEE__ACK_WAIT_MS 20
+
 /* A cache read may trust an empty-socket check this recent (see bee__local_cache_ok). */
 #define BEE__SOCKET_CHECK_NS 20000
 
@@ -45,6 +49,29 @@ static int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+static char nonce_text[17];
+
+/* 16 random hex digits. */
+static void random_hex(char out[17]) {
+  unsigned char r[8] = {0};
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(r, 1, sizeof r, f) != sizeof r) {
+    uint64_t x = (uint64_t)(uintptr_t)out ^ ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uint64_t)now_ns();
+    memcpy(r, &x, sizeof r);
+  }
+  if (f) fclose(f);
+  for (int i = 0; i < 8; i++) snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+static void make_nonce(void) { random_hex(nonce_text); }
+
+/* This process's nonce: ack keys of different processes never collide. */
+static const char *process_nonce(void) {
+  pthread_once(&nonce_once, make_nonce);
+  return nonce_text;
 }
 
 /*
@@ -77,22 +104,27 @@ static void clear_local_caches(bee_engine_t *engine) {
     if (engine->rt[i].lru) bee__lru_clear(engine->rt[i].lru);
 }
 
-/* "<nonce>\n<entity>\n<id> <id> ..." or "<nonce>\n<entity>\n*" (everything). */
-static void handle_message(bee_engine_t *engine, const char *msg, size_t len) {
+/*
+ * "<nonce>\n<ack key>\n<entity>\n<id> <id> ..." (or "*" for everything). Drops the ids
+ * from the local cache (unless the message is this engine's own: its flush already
+ * updated the cache) and copies the ack key into ack (size BEE__ACK_KEY) for the ack.
+ */
+static void handle_message(bee_engine_t *engine, const char *msg, size_t len, char *ack) {
+  const char *end = msg + len;
   const char *nl = memchr(msg, '\n', len);
   if (!nl) return;
-  /* This engine's own flush already updated its caches. */
-  if ((size_t)(nl - msg) == strlen(engine->subscriber->nonce) && !memcmp(msg, engine->subscriber->nonce, (size_t)(nl - msg)))
-    return;
-  len -= (size_t)(nl + 1 - msg);
+  int own = (size_t)(nl - msg) == strlen(engine->subscriber->nonce) &&
+            !memcmp(msg, engine->subscriber->nonce, (size_t)(nl - msg));
   msg = nl + 1;
-  nl = memchr(msg, '\n', len);
-  if (!nl) return;
+  if (!(nl = memchr(msg, '\n', (size_t)(end - msg)))) return;
+  if ((size_t)(nl - msg) < BEE__ACK_KEY) snprintf(ack, BEE__ACK_KEY, "%.*s", (int)(nl - msg), msg);
+  msg = nl + 1;
+  if (own || !(nl = memchr(msg, '\n', (size_t)(end - msg)))) return;
   size_t name_len = (size_t)(nl - msg);
   for (size_t i = 0; i < engine->entity_count; i++) {
     const char *name = engine->entities[i].name;
     if (!engine->rt[i].lru || strlen(name) != name_len || memcmp(name, msg, name_len)) continue;
-    const char *p = nl + 1, *end = msg + len;
+    const char *p = nl + 1;
     while (p < end) {
       const char *sp = memchr(p, ' ', (size_t)(end - p));
       size_t n = sp ? (size_t)(sp - p) : (size_t)(end - p);
@@ -117,9 +149,11 @@ static void *subscriber_main(void *arg) {
   const bee__redis_pool_t *pool = &engine->redis[engine->inval_redis];
   int backoff = 50;
   while (!atomic_load(&s->stop)) {
-    redisContext *c = NULL;
+    redisContext *c = NULL, *ack = NULL;
     bee_error_t err;
-    if (bee__redis_connect(pool, &c, &err) != 0) {
+    /* Two connections: one subscribed, one to acknowledge applied messages on. */
+    if (bee__redis_connect(pool, &c, &err) != 0 || bee__redis_connect(pool, &ack, &err) != 0) {
+      if (c) redisFree(c);
       if (sub_sleep(s, backoff)) break;
       backoff = backoff < 2000 ? backoff * 2 : 2000;
       continue;
@@ -146,19 +180,33 @@ static void *subscriber_main(void *arg) {
         break;
       }
       void *reply;
+      size_t acks = 0;
       while (redisGetReplyFromReader(c, &reply) == REDIS_OK && reply) {
         redisReply *m = reply;
+        char key[BEE__ACK_KEY] = "";
         if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 && m->element[2]->type == REDIS_REPLY_STRING)
-          handle_message(engine, m->element[2]->str, m->element[2]->len);
+          handle_message(engine, m->element[2]->str, m->element[2]->len, key);
         freeReplyObject(m);
+        if (key[0]) {
+          redisAppendCommand(ack, "RPUSH %s 1", key);
+          redisAppendCommand(ack, "PEXPIRE %s 60000", key);
+          acks += 2;
+        }
       }
       atomic_store(&s->busy, 0);
-      if (c->err) break;
+      /* Acknowledged only now: the cache no longer holds what the messages named. */
+      for (size_t i = 0; i < acks; i++) {
+        void *r2 = NULL;
+        if (redisGetReply(ack, &r2) != REDIS_OK) break;
+        freeReplyObject(r2);
+      }
+      if (c->err || ack->err) break;
     }
     atomic_store(&s->healthy, 0);
     atomic_store(&s->fd, -1);
     clear_local_caches(engine);
     redisFree(c);
+    redisFree(ack);
     if (!atomic_load(&s->stop) && sub_sleep(s, backoff)) break;
   }
   return NULL;
@@ -169,16 +217,7 @@ static int subscriber_start(bee_engine_t *engine, bee_error_t *err) {
   if (!s) return bee__error(err, BEE_ENOMEM, 0, "out of memory starting the cache subscriber");
   s->engine = engine;
   atomic_store(&s->fd, -1);
-  {
-    unsigned char r[8] = {0};
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(r, 1, sizeof r, f) != sizeof r) {
-      uint64_t x = (uint64_t)(uintptr_t)s ^ ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
-      memcpy(r, &x, sizeof r);
-    }
-    if (f) fclose(f);
-    for (int i = 0; i < 8; i++) snprintf(s->nonce + 2 * i, 3, "%02x", r[i]);
-  }
+  random_hex(s->nonce);
   if (pipe(s->wake) != 0) {
     bee__free(s);
     return bee__error(err, BEE_ENOMEM, 0, "cannot create a pipe for the cache subscriber: %s", strerror(errno));
@@ -276,6 +315,34 @@ size_t bee__row_key(const bee__entity_rt_t *rt, uint64_t id, char *buf, size_t s
   return len < 0 ? 0 : (size_t)len;
 }
 
+/*
+ * Waits until `receivers` subscribers acknowledged message `ack` (they have dropped its
+ * ids from their local caches), at most BEE__ACK_WAIT_MS in all: then every process's
+ * next read sees the flush (G8). A subscriber that is stopped or gone only costs the
+ * wait; it clears its caches when it reconnects.
+ */
+static int wait_acks(bee_context_t *ctx, redisContext *c, const char *ack, long long receivers, bee_error_t *err) {
+  int64_t deadline = now_ns() + (int64_t)BEE__ACK_WAIT_MS * 1000000;
+  for (long long got = 0; got < receivers;) {
+    int64_t left = deadline - now_ns();
+    if (left <= 0) break;
+    char timeout[32];
+    snprintf(timeout, sizeof timeout, "%.3f", (double)left / 1e9 < 0.001 ? 0.001 : (double)left / 1e9);
+    redisReply *r = redisCommand(c, "BLPOP %s %s", ack, timeout);
+    if (!r) {
+      int rc = bee__redis_error(err, &ctx->engine->redis[ctx->engine->inval_redis], c, NULL,
+                                "waiting for invalidation acknowledgements failed");
+      bee__ctx_redis_broken(ctx, (size_t)ctx->engine->inval_redis);
+      return rc;
+    }
+    int popped = r->type == REDIS_REPLY_ARRAY;
+    freeReplyObject(r);
+    if (!popped) break; /* timed out */
+    got++;
+  }
+  return 0;
+}
+
 int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
   if (!n || engine->inval_redis < 0 || !engine->rt[entity].lru) return 0;
@@ -284,9 +351,12 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
   if (rc) return rc;
   bee__buf_t msg = {0};
   size_t sent = 0;
+  static atomic_ulong seq;
   while (sent < n && !rc) {
+    char ack[BEE__ACK_KEY];
+    snprintf(ack, sizeof ack, "beeorm:ack:%s:%lu", process_nonce(), (unsigned long)atomic_fetch_add(&seq, 1));
     msg.len = 0;
-    bee__buf_printf(&msg, "%s\n%s\n", engine->subscriber ? engine->subscriber->nonce : "-",
+    bee__buf_printf(&msg, "%s\n%s\n%s\n", engine->subscriber ? engine->subscriber->nonce : "-", ack,
                     engine->entities[entity].name);
     for (size_t k = 0; sent < n && k < 10000; k++, sent++) {
       char num[BEE__ID_BUF];
@@ -302,8 +372,12 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
     if (!r || r->type == REDIS_REPLY_ERROR) {
       rc = bee__redis_error(err, &engine->redis[engine->inval_redis], c, r, "publishing invalidations failed");
       if (!r) bee__ctx_redis_broken(ctx, (size_t)engine->inval_redis);
+      if (r) freeReplyObject(r);
+      break;
     }
-    if (r) freeReplyObject(r);
+    long long receivers = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    rc = wait_acks(ctx, c, ack, receivers, err);
   }
   bee__buf_free(&msg);
   return rc;

@@ -23,6 +23,7 @@
 #include "lru.h"
 
 #define BEE__CHANNEL "beeorm:invalidate"
+#define BEE__ACK_KEY 96 /* "beeorm:ack:<nonce>:<seq>" */
 
 typedef struct bee__entity_rt_s {
   uint32_t hash;
