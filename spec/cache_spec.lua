@@ -315,13 +315,14 @@ describe("caches", function()
         util.shell_quote(sql))))
     end
 
-    -- The processlist row whose INFO matches pattern (a Lua pattern), waiting up to 10 s.
-    local function wait_for_query(pattern)
+    -- The processlist row whose INFO matches pattern (a Lua pattern) and, when given,
+    -- whose STATE matches state, waiting up to 10 s.
+    local function wait_for_query(pattern, state)
       local found
       local ok = util.eventually(function()
         for _, row in ipairs(assert(engine:sql_query("SELECT `ID` AS id, `STATE` AS state, `INFO` AS info "
           .. "FROM information_schema.PROCESSLIST"))) do
-          if row.info and row.info:match(pattern) then
+          if row.info and row.info:match(pattern) and (not state or (row.state or ""):match(state)) then
             found = row
             return true
           end
@@ -357,7 +358,7 @@ describe("caches", function()
       locker = { pipe = mysql_cli("LOCK TABLES `" .. I .. "` WRITE; SELECT SLEEP(30); UNLOCK TABLES;") }
       locker.id = wait_for_query("^SELECT SLEEP%(30%)$").id
       local n = reader:post("get " .. I .. " " .. t.id)
-      local waiting = wait_for_query("^SELECT `id`.* FROM `" .. I .. "` WHERE `id` IN %(" .. t.id .. "%)$")
+      local waiting = wait_for_query("^SELECT `id`.* FROM `" .. I .. "` WHERE `id` IN %(" .. t.id .. "%)$", "lock")
       assert.matches("lock", waiting.state)
       meanwhile(t)
       assert(engine:sql_exec("KILL QUERY " .. locker.id))
