@@ -443,6 +443,32 @@ int bee__select_ids(bee_context_t *ctx, size_t entity, const char *where, const 
 }
 
 /*
+ * Reads the entity's version and one key in one round trip. On success *out is the
+ * key's reply (the caller frees it) and version holds the version text ("" if none).
+ */
+static int get_versioned(bee_context_t *ctx, const bee__entity_rt_t *rt, const char *key, size_t key_len,
+                         char *version, size_t version_size, redisReply **out, bee_error_t *err) {
+  char version_key[sizeof rt->prefix + 4];
+  snprintf(version_key, sizeof version_key, "%sv", rt->prefix);
+  redisContext *c;
+  int rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err);
+  if (rc) return rc;
+  redisAppendCommand(c, "GET %s", version_key);
+  redisAppendCommand(c, "GET %b", key, key_len);
+  void *r1 = NULL, *r2 = NULL;
+  if (redisGetReply(c, &r1) != REDIS_OK || redisGetReply(c, &r2) != REDIS_OK) {
+    if (r1) freeReplyObject(r1);
+    rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, NULL, "reading the cache failed");
+    bee__ctx_redis_broken(ctx, (size_t)rt->redis);
+    return rc;
+  }
+  version_text(r1, version, version_size);
+  freeReplyObject(r1);
+  *out = r2;
+  return 0;
+}
+
+/*
  * The ids for a list key: from Redis when cached there, else from MySQL (then cached
  * with the version check). key NULL: never cached.
  */
@@ -453,21 +479,10 @@ static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const 
   char version_key[sizeof rt->prefix + 4];
   snprintf(version_key, sizeof version_key, "%sv", rt->prefix);
   int cached = key && rt->redis >= 0;
-  redisContext *c = NULL;
   if (cached) {
-    int rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err);
+    redisReply *r;
+    int rc = get_versioned(ctx, rt, key->data, key->len, version, sizeof version, &r, err);
     if (rc) return rc;
-    redisAppendCommand(c, "GET %s", version_key);
-    redisAppendCommand(c, "GET %b", key->data, key->len);
-    void *r1 = NULL, *r2 = NULL;
-    if (redisGetReply(c, &r1) != REDIS_OK || redisGetReply(c, &r2) != REDIS_OK) {
-      if (r1) freeReplyObject(r1);
-      rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, NULL, "reading the cache failed");
-      bee__ctx_redis_broken(ctx, (size_t)rt->redis);
-      return rc;
-    }
-    version_text(r1, version, sizeof version);
-    redisReply *r = r2;
     int hit = r->type == REDIS_REPLY_STRING && r->len >= 1 && r->str[0] == 'L' && (r->len - 1) % 8 == 0;
     if (hit) {
       for (size_t i = 1; i < r->len; i += 8) {
@@ -479,8 +494,7 @@ static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const 
         }
       }
     }
-    freeReplyObject(r1);
-    freeReplyObject(r2);
+    freeReplyObject(r);
     if (hit == -1) return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
     if (hit) return 0;
   }
@@ -616,25 +630,13 @@ int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, co
   char version[32] = "", version_key[sizeof rt->prefix + 4];
   snprintf(version_key, sizeof version_key, "%sv", rt->prefix);
   if (has_key && rt->redis >= 0) {
-    redisContext *c;
-    if ((rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err))) goto out;
-    redisAppendCommand(c, "GET %s", version_key);
-    redisAppendCommand(c, "GET %b", key.data, key.len);
-    void *r1 = NULL, *r2 = NULL;
-    if (redisGetReply(c, &r1) != REDIS_OK || redisGetReply(c, &r2) != REDIS_OK) {
-      if (r1) freeReplyObject(r1);
-      rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, NULL, "reading the cache failed");
-      bee__ctx_redis_broken(ctx, (size_t)rt->redis);
-      goto out;
-    }
-    version_text(r1, version, sizeof version);
-    redisReply *r = r2;
+    redisReply *r;
+    if ((rc = get_versioned(ctx, rt, key.data, key.len, version, sizeof version, &r, err))) goto out;
     if (r->type == REDIS_REPLY_STRING) {
       if (r->len == 1 && r->str[0] == 'N') known = -1;
       else if (bee__id_parse(r->str, r->len, &id) == 0) known = 1;
     }
-    freeReplyObject(r1);
-    freeReplyObject(r2);
+    freeReplyObject(r);
   }
   if (!known) {
     size_t nargs;
