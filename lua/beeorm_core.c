@@ -6,6 +6,7 @@
  * whose __tostring gives one line. No malloc'd memory is held across a call that can
  * raise. Userdata are born closed, have one idempotent __gc/__close and two checkers.
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1212,8 +1213,8 @@ static int feed_op(lua_State *L, bee_context_t *ctx, bee_engine_t *engine, int i
   return rc;
 }
 
-/* ctx:flush() -> true | nil, err (DESIGN G6, G7) */
-static int context_flush(lua_State *L) {
+/* ctx:flush() -> true | nil, err (DESIGN G6, G7); ctx:flush_async() the same through the queue (G1) */
+static int flush_with(lua_State *L, int (*run)(bee_context_t *, bee_error_t *)) {
   bee_context_t *ctx = check_context(L);
   bee_engine_t *engine = context_engine(L);
   lua_settop(L, 1);
@@ -1231,7 +1232,7 @@ static int context_flush(lua_State *L) {
       return fail(L, &err);
     }
   }
-  int rc = bee_context_flush(ctx, &err);
+  int rc = run(ctx, &err);
   if (rc && bee_context_pending(ctx)) { /* nothing written: keep tracking */
     bee_context_clear_flush(ctx);
     return fail(L, &err);
@@ -1242,6 +1243,9 @@ static int context_flush(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+
+static int context_flush(lua_State *L) { return flush_with(L, bee_context_flush); }
+static int context_flush_async(lua_State *L) { return flush_with(L, bee_context_flush_async); }
 
 /* Rows delivered by the core become Lua tables; each is built under lua_pcall so a
    memory error cannot unwind through the core. */
@@ -1468,6 +1472,308 @@ static int context_search(lua_State *L) {
   return rows_end(L, &r, rc, &err);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Consuming and inspecting queues                                          */
+
+/* Pushes a failed event as { queue, stream_id, kind, entity, table, id, sql, args, values, error, ... }. */
+static void push_failed_event(lua_State *L, const bee_failed_event_t *ev) {
+  lua_createtable(L, 0, 14);
+  lua_pushstring(L, ev->queue);
+  lua_setfield(L, -2, "queue");
+  lua_pushstring(L, ev->stream_id);
+  lua_setfield(L, -2, "stream_id");
+  lua_pushstring(L, ev->kind == 'I' ? "insert" : ev->kind == 'U' ? "update" : "delete");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, ev->entity);
+  lua_setfield(L, -2, "entity");
+  lua_pushstring(L, ev->table);
+  lua_setfield(L, -2, "table");
+  push_id(L, ev->id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, ev->sql);
+  lua_setfield(L, -2, "sql");
+  lua_createtable(L, (int)ev->ncols, 0); /* args: the values in column order (nil holes: see n) */
+  lua_createtable(L, 0, (int)ev->ncols); /* values: column -> value */
+  for (size_t i = 0; i < ev->ncols; i++) {
+    push_value(L, &ev->values[i]);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, ev->cols[i]);
+    lua_rawseti(L, -3, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -3, "values");
+  lua_pushinteger(L, (lua_Integer)ev->ncols);
+  lua_setfield(L, -2, "n");
+  lua_setfield(L, -2, "args");
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, ev->code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, ev->message);
+  lua_setfield(L, -2, "message");
+  lua_setfield(L, -2, "error");
+  lua_pushinteger(L, ev->attempts);
+  lua_setfield(L, -2, "attempts");
+  lua_pushnumber(L, (lua_Number)ev->failed_at_ms / 1000.0);
+  lua_setfield(L, -2, "failed_at");
+  lua_pushinteger(L, (lua_Integer)ev->events);
+  lua_setfield(L, -2, "events");
+}
+
+typedef struct {
+  lua_State *L;
+  int fn; /* stack index of the resolver function */
+  const bee_failed_event_t *ev;
+  bee_edit_t *edit;
+  bee_resolution_t result;
+} lresolve_t;
+
+/* Runs the Lua resolver (under lua_pcall): "retry", "skip", "keep", or { values = { col = v } }. */
+static int call_resolver(lua_State *L) {
+  lresolve_t *r = lua_touserdata(L, 1);
+  lua_pushvalue(L, r->fn);
+  push_failed_event(L, r->ev);
+  lua_pushvalue(L, -1);
+  lua_insert(L, -3); /* keep the event table below the call */
+  lua_call(L, 1, 1);
+  r->result = BEE_RESOLVE_KEEP;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, -1);
+    if (!strcmp(s, "retry")) r->result = BEE_RESOLVE_RETRY;
+    else if (!strcmp(s, "skip")) r->result = BEE_RESOLVE_SKIP;
+    else if (strcmp(s, "keep") != 0) return luaL_error(L, "a resolver returns \"retry\", \"skip\", \"keep\" or an edited event, got \"%s\"", s);
+  } else if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "values");
+    if (!lua_istable(L, -1)) return luaL_error(L, "an edited event needs a values table");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      bee_value_t v;
+      if (lua_type(L, -2) != LUA_TSTRING || to_value(L, -1, &v) != 0)
+        return luaL_error(L, "edited values must map column names to nil, booleans, numbers or strings");
+      /* only changed columns: the event table holds the originals */
+      if (bee_failed_event_edit(r->edit, lua_tostring(L, -2), &v) != 0)
+        return luaL_error(L, "the failed event has no column '%s'", lua_tostring(L, -2));
+      lua_pop(L, 1);
+    }
+    r->result = BEE_RESOLVE_RETRY;
+  } else if (!lua_isnil(L, -1)) {
+    return luaL_error(L, "a resolver returns \"retry\", \"skip\", \"keep\" or an edited event");
+  }
+  return 0;
+}
+
+typedef struct {
+  lua_State *L;
+  int fn;
+  int failed; /* the resolver raised: its message is kept at the top of the stack (as a string) */
+} lconsumer_t;
+
+static bee_resolution_t lua_resolver(void *ud, const bee_failed_event_t *ev, bee_edit_t *edit) {
+  lconsumer_t *c = ud;
+  lresolve_t r = {c->L, c->fn, ev, edit, BEE_RESOLVE_KEEP};
+  lua_pushcfunction(c->L, call_resolver);
+  lua_pushlightuserdata(c->L, &r);
+  if (lua_pcall(c->L, 1, 0, 0) != LUA_OK) {
+    /* A broken resolver keeps the entry (nothing lost) and is reported at the end. */
+    if (!c->failed) {
+      c->failed = 1;
+      lua_setfield(c->L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
+    } else {
+      lua_pop(c->L, 1);
+    }
+    return BEE_RESOLVE_KEEP;
+  }
+  return r.result;
+}
+
+static bee_engine_t *volatile signal_engine;
+static void on_signal(int sig) {
+  (void)sig;
+  if (signal_engine) bee_engine_consume_stop(signal_engine);
+}
+
+/*
+ * core.consume(engine_or_context, { block =, max_retries =, max_batch =, resolver = })
+ * -> stats table | nil, err. Blocking mode stops on SIGINT/SIGTERM (handlers are
+ * restored afterwards) or core.stop_consuming().
+ */
+static int core_consume(lua_State *L) {
+  bee_engine_t *engine;
+  if (luaL_testudata(L, 1, BEE_CONTEXT_MT)) {
+    check_context(L);
+    engine = context_engine(L);
+  } else {
+    engine = check_engine(L);
+  }
+  bee_consume_options_t opts;
+  memset(&opts, 0, sizeof opts);
+  lconsumer_t lc = {L, 0, 0};
+  lua_settop(L, 2);
+  if (!lua_isnil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "block");
+    opts.block = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "max_retries");
+    opts.max_retries = (int)luaL_optinteger(L, -1, 5);
+    lua_getfield(L, 2, "max_batch");
+    opts.max_batch = (int)luaL_optinteger(L, -1, 200);
+    lua_getfield(L, 2, "resolver");
+    if (!lua_isnil(L, -1)) {
+      luaL_argcheck(L, lua_isfunction(L, -1), 2, "resolver must be a function");
+      lc.fn = lua_gettop(L);
+      opts.resolver = lua_resolver;
+      opts.resolver_ud = &lc;
+    }
+  }
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
+  struct sigaction sa, old_int, old_term;
+  if (opts.block) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    signal_engine = engine;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  bee_consume_stats_t stats;
+  bee_error_t err;
+  int rc = bee_engine_consume(engine, &opts, &stats, &err);
+  if (opts.block) {
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    signal_engine = NULL;
+  }
+  if (lc.failed) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
+    return lua_error(L);
+  }
+  if (rc) return fail(L, &err);
+  lua_createtable(L, 0, 6);
+  set_int(L, "entries", (lua_Integer)stats.entries);
+  set_int(L, "events", (lua_Integer)stats.events);
+  set_int(L, "batches", (lua_Integer)stats.batches);
+  set_int(L, "failed", (lua_Integer)stats.failed);
+  set_int(L, "skipped", (lua_Integer)stats.skipped);
+  set_int(L, "retried", (lua_Integer)stats.retried);
+  return 1;
+}
+
+static int core_stop_consuming(lua_State *L) {
+  (void)L;
+  bee_engine_consume_stop(NULL);
+  return 0;
+}
+
+/* core.set_error_class(errno, temporary | nil) */
+static int core_set_error_class(lua_State *L) {
+  lua_Integer code = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, code > 0 && code < 4096, 1, "expected a MySQL errno");
+  bee_set_error_class((unsigned)code, lua_isnoneornil(L, 2) ? -1 : lua_toboolean(L, 2));
+  return 0;
+}
+
+/* engine:queues() -> array of queue names ("pool:shard") */
+static int engine_queues(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  size_t n = bee_engine_queue_count(engine);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    char name[128];
+    bee_engine_queue_name(engine, i, name, sizeof name);
+    lua_pushstring(L, name);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+static size_t check_queue(lua_State *L, bee_engine_t *engine, int arg) {
+  lua_Integer i = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, i >= 1 && (size_t)i <= bee_engine_queue_count(engine), arg, "no such queue");
+  return (size_t)i - 1;
+}
+
+/* engine:queue_stats(i) -> { len, oldest_event_seconds, lag, pending, errors } | nil, err */
+static int engine_queue_stats(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  size_t i = check_queue(L, engine, 2);
+  bee_queue_stats_t s;
+  bee_error_t err;
+  if (bee_engine_queue_stats(engine, i, &s, &err) != 0) return fail(L, &err);
+  lua_createtable(L, 0, 5);
+  set_int(L, "len", (lua_Integer)s.len);
+  lua_pushnumber(L, s.oldest_event_seconds);
+  lua_setfield(L, -2, "oldest_event_seconds");
+  lua_pushnumber(L, s.lag);
+  lua_setfield(L, -2, "lag");
+  set_int(L, "pending", (lua_Integer)s.pending);
+  set_int(L, "errors", (lua_Integer)s.errors);
+  return 1;
+}
+
+typedef struct {
+  lua_State *L;
+  int result;
+  lua_Integer n;
+  int failed;
+} lerrors_t;
+
+static int push_error_row(lua_State *L) {
+  lerrors_t *e = lua_touserdata(L, 1);
+  push_failed_event(L, lua_touserdata(L, 2));
+  lua_rawseti(L, 3, ++e->n);
+  return 0;
+}
+
+static int collect_error(void *ud, const bee_failed_event_t *ev) {
+  lerrors_t *e = ud;
+  lua_pushcfunction(e->L, push_error_row);
+  lua_pushlightuserdata(e->L, e);
+  lua_pushlightuserdata(e->L, (void *)ev);
+  lua_pushvalue(e->L, e->result);
+  if (lua_pcall(e->L, 3, 0, 0) != LUA_OK) {
+    e->failed = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* engine:queue_errors(i [, max]) -> array of failed events, oldest first | nil, err */
+static int engine_queue_errors(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  size_t i = check_queue(L, engine, 2);
+  lua_Integer max = luaL_optinteger(L, 3, 100);
+  luaL_argcheck(L, max >= 1, 3, "expected 1 or more");
+  lua_settop(L, 3);
+  lua_newtable(L);
+  lerrors_t e = {L, lua_gettop(L), 0, 0};
+  bee_error_t err;
+  int rc = bee_engine_queue_errors(engine, i, (size_t)max, collect_error, &e, &err);
+  if (e.failed) return lua_error(L);
+  if (rc) return fail(L, &err);
+  lua_pushvalue(L, e.result);
+  return 1;
+}
+
+static int queue_resolve(lua_State *L, int retry) {
+  bee_engine_t *engine = check_engine(L);
+  size_t i = check_queue(L, engine, 2);
+  const char *id;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "stream_id");
+    id = lua_tostring(L, -1);
+    luaL_argcheck(L, id != NULL, 3, "the event has no stream_id");
+  } else {
+    id = check_text(L, 3);
+  }
+  bee_error_t err;
+  int rc = retry ? bee_engine_queue_retry(engine, i, id, &err) : bee_engine_queue_skip(engine, i, id, &err);
+  if (rc) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int engine_queue_retry(lua_State *L) { return queue_resolve(L, 1); }
+static int engine_queue_skip(lua_State *L) { return queue_resolve(L, 0); }
+
 /* engine:cache_stats(name) -> { hits, misses, evictions, inserts, stale_skips, entries, capacity, bytes } */
 static int engine_cache_stats(lua_State *L) {
   bee_engine_t *engine = check_engine(L);
@@ -1601,6 +1907,11 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"sync_schema", engine_sync_schema},
       {"sql_exec", engine_sql_exec},
       {"context", engine_context},
+      {"queues", engine_queues},
+      {"queue_stats", engine_queue_stats},
+      {"queue_errors", engine_queue_errors},
+      {"queue_retry", engine_queue_retry},
+      {"queue_skip", engine_queue_skip},
       {"cache_stats", engine_cache_stats},
       {"sql_query", engine_sql_query},
       {"close", engine_gc},
@@ -1612,6 +1923,7 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"delete_entity", context_delete_entity},
       {"clear_flush", context_clear_flush},
       {"flush", context_flush},
+      {"flush_async", context_flush_async},
       {"get_by_id", context_get_by_id},
       {"get_by_ids", context_get_by_ids},
       {"get_by_unique_index", context_get_by_unique_index},
@@ -1627,6 +1939,9 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"parse_mysql_dsn", parse_mysql_dsn},
       {"parse_redis_address", parse_redis_address},
       {"monotonic", monotonic},
+      {"consume", core_consume},
+      {"stop_consuming", core_stop_consuming},
+      {"set_error_class", core_set_error_class},
       {NULL, NULL},
   };
   new_class(L, BEE_REGISTRY_MT, registry_methods, registry_gc, registry_tostring);

@@ -501,6 +501,17 @@ void bee_context_clear_flush(bee_context_t *ctx);
  */
 int bee_context_flush(bee_context_t *ctx, bee_error_t *err);
 
+/*
+ * Writes the tracked changes asynchronously (DESIGN G1): values were validated when
+ * tracked (G7); the caches and the queued events (one stream entry per MySQL pool and
+ * shard, shard = id % 8) go to Redis in one MULTI/EXEC on the queue's Redis pool (the
+ * pool named "default", else the first one). Returns 0 only after Redis acknowledged
+ * it; on failure nothing changed and the changes stay tracked. Caches on other Redis
+ * pools and local caches are updated afterwards; if that fails the events are queued
+ * and BEE_EREDIS says so. A consumer applies the events to MySQL.
+ */
+int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err);
+
 /* A row handed to a loader callback: values has one entry per field, valid during the call. */
 typedef struct bee_row_s {
   const bee_entity_t *entity;
@@ -538,6 +549,106 @@ typedef struct bee_cache_stats_s {
   size_t entries, capacity, bytes;
 } bee_cache_stats_t;
 void bee_entity_cache_stats(const bee_engine_t *engine, const bee_entity_t *entity, bee_cache_stats_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Consuming queued events (DESIGN §4)                                      */
+
+/*
+ * A queued event that failed with a permanent MySQL error (DESIGN G5). Strings point
+ * into memory owned by the caller of the callback and are valid during the call only.
+ */
+typedef struct bee_failed_event_s {
+  const char *queue;     /* "<pool>:<shard>" */
+  const char *stream_id; /* the stream entry's id, "<ms>-<seq>" */
+  char kind;             /* 'I' insert, 'U' update, 'D' delete */
+  const char *entity, *table;
+  uint64_t id;
+  const char *sql;       /* the failing statement, for people (values inline) */
+  size_t ncols;          /* the event's columns and values (canonical) */
+  const char *const *cols;
+  const bee_value_t *values;
+  int code;              /* MySQL errno */
+  const char *message;
+  int attempts;
+  int64_t failed_at_ms;  /* Unix time in ms of the last failure */
+  size_t events;         /* events in the entry (all applied or none, G3) */
+} bee_failed_event_t;
+
+typedef enum {
+  BEE_RESOLVE_KEEP = 0, /* move the entry to the queue's error list */
+  BEE_RESOLVE_RETRY,    /* apply the entry again now (after fixing the cause or editing it) */
+  BEE_RESOLVE_SKIP      /* drop the entry */
+} bee_resolution_t;
+
+/* Opaque handle for bee_failed_event_edit during a resolver call. */
+typedef struct bee_edit_s bee_edit_t;
+
+/*
+ * Decides what happens to a permanently failing entry. It may change column values of
+ * the failing event with bee_failed_event_edit before returning BEE_RESOLVE_RETRY.
+ * A retry that fails again calls the resolver again, up to 3 attempts; then KEEP.
+ */
+typedef bee_resolution_t (*bee_resolver_fn)(void *ud, const bee_failed_event_t *ev, bee_edit_t *edit);
+
+/* Sets column col of the failing event to v (copied). Returns 0, BEE_EINVAL (no such column), BEE_ENOMEM. */
+int bee_failed_event_edit(bee_edit_t *edit, const char *col, const bee_value_t *v);
+
+typedef struct bee_consume_options_s {
+  int block;              /* 0: drain what is queued, then return; 1: wait for events until stopped */
+  int max_retries;        /* temporary errors, non-blocking mode: attempts before returning (default 5) */
+  int max_batch;          /* stream entries per transaction (default 200) */
+  bee_resolver_fn resolver; /* NULL: every permanent failure is kept in the error list */
+  void *resolver_ud;
+} bee_consume_options_t;
+
+typedef struct bee_consume_stats_s {
+  uint64_t entries, events, batches, failed, skipped, retried;
+} bee_consume_stats_t;
+
+/*
+ * Applies queued events to MySQL, queue by queue, exactly once (G2): each batch of
+ * stream entries commits in one transaction together with the queue's applied mark in
+ * _beeorm_applied, which also fences out a second consumer. Temporary errors (G4) are
+ * retried with exponential backoff and jitter (50 ms doubling to 5 s); in non-blocking
+ * mode the error is returned after max_retries attempts, nothing skipped. Permanent
+ * errors (G5) are retried entry by entry so only the failing entry stops; the resolver
+ * decides, and a kept entry goes to the error list with its cache keys invalidated.
+ * Blocking mode waits on XREAD BLOCK and returns 0 after bee_engine_consume_stop,
+ * finishing the batch in hand. stats (may be NULL) receives counters.
+ */
+int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, bee_consume_stats_t *stats,
+                       bee_error_t *err);
+/* Asks a running bee_engine_consume to stop. Any thread; async-signal-safe. */
+void bee_engine_consume_stop(bee_engine_t *engine);
+
+/*
+ * Overrides the classification of a MySQL errno for consumers: temporary 1 or 0, or
+ * -1 to restore the default (bee_mysql_errno_is_temporary). Process-wide.
+ */
+void bee_set_error_class(unsigned int mysql_errno, int temporary);
+int bee_error_is_temporary(unsigned int mysql_errno);
+
+/* Queues: one per (MySQL pool, shard); index 0 .. count-1. */
+size_t bee_engine_queue_count(const bee_engine_t *engine);
+/* "<pool>:<shard>" of queue i into buf. */
+size_t bee_engine_queue_name(const bee_engine_t *engine, size_t i, char *buf, size_t size);
+
+typedef struct bee_queue_stats_s {
+  uint64_t len;                /* stream entries waiting */
+  double oldest_event_seconds; /* age of the oldest waiting entry (0 when none) */
+  double lag;                  /* seconds between the oldest and the newest waiting entry */
+  uint64_t pending;            /* entries a consumer is applying right now */
+  uint64_t errors;             /* entries in the error list */
+} bee_queue_stats_t;
+
+int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *out, bee_error_t *err);
+/* Calls fn for up to max entries of the error list, oldest first. */
+int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
+                            int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err);
+/* Puts an errored entry back at the end of its queue (it applies after what is queued now). */
+int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err);
+/* Drops an errored entry. */
+int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err);
 
 #ifdef __cplusplus
 }

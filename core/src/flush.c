@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "orm.h"
 #include "sql.h"
 
@@ -434,8 +435,20 @@ static void cache_commands(redisContext *c, const bee__entity_rt_t *rt, const be
   bee__buf_free(&key);
 }
 
-/* Writes the committed states of entities cached in Redis pool rp: one MULTI/EXEC. */
-static int update_redis(bee_context_t *ctx, size_t rp, states_t *s, bee_value_t *values, bee_error_t *err) {
+/* A stream entry to add in the same MULTI/EXEC as the cache writes (flush_async). */
+typedef struct {
+  char key[128];
+  bee__buf_t payload;
+  bee__batch_t w;
+  size_t pool, shard;
+} qentry_t;
+
+/*
+ * Writes the states of entities cached in Redis pool rp, and appends the stream
+ * entries q, as one MULTI/EXEC: all of it or nothing (G1).
+ */
+static int update_redis(bee_context_t *ctx, size_t rp, states_t *s, bee_value_t *values, const qentry_t *q,
+                        size_t nq, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
   redisContext *c;
   int rc = bee__ctx_redis(ctx, rp, &c, err);
@@ -443,6 +456,10 @@ static int update_redis(bee_context_t *ctx, size_t rp, states_t *s, bee_value_t 
   size_t count = 0;
   redisAppendCommand(c, "MULTI");
   count++;
+  for (size_t i = 0; i < nq; i++) {
+    redisAppendCommand(c, "XADD %s * e %b", q[i].key, q[i].payload.data, q[i].payload.len);
+    count++;
+  }
   for (size_t ei = 0; ei < engine->entity_count; ei++) {
     const bee__entity_rt_t *rt = &engine->rt[ei];
     if (rt->redis != (int)rp) continue;
@@ -603,7 +620,7 @@ int bee_context_flush(bee_context_t *ctx, bee_error_t *err) {
     int any = 0;
     for (size_t i = 0; i < s.count && !any; i++) any = engine->rt[s.items[i].entity].redis == (int)rp;
     if (any) {
-      int r1 = update_redis(ctx, rp, &s, values, &cache_err);
+      int r1 = update_redis(ctx, rp, &s, values, NULL, 0, &cache_err);
       if (r1 && !crc) crc = r1;
     }
   }
@@ -624,5 +641,168 @@ out:
   bee__free(values);
   bee__free(used);
   bee__free(begun);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* flush_async                                                              */
+
+typedef struct {
+  states_t *s;
+  size_t entity;
+  const uint64_t *ids;
+} before_t;
+
+static int keep_before(void *ud, size_t index, const bee_row_t *row) {
+  before_t *b = ud;
+  if (!row) return 0;
+  state_t *st = state_find(b->s, b->entity, b->ids[index]);
+  if (!st || st->had_before) return 0;
+  st->had_before = 1;
+  return bee__row_encode(row->entity, row->id, row->values, &st->before) ? BEE_ENOMEM : 0;
+}
+
+/*
+ * The current rows of updated and deleted states, as readers see them now: through the
+ * caches, which already hold earlier flush_async results that MySQL may not have yet.
+ */
+static int load_before(bee_context_t *ctx, states_t *s, bee_error_t *err) {
+  bee_engine_t *engine = ctx->engine;
+  uint64_t *ids = bee__malloc((s->count ? s->count : 1) * sizeof *ids);
+  if (!ids) return bee__error(err, BEE_ENOMEM, 0, "out of memory flushing");
+  int rc = 0;
+  for (size_t ei = 0; ei < engine->entity_count && !rc; ei++) {
+    size_t n = 0;
+    for (size_t i = 0; i < ctx->op_count; i++) {
+      const bee__op_t *op = &ctx->ops[i];
+      if (op->entity != ei || op->kind == BEE__OP_INSERT) continue;
+      int dup = 0;
+      for (size_t k = 0; k < n && !dup; k++) dup = ids[k] == op->id;
+      if (!dup) ids[n++] = op->id;
+    }
+    if (!n) continue;
+    before_t b = {s, ei, ids};
+    rc = bee__load_by_ids(ctx, ei, ids, n, keep_before, &b, err);
+  }
+  bee__free(ids);
+  return rc;
+}
+
+/* Adds the cache keys a consumer drops for one row version ('F' on failure, 'A' always). */
+static void event_keys(bee__batch_t *w, const bee__entity_rt_t *rt, const bee__entity_t *e, const bee__buf_t *row,
+                       bee_value_t *values) {
+  uint64_t id;
+  if (bee__row_decode(e, row->data, row->len, &id, values)) return;
+  bee__buf_t key = {0};
+  for (size_t i = 0; i < e->index_count; i++) {
+    const bee__index_t *ix = &e->indexes[i];
+    if (ix->unique && bee__unique_key(rt, e, ix, values, &key) == 0) bee__batch_key(w, 'F', key.data, key.len);
+    if (!ix->unique && ix->cached && bee__list_key(rt, e, 'i', ix->name, ix->fields, ix->field_count, values, &key) == 0)
+      bee__batch_key(w, 'A', key.data, key.len);
+  }
+  for (size_t f = 0; f < e->field_count; f++)
+    if (e->fields[f].type == BEE_FIELD_REF && e->fields[f].cached &&
+        bee__list_key(rt, e, 'f', e->fields[f].name, &f, 1, values, &key) == 0)
+      bee__batch_key(w, 'A', key.data, key.len);
+  bee__buf_free(&key);
+}
+
+static qentry_t *queue_entry(bee_context_t *ctx, qentry_t *q, size_t *nq, size_t pool, size_t shard) {
+  for (size_t i = 0; i < *nq; i++)
+    if (q[i].pool == pool && q[i].shard == shard) return &q[i];
+  qentry_t *e = &q[(*nq)++];
+  memset(e, 0, sizeof *e);
+  e->pool = pool;
+  e->shard = shard;
+  bee__queue_key(ctx->engine, pool, shard, "s", e->key, sizeof e->key);
+  bee__batch_begin(&e->w, &e->payload);
+  return e;
+}
+
+int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
+  if (!ctx) return bee__error(err, BEE_EINVAL, 0, "context is NULL");
+  if (!ctx->op_count) return 0;
+  bee_engine_t *engine = ctx->engine;
+  if (engine->inval_redis < 0)
+    return bee__error(err, BEE_ECONFIG, 0, "flush_async needs a Redis pool to queue events on (register one)");
+  size_t qp = (size_t)engine->inval_redis;
+  size_t max_fields = 1;
+  for (size_t i = 0; i < engine->entity_count; i++)
+    if (engine->entities[i].field_count > max_fields) max_fields = engine->entities[i].field_count;
+  bee_value_t *values = bee__calloc(max_fields, sizeof *values);
+  qentry_t *q = bee__calloc(ctx->op_count, sizeof *q);
+  size_t nq = 0;
+  states_t s = {0};
+  int rc = 0;
+  if (!values || !q || states_build(ctx, &s)) {
+    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory flushing");
+    goto out;
+  }
+  if ((rc = load_before(ctx, &s, err))) goto out;
+  if (compute_after(ctx, &s, values)) {
+    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory flushing");
+    goto out;
+  }
+  /* One stream entry per (pool, shard) touched, events in flush order. */
+  for (size_t i = 0; i < ctx->op_count; i++) {
+    const bee__op_t *op = &ctx->ops[i];
+    const bee__entity_t *e = &engine->entities[op->entity];
+    const bee__entity_rt_t *rt = &engine->rt[op->entity];
+    qentry_t *qe = queue_entry(ctx, q, &nq, rt->mysql, (size_t)(op->id % BEE__SHARDS));
+    char kind = op->kind == BEE__OP_INSERT ? 'I' : op->kind == BEE__OP_UPDATE ? 'U' : 'D';
+    bee__batch_event(&qe->w, kind, e->table, e->name, rt->redis >= 0 ? engine->redis[rt->redis].name : "",
+                     rt->redis >= 0 ? rt->prefix : "", op->id);
+    for (size_t f = 0; f < e->field_count && op->kind != BEE__OP_DELETE; f++)
+      if (op->kind == BEE__OP_INSERT || op->changed[f]) bee__batch_col(&qe->w, e->fields[f].name, &op->values[f]);
+    bee__batch_keys_begin(&qe->w);
+    if (rt->redis >= 0) {
+      state_t *st = state_find(&s, op->entity, op->id);
+      char key[sizeof rt->prefix + 32];
+      bee__batch_key(&qe->w, 'F', key, bee__row_key(rt, op->id, key, sizeof key));
+      if (st->had_before) event_keys(&qe->w, rt, e, &st->before, values);
+      if (st->has_after) event_keys(&qe->w, rt, e, &st->after, values);
+      if (e->cache_all && st->had_before != st->has_after) {
+        bee__buf_t all = {0};
+        if (bee__list_key(rt, e, 'a', "", NULL, 0, NULL, &all) == 0) bee__batch_key(&qe->w, 'A', all.data, all.len);
+        bee__buf_free(&all);
+      }
+    }
+  }
+  for (size_t i = 0; i < nq; i++)
+    if (bee__batch_end(&q[i].w)) {
+      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory encoding events");
+      goto out;
+    }
+  /* The queue's Redis pool: events and that pool's caches in one MULTI/EXEC (G1). */
+  if ((rc = update_redis(ctx, qp, &s, values, q, nq, err))) goto out;
+  /* Caches on other Redis pools, then local caches: the events are queued already. */
+  bee_error_t cache_err;
+  int crc = 0;
+  for (size_t rp = 0; rp < engine->redis_count; rp++) {
+    if (rp == qp) continue;
+    int any = 0;
+    for (size_t i = 0; i < s.count && !any; i++) any = engine->rt[s.items[i].entity].redis == (int)rp;
+    if (any) {
+      int r1 = update_redis(ctx, rp, &s, values, NULL, 0, &cache_err);
+      if (r1 && !crc) crc = r1;
+    }
+  }
+  int r2 = update_local(ctx, &s, crc ? NULL : &cache_err);
+  if (r2 && !crc) crc = r2;
+  if (crc) {
+    rc = crc;
+    if (err) {
+      *err = cache_err;
+      char msg[BEE_ERROR_MESSAGE_MAX];
+      snprintf(msg, sizeof msg, "%s", err->message);
+      snprintf(err->message, sizeof err->message, "events queued, but a cache update failed: %.400s", msg);
+    }
+  }
+  bee_context_clear_flush(ctx); /* queued: nothing left to retry */
+out:
+  for (size_t i = 0; q && i < nq; i++) bee__buf_free(&q[i].payload);
+  bee__free(q);
+  states_free(&s);
+  bee__free(values);
   return rc;
 }

@@ -448,3 +448,9 @@ void bee__ctx_mysql_broken(bee_context_t *ctx, size_t pool) {
   bee__engine_mysql_release(ctx->engine, &ctx->engine->mysql[pool], ctx->mysql[pool], 1);
   ctx->mysql[pool] = NULL;
 }
+
+size_t bee__queue_key(const bee_engine_t *engine, size_t pool, size_t shard, const char *suffix, char *buf,
+                      size_t size) {
+  int n = snprintf(buf, size, "beeorm:{q:%s:%zu}:%s", engine->mysql[pool].name, shard, suffix);
+  return n < 0 ? 0 : (size_t)n;
+}

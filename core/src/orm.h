@@ -109,6 +109,10 @@ int bee__unique_key(const bee__entity_rt_t *rt, const bee__entity_t *e, const be
 int bee__list_key(const bee__entity_rt_t *rt, const bee__entity_t *e, char kind, const char *name,
                   const size_t *fields, size_t n, const bee_value_t *values, bee__buf_t *out);
 
+/* "beeorm:{q:<pool>:<shard>}:<suffix>" (see event.h) into buf. */
+size_t bee__queue_key(const bee_engine_t *engine, size_t pool, size_t shard, const char *suffix, char *buf,
+                      size_t size);
+
 /* Ids of rows matching a SQL condition (trusted text with ? args), ordered by id. */
 int bee__select_ids(bee_context_t *ctx, size_t entity, const char *where, const bee_value_t *args, size_t nargs,
                     uint64_t **ids, size_t *n, bee_error_t *err);

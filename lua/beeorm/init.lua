@@ -8,6 +8,7 @@ local beeorm = {
   -- operation: { code = <MySQL errno or short string>, message, temporary, pool, entity, field }.
   Error = core.Error,
 }
+core.Engine = core.Engine or {}
 
 --- A new, empty registry of pools (and, later, entities).
 function beeorm.registry()
@@ -23,6 +24,63 @@ beeorm.parse_redis_address = core.parse_redis_address
 
 --- Seconds on a monotonic clock with nanosecond resolution (for timing and benchmarks).
 beeorm.monotonic = core.monotonic
+
+--- Applies queued flush_async events to MySQL (BeeORM's function). block = false
+-- drains what is queued and returns; block = true waits for events until SIGINT,
+-- SIGTERM or beeorm.stop_consuming(). Returns a stats table, or nil, err.
+function beeorm.consume_async_flush_events(ctx, block, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.block = block and true or false
+  return core.consume(ctx, o)
+end
+
+--- Stops a blocking consumer (from a signal handler, another coroutine's callback...).
+beeorm.stop_consuming = core.stop_consuming
+
+--- Overrides whether a MySQL errno is temporary (retried) or permanent (error list)
+-- for consumers; nil restores the default classification.
+beeorm.set_error_class = core.set_error_class
+
+local Consumer = {}
+Consumer.__index = Consumer
+
+--- engine:consumer{ workers = N, resolver = function(event) ... end, max_retries =, max_batch = }
+function core.Engine.consumer(engine, opts)
+  opts = opts or {}
+  assert(type(opts) == "table", "consumer options must be a table")
+  if opts.resolver ~= nil then assert(type(opts.resolver) == "function", "resolver must be a function") end
+  return setmetatable({ engine = engine, opts = opts }, Consumer)
+end
+
+--- consumer:run{ block = true|false } -> stats | nil, err
+function Consumer:run(run_opts)
+  local o = { block = run_opts and run_opts.block or false, resolver = self.opts.resolver,
+              max_retries = self.opts.max_retries, max_batch = self.opts.max_batch }
+  return core.consume(self.engine, o)
+end
+
+function Consumer:stop()
+  core.stop_consuming()
+end
+
+local Queue = {}
+Queue.__index = Queue
+Queue.__name = "beeorm.Queue"
+
+--- engine:read_async_flush_events() -> queue objects, one per (MySQL pool, shard)
+function core.Engine.read_async_flush_events(engine)
+  local out = {}
+  for i, name in ipairs(engine:queues()) do
+    out[i] = setmetatable({ engine = engine, index = i, name = name }, Queue)
+  end
+  return out
+end
+
+function Queue:stats() return self.engine:queue_stats(self.index) end
+function Queue:errors(n) return self.engine:queue_errors(self.index, n) end
+function Queue:retry(ev) return self.engine:queue_retry(self.index, ev) end
+function Queue:skip(ev) return self.engine:queue_skip(self.index, ev) end
 
 --- True when v is an error table produced by beeorm.
 function beeorm.is_error(v)

@@ -1,0 +1,1090 @@
+/*
+ * consumer.c: applying queued events to MySQL (DESIGN §4, G2-G5).
+ *
+ * Per queue: read the applied mark from _beeorm_applied, XRANGE the entries after it,
+ * and apply a batch of them in one transaction that first locks the mark row (and
+ * checks it did not move: another consumer's work fences this one out), runs the
+ * statements (consecutive inserts into one table as one multi-row INSERT), and writes
+ * the new mark. Only after COMMIT are the entries deleted from the stream, so a crash
+ * anywhere replays nothing twice: entries at or below the mark are never applied again.
+ *
+ * Identifiers in events come from Redis: they are used only if they are plain SQL
+ * identifiers ([A-Za-z_][A-Za-z0-9_]*); values are escaped by the client library.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "event.h"
+#include "orm.h"
+#include "schema_internal.h"
+#include "sql.h"
+
+#define CONFLICT 1
+#define MAX_ATTEMPTS 3
+
+static atomic_int stop_requested;
+
+void bee_engine_consume_stop(bee_engine_t *engine) {
+  (void)engine;
+  atomic_store(&stop_requested, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Error classification, overridable per errno                              */
+
+static atomic_schar overrides[4096]; /* 0 default, 1 temporary, 2 permanent */
+
+void bee_set_error_class(unsigned int mysql_errno, int temporary) {
+  if (mysql_errno >= sizeof overrides) return;
+  atomic_store(&overrides[mysql_errno], (signed char)(temporary < 0 ? 0 : temporary ? 1 : 2));
+}
+
+int bee_error_is_temporary(unsigned int mysql_errno) {
+  if (mysql_errno < sizeof overrides) {
+    signed char o = atomic_load(&overrides[mysql_errno]);
+    if (o) return o == 1;
+  }
+  return bee_mysql_errno_is_temporary(mysql_errno);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !atomic_load(&stop_requested)) {
+  }
+}
+
+typedef struct {
+  char id[48];
+  uint64_t ms, seq;
+  char *payload;
+  size_t len;
+} entry_t;
+
+typedef struct {
+  bee_engine_t *engine;
+  bee_consume_options_t opts;
+  bee_consume_stats_t stats;
+  MYSQL **mysql;        /* per pool, this consumer's own */
+  redisContext **redis; /* per Redis pool, this consumer's own */
+  unsigned char *mark_table_ok;
+  bee__event_t *ev;
+  bee__buf_t sql;
+} consumer_t;
+
+static int parse_stream_id(const char *s, uint64_t *ms, uint64_t *seq) {
+  char *end;
+  errno = 0;
+  unsigned long long a = strtoull(s, &end, 10);
+  if (errno || *end != '-') return -1;
+  unsigned long long b = strtoull(end + 1, &end, 10);
+  if (errno || *end) return -1;
+  *ms = a;
+  *seq = b;
+  return 0;
+}
+
+static int get_mysql(consumer_t *c, size_t pool, MYSQL **out, bee_error_t *err) {
+  if (!c->mysql[pool]) {
+    int rc = bee__engine_mysql_acquire(c->engine, &c->engine->mysql[pool], &c->mysql[pool], err);
+    if (rc) return rc;
+  }
+  *out = c->mysql[pool];
+  return 0;
+}
+
+static void drop_mysql(consumer_t *c, size_t pool) {
+  bee__engine_mysql_release(c->engine, &c->engine->mysql[pool], c->mysql[pool], 1);
+  c->mysql[pool] = NULL;
+}
+
+static int get_redis(consumer_t *c, size_t pool, redisContext **out, bee_error_t *err) {
+  if (c->redis[pool] && c->redis[pool]->err) {
+    redisFree(c->redis[pool]);
+    c->redis[pool] = NULL;
+  }
+  if (!c->redis[pool]) {
+    int rc = bee__redis_connect(&c->engine->redis[pool], &c->redis[pool], err);
+    if (rc) return rc;
+  }
+  *out = c->redis[pool];
+  return 0;
+}
+
+static int mysql_fail(consumer_t *c, size_t pool, MYSQL *conn, const char *doing, bee_error_t *err) {
+  int rc = bee__mysql_error(err, conn, &c->engine->mysql[pool], doing);
+  if (err) err->temporary = bee_error_is_temporary((unsigned)err->server_code);
+  return rc;
+}
+
+/* Runs one statement; on failure fills err (with the consumer's classification). */
+static int q(consumer_t *c, size_t pool, MYSQL *conn, const char *sql, size_t len, bee_error_t *err) {
+  if (mysql_real_query(conn, sql, (unsigned long)len) != 0) return mysql_fail(c, pool, conn, "applying events failed on", err);
+  MYSQL_RES *res = mysql_store_result(conn);
+  if (res) mysql_free_result(res);
+  return 0;
+}
+
+static int ensure_mark_table(consumer_t *c, size_t pool, MYSQL *conn, bee_error_t *err) {
+  if (c->mark_table_ok[pool]) return 0;
+  static const char sql[] =
+      "CREATE TABLE IF NOT EXISTS `_beeorm_applied` (`queue` varchar(100) NOT NULL PRIMARY KEY, "
+      "`ms` bigint unsigned NOT NULL, `seq` bigint unsigned NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+  int rc = q(c, pool, conn, sql, sizeof sql - 1, err);
+  if (!rc) c->mark_table_ok[pool] = 1;
+  return rc;
+}
+
+/* The applied mark of queue (creating its row), optionally locked FOR UPDATE. */
+static int read_mark(consumer_t *c, size_t pool, MYSQL *conn, const char *queue, int lock, uint64_t *ms,
+                     uint64_t *seq, bee_error_t *err) {
+  char sql[256];
+  int n = snprintf(sql, sizeof sql, "SELECT `ms`, `seq` FROM `_beeorm_applied` WHERE `queue` = '%s'%s", queue,
+                   lock ? " FOR UPDATE" : "");
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (mysql_real_query(conn, sql, (unsigned long)n) != 0) return mysql_fail(c, pool, conn, "reading the applied mark failed on", err);
+    MYSQL_RES *res = mysql_store_result(conn);
+    if (!res) return mysql_fail(c, pool, conn, "reading the applied mark failed on", err);
+    MYSQL_ROW row = mysql_fetch_row(res);
+    if (row) {
+      *ms = strtoull(row[0], NULL, 10);
+      *seq = strtoull(row[1], NULL, 10);
+      mysql_free_result(res);
+      return 0;
+    }
+    mysql_free_result(res);
+    char ins[256];
+    int m = snprintf(ins, sizeof ins, "INSERT IGNORE INTO `_beeorm_applied` (`queue`, `ms`, `seq`) VALUES ('%s', 0, 0)", queue);
+    int rc = q(c, pool, conn, ins, (size_t)m, err);
+    if (rc) return rc;
+  }
+  *ms = *seq = 0;
+  return 0;
+}
+
+static void entries_free(entry_t *e, size_t n) {
+  for (size_t i = 0; i < n; i++) bee__free(e[i].payload);
+  bee__free(e);
+}
+
+/* XRANGE key (ms-seq + COUNT max. */
+static int fetch(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq, size_t max, entry_t **out,
+                 size_t *n, bee_error_t *err) {
+  redisContext *r;
+  int rc = get_redis(c, qp, &r, err);
+  if (rc) return rc;
+  char start[64], count[24];
+  snprintf(start, sizeof start, "(%llu-%llu", (unsigned long long)ms, (unsigned long long)seq);
+  snprintf(count, sizeof count, "%zu", max);
+  const char *argv[] = {"XRANGE", key, start, "+", "COUNT", count};
+  redisReply *rep = redisCommandArgv(r, 6, argv, NULL);
+  if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+    rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "reading the queue failed");
+    if (rep) freeReplyObject(rep);
+    return rc;
+  }
+  entry_t *e = bee__calloc(rep->elements ? rep->elements : 1, sizeof *e);
+  if (!e) {
+    freeReplyObject(rep);
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory reading the queue");
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < rep->elements; i++) {
+    redisReply *it = rep->element[i];
+    if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 || it->element[0]->type != REDIS_REPLY_STRING) continue;
+    entry_t *x = &e[k];
+    snprintf(x->id, sizeof x->id, "%s", it->element[0]->str);
+    if (parse_stream_id(x->id, &x->ms, &x->seq)) continue;
+    redisReply *f = it->element[1];
+    if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING) {
+      x->payload = bee__malloc(f->element[1]->len + 1);
+      if (!x->payload) {
+        entries_free(e, k);
+        freeReplyObject(rep);
+        return bee__error(err, BEE_ENOMEM, 0, "out of memory reading the queue");
+      }
+      memcpy(x->payload, f->element[1]->str, f->element[1]->len);
+      x->len = f->element[1]->len;
+    }
+    k++;
+  }
+  freeReplyObject(rep);
+  *out = e;
+  *n = k;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Building statements                                                      */
+
+static int ident(const bee__str_t *s) {
+  char buf[BEE__IDENT_MAX];
+  if (s->n == 0 || s->n >= sizeof buf) return 0;
+  memcpy(buf, s->p, s->n);
+  buf[s->n] = '\0';
+  return bee__ident_ok(buf);
+}
+
+/* Checks an event's identifiers; a malformed event is a permanent failure. */
+static int event_ok(const bee__event_t *ev) {
+  if (!ident(&ev->table)) return 0;
+  for (size_t i = 0; i < ev->ncols; i++)
+    if (!ident(&ev->cols[i]) || (ev->cols[i].n == 2 && !memcmp(ev->cols[i].p, "id", 2))) return 0;
+  if (ev->kind == 'U' && ev->ncols == 0) return 0;
+  return 1;
+}
+
+static void put_id(bee__buf_t *b, uint64_t id) {
+  char num[BEE__ID_BUF];
+  bee__buf_append(b, num, bee__id_format(id, num));
+}
+
+static int same_shape(const bee__event_t *a, const char *table, size_t tlen, const bee__str_t *cols, size_t ncols) {
+  if (a->table.n != tlen || memcmp(a->table.p, table, tlen) || a->ncols != ncols) return 0;
+  for (size_t i = 0; i < ncols; i++)
+    if (a->cols[i].n != cols[i].n || memcmp(a->cols[i].p, cols[i].p, cols[i].n)) return 0;
+  return 1;
+}
+
+/* The statement of a single event (for error reports and the one-event mode). */
+static void event_sql(MYSQL *conn, const bee__event_t *ev, bee__buf_t *b) {
+  b->len = 0;
+  if (ev->kind == 'I') {
+    bee__buf_printf(b, "INSERT INTO `%.*s` (`id`", (int)ev->table.n, ev->table.p);
+    for (size_t i = 0; i < ev->ncols; i++) bee__buf_printf(b, ",`%.*s`", (int)ev->cols[i].n, ev->cols[i].p);
+    bee__buf_puts(b, ") VALUES (");
+    put_id(b, ev->id);
+    for (size_t i = 0; i < ev->ncols; i++) {
+      bee__buf_puts(b, ",");
+      bee__sql_literal(conn, &ev->values[i], b);
+    }
+    bee__buf_puts(b, ")");
+  } else if (ev->kind == 'U') {
+    bee__buf_printf(b, "UPDATE `%.*s` SET ", (int)ev->table.n, ev->table.p);
+    for (size_t i = 0; i < ev->ncols; i++) {
+      bee__buf_printf(b, "%s`%.*s`=", i ? "," : "", (int)ev->cols[i].n, ev->cols[i].p);
+      bee__sql_literal(conn, &ev->values[i], b);
+    }
+    bee__buf_puts(b, " WHERE `id`=");
+    put_id(b, ev->id);
+  } else {
+    bee__buf_printf(b, "DELETE FROM `%.*s` WHERE `id`=", (int)ev->table.n, ev->table.p);
+    put_id(b, ev->id);
+  }
+}
+
+/*
+ * Runs the events of entries [a, b) inside the caller's transaction. Batched: runs of
+ * inserts into one table with the same columns go as one multi-row INSERT. per_event:
+ * one statement per event, and *failed_event (entry-relative) says which one failed.
+ */
+static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries, size_t a, size_t b, int per_event,
+                      size_t *failed_event, bee_error_t *err) {
+  bee__event_t *ev = c->ev;
+  bee__buf_t *sql = &c->sql;
+  int rc = 0;
+  /* A pending multi-row INSERT: its table and columns, copied from the first event. */
+  char table[BEE__IDENT_MAX];
+  size_t tlen = 0, pending = 0, pending_cols = 0;
+  bee__str_t cols[1024];
+  char colbuf[1024 * BEE__IDENT_MAX];
+  sql->len = 0;
+  for (size_t i = a; i < b && !rc; i++) {
+    size_t count, pos;
+    if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) {
+      if (failed_event) *failed_event = 0;
+      return bee__error(err, BEE_EINVAL, 0, "queue entry %s is not a beeorm event batch", entries[i].id);
+    }
+    for (size_t k = 0; k < count && !rc; k++) {
+      if (bee__batch_next(entries[i].payload, entries[i].len, &pos, ev) || !event_ok(ev)) {
+        if (failed_event) *failed_event = k;
+        return bee__error(err, BEE_EINVAL, 0, "queue entry %s holds a malformed event (#%zu)", entries[i].id, k + 1);
+      }
+      c->stats.events++;
+      int batchable = !per_event && ev->kind == 'I';
+      if (pending && (!batchable || !same_shape(ev, table, tlen, cols, pending_cols) || pending >= 1000 ||
+                      sql->len > (4u << 20))) {
+        if ((rc = q(c, pool, conn, sql->data, sql->len, err))) break;
+        pending = 0;
+        sql->len = 0;
+      }
+      if (batchable) {
+        if (!pending) {
+          tlen = ev->table.n;
+          memcpy(table, ev->table.p, tlen);
+          pending_cols = ev->ncols;
+          for (size_t j = 0; j < ev->ncols; j++) {
+            memcpy(colbuf + j * BEE__IDENT_MAX, ev->cols[j].p, ev->cols[j].n);
+            cols[j].p = colbuf + j * BEE__IDENT_MAX;
+            cols[j].n = ev->cols[j].n;
+          }
+          event_sql(conn, ev, sql); /* "INSERT ... VALUES (first row)" */
+        } else {
+          bee__buf_puts(sql, ",(");
+          put_id(sql, ev->id);
+          for (size_t j = 0; j < ev->ncols; j++) {
+            bee__buf_puts(sql, ",");
+            bee__sql_literal(conn, &ev->values[j], sql);
+          }
+          bee__buf_puts(sql, ")");
+        }
+        pending++;
+        continue;
+      }
+      event_sql(conn, ev, sql);
+      if (sql->failed) return bee__error(err, BEE_ENOMEM, 0, "out of memory building a statement");
+      rc = q(c, pool, conn, sql->data, sql->len, err);
+      if (rc && failed_event) *failed_event = k;
+      sql->len = 0;
+    }
+  }
+  if (!rc && pending) rc = q(c, pool, conn, sql->data, sql->len, err);
+  if (sql->failed && !rc) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory building a statement");
+  return rc;
+}
+
+/*
+ * One transaction: lock the mark (it must still be mark_ms-mark_seq), run entries
+ * [a, b) (none when run is 0: only move the mark), set the mark to entry b-1, commit.
+ * Returns 0, CONFLICT (someone else moved the mark), or an error.
+ */
+static int apply(consumer_t *c, size_t pool, MYSQL *conn, const char *queue, entry_t *entries, size_t a, size_t b,
+                 int run, int per_event, uint64_t mark_ms, uint64_t mark_seq, size_t *failed_event, bee_error_t *err) {
+  int rc = q(c, pool, conn, "START TRANSACTION", 17, err);
+  if (rc) return rc;
+  uint64_t ms, seq;
+  if ((rc = read_mark(c, pool, conn, queue, 1, &ms, &seq, err))) goto rollback;
+  if (ms != mark_ms || seq != mark_seq) {
+    rc = CONFLICT;
+    goto rollback;
+  }
+  if (run && (rc = run_events(c, pool, conn, entries, a, b, per_event, failed_event, err))) goto rollback;
+  char sql[256];
+  int n = snprintf(sql, sizeof sql, "UPDATE `_beeorm_applied` SET `ms` = %llu, `seq` = %llu WHERE `queue` = '%s'",
+                   (unsigned long long)entries[b - 1].ms, (unsigned long long)entries[b - 1].seq, queue);
+  if ((rc = q(c, pool, conn, sql, (size_t)n, err))) goto rollback;
+  if ((rc = q(c, pool, conn, "COMMIT", 6, err))) goto rollback;
+  return 0;
+rollback:
+  if (mysql_query(conn, "ROLLBACK") != 0) drop_mysql(c, pool);
+  return rc;
+}
+
+/* Deletes cache keys of the events of entries [a, b): 'A' keys always, 'F' keys too when failed. */
+static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed) {
+  bee__event_t *ev = c->ev;
+  for (size_t i = a; i < b; i++) {
+    size_t count, pos;
+    if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) continue;
+    for (size_t k = 0; k < count; k++) {
+      if (bee__batch_next(entries[i].payload, entries[i].len, &pos, ev)) break;
+      if (!ev->prefix.n || !ev->cache_pool.n) continue;
+      char pool_name[BEE_NAME_MAX];
+      snprintf(pool_name, sizeof pool_name, "%.*s", (int)ev->cache_pool.n, ev->cache_pool.p);
+      int rp = bee__engine_redis_index(c->engine, pool_name);
+      redisContext *r;
+      bee_error_t ignored;
+      if (rp < 0 || get_redis(c, (size_t)rp, &r, &ignored)) continue;
+      size_t sent = 0;
+      for (size_t j = 0; j < ev->nkeys; j++) {
+        char when;
+        bee__str_t key;
+        if (bee__event_key(ev, j, &when, &key)) break;
+        if (when == 'A' || failed) {
+          redisAppendCommand(r, "DEL %b", key.p, key.n);
+          sent++;
+        }
+      }
+      redisAppendCommand(r, "INCR %bv", ev->prefix.p, ev->prefix.n); /* the entity's version */
+      sent++;
+      if (failed && c->engine->inval_redis == rp) {
+        /* Local caches of every process drop the row too (no ack: nobody waits on a consumer). */
+        char num[BEE__ID_BUF];
+        size_t nl = bee__id_format(ev->id, num);
+        redisAppendCommand(r, "PUBLISH %s -\n\n%b\n%b", BEE__CHANNEL, ev->entity.p, ev->entity.n, num, nl);
+        sent++;
+      }
+      for (size_t j = 0; j < sent; j++) {
+        void *reply = NULL;
+        if (redisGetReply(r, &reply) != REDIS_OK) break;
+        freeReplyObject(reply);
+      }
+    }
+  }
+}
+
+/* Removes applied entries from the stream (a failure only leaves them for the mark to skip). */
+static void xdel(consumer_t *c, size_t qp, const char *key, entry_t *entries, size_t a, size_t b) {
+  redisContext *r;
+  bee_error_t ignored;
+  if (b <= a || get_redis(c, qp, &r, &ignored)) return;
+  size_t argc = 2 + (b - a);
+  const char **argv = bee__malloc(argc * sizeof *argv);
+  if (!argv) return;
+  argv[0] = "XDEL";
+  argv[1] = key;
+  for (size_t i = a; i < b; i++) argv[2 + i - a] = entries[i].id;
+  redisReply *rep = redisCommandArgv(r, (int)argc, argv, NULL);
+  if (rep) freeReplyObject(rep);
+  bee__free(argv);
+}
+
+static void set_pending(consumer_t *c, size_t qp, const char *pending_key, size_t n) {
+  redisContext *r;
+  bee_error_t ignored;
+  if (get_redis(c, qp, &r, &ignored)) return;
+  redisReply *rep = n ? redisCommand(r, "SET %s %zu PX 60000", pending_key, n) : redisCommand(r, "DEL %s", pending_key);
+  if (rep) freeReplyObject(rep);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Failures: error records and the resolver                                 */
+
+/*
+ * Error record (the value in the errors hash):
+ *   'E' u8 version=1, u32 code, u32 attempts, u64 failed_at_ms, u32 event index,
+ *   str message, str sql, str batch
+ */
+static void put32(bee__buf_t *b, uint64_t v, int n) {
+  char o[8];
+  for (int i = 0; i < n; i++) o[i] = (char)(unsigned char)(v >> (8 * i));
+  bee__buf_append(b, o, (size_t)n);
+}
+
+static void record_encode(bee__buf_t *b, int code, int attempts, int64_t at, size_t index, const char *msg,
+                          const bee__buf_t *sql, const char *batch, size_t batch_len) {
+  bee__buf_append(b, "E\1", 2);
+  put32(b, (uint64_t)(uint32_t)code, 4);
+  put32(b, (uint64_t)attempts, 4);
+  put32(b, (uint64_t)at, 8);
+  put32(b, index, 4);
+  put32(b, strlen(msg), 4);
+  bee__buf_puts(b, msg);
+  put32(b, sql->len, 4);
+  bee__buf_append(b, sql->data ? sql->data : "", sql->len);
+  put32(b, batch_len, 4);
+  bee__buf_append(b, batch, batch_len);
+}
+
+typedef struct {
+  int code, attempts;
+  int64_t at;
+  size_t index;
+  bee__str_t message, sql, batch;
+} record_t;
+
+static int record_decode(const char *p, size_t len, record_t *r) {
+  const unsigned char *u = (const unsigned char *)p;
+  size_t pos = 2;
+  if (len < 26 || p[0] != 'E' || p[1] != 1) return -1;
+#define RD(n, out)                                                  \
+  do {                                                              \
+    if (len - pos < (n)) return -1;                                 \
+    uint64_t v_ = 0;                                                \
+    for (int i_ = (n)-1; i_ >= 0; i_--) v_ = (v_ << 8) | u[pos + (size_t)i_]; \
+    pos += (n);                                                     \
+    out = v_;                                                       \
+  } while (0)
+  uint64_t v;
+  RD(4, v);
+  r->code = (int)(uint32_t)v;
+  RD(4, v);
+  r->attempts = (int)v;
+  RD(8, v);
+  r->at = (int64_t)v;
+  RD(4, v);
+  r->index = (size_t)v;
+  bee__str_t *strs[3] = {&r->message, &r->sql, &r->batch};
+  for (int i = 0; i < 3; i++) {
+    RD(4, v);
+    if (len - pos < v) return -1;
+    strs[i]->p = p + pos;
+    strs[i]->n = (size_t)v;
+    pos += (size_t)v;
+  }
+#undef RD
+  return pos == len ? 0 : -1;
+}
+
+struct bee_edit_s {
+  bee__event_t *ev;
+  bee__buf_t strings; /* copies of edited string values */
+  int edited;
+};
+
+int bee_failed_event_edit(bee_edit_t *edit, const char *col, const bee_value_t *v) {
+  if (!edit || !col || !v) return BEE_EINVAL;
+  for (size_t i = 0; i < edit->ev->ncols; i++) {
+    if (strlen(col) != edit->ev->cols[i].n || memcmp(col, edit->ev->cols[i].p, edit->ev->cols[i].n)) continue;
+    edit->ev->values[i] = *v;
+    if (v->kind == BEE_VALUE_STRING) {
+      /* Offsets now, pointers after the last edit: the buffer may move. */
+      size_t off = edit->strings.len;
+      bee__buf_append(&edit->strings, v->str, v->len);
+      if (edit->strings.failed) return BEE_ENOMEM;
+      edit->ev->values[i].str = (const char *)(uintptr_t)off;
+      edit->ev->values[i].len = v->len | ((size_t)1 << (sizeof(size_t) * 8 - 1)); /* mark as an offset */
+    }
+    edit->edited = 1;
+    return 0;
+  }
+  return BEE_EINVAL;
+}
+
+/* Re-encodes entry e with event `index` replaced by the edited ev. */
+static int reencode(consumer_t *c, entry_t *e, size_t index, bee__event_t *edited, bee_edit_t *edit) {
+  const size_t mark = (size_t)1 << (sizeof(size_t) * 8 - 1);
+  for (size_t i = 0; i < edited->ncols; i++)
+    if (edited->values[i].kind == BEE_VALUE_STRING && (edited->values[i].len & mark)) {
+      edited->values[i].len &= ~mark;
+      edited->values[i].str = edit->strings.data + (uintptr_t)edited->values[i].str;
+    }
+  bee__buf_t out = {0};
+  bee__batch_t w;
+  bee__batch_begin(&w, &out);
+  size_t count, pos;
+  if (bee__batch_open(e->payload, e->len, &count, &pos)) return BEE_EINVAL;
+  bee__event_t *ev = bee__malloc(sizeof *ev);
+  if (!ev) return BEE_ENOMEM;
+  for (size_t k = 0; k < count; k++) {
+    if (bee__batch_next(e->payload, e->len, &pos, ev)) {
+      bee__free(ev);
+      bee__buf_free(&out);
+      return BEE_EINVAL;
+    }
+    const bee__event_t *src = k == index ? edited : ev;
+    char table[BEE__IDENT_MAX + 1], entity[BEE__IDENT_MAX + 1], pool[BEE_NAME_MAX], prefix[512];
+    snprintf(table, sizeof table, "%.*s", (int)src->table.n, src->table.p);
+    snprintf(entity, sizeof entity, "%.*s", (int)src->entity.n, src->entity.p);
+    snprintf(pool, sizeof pool, "%.*s", (int)src->cache_pool.n, src->cache_pool.p);
+    snprintf(prefix, sizeof prefix, "%.*s", (int)src->prefix.n, src->prefix.p);
+    bee__batch_event(&w, src->kind, table, entity, pool, prefix, src->id);
+    for (size_t i = 0; i < src->ncols; i++) {
+      char col[BEE__IDENT_MAX + 1];
+      snprintf(col, sizeof col, "%.*s", (int)src->cols[i].n, src->cols[i].p);
+      bee__batch_col(&w, col, &src->values[i]);
+    }
+    bee__batch_keys_begin(&w);
+    for (size_t j = 0; j < src->nkeys; j++) {
+      char when;
+      bee__str_t key;
+      if (bee__event_key(src, j, &when, &key) == 0) bee__batch_key(&w, when, key.p, key.n);
+    }
+  }
+  bee__free(ev);
+  if (bee__batch_end(&w)) {
+    bee__buf_free(&out);
+    return BEE_ENOMEM;
+  }
+  size_t n = out.len;
+  char *payload = bee__buf_take(&out);
+  if (!payload) return BEE_ENOMEM;
+  bee__free(e->payload);
+  e->payload = payload;
+  e->len = n;
+  (void)c;
+  return 0;
+}
+
+/* Fills the public view of a failing event from entry e, event index. */
+static int describe(consumer_t *c, const char *queue, entry_t *e, size_t index, MYSQL *conn, const bee_error_t *err,
+                    int attempts, bee__event_t *ev, bee__buf_t *sql, char (*cols)[BEE__IDENT_MAX + 1],
+                    const char **colp, char *entity, char *table, bee_failed_event_t *out) {
+  size_t count, pos;
+  if (bee__batch_open(e->payload, e->len, &count, &pos) || index >= count) return -1;
+  for (size_t k = 0; k <= index; k++)
+    if (bee__batch_next(e->payload, e->len, &pos, ev)) return -1;
+  event_sql(conn, ev, sql);
+  bee__buf_append(sql, "", 0);
+  snprintf(entity, BEE__IDENT_MAX + 1, "%.*s", (int)ev->entity.n, ev->entity.p);
+  snprintf(table, BEE__IDENT_MAX + 1, "%.*s", (int)ev->table.n, ev->table.p);
+  for (size_t i = 0; i < ev->ncols; i++) {
+    snprintf(cols[i], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[i].n, ev->cols[i].p);
+    colp[i] = cols[i];
+  }
+  memset(out, 0, sizeof *out);
+  out->queue = queue;
+  out->stream_id = e->id;
+  out->kind = ev->kind;
+  out->entity = entity;
+  out->table = table;
+  out->id = ev->id;
+  out->sql = sql->data ? sql->data : "";
+  out->ncols = ev->ncols;
+  out->cols = colp;
+  out->values = ev->values;
+  out->code = err->code == BEE_EMYSQL ? err->server_code : err->code;
+  out->message = err->message;
+  out->attempts = attempts;
+  out->failed_at_ms = now_ms();
+  out->events = count;
+  (void)c;
+  return 0;
+}
+
+/*
+ * Entry i failed permanently (err). Asks the resolver, retries as told (up to
+ * MAX_ATTEMPTS), and otherwise keeps it in the error list or skips it; either way the
+ * mark moves past it and its cache keys are dropped so reads converge on MySQL.
+ */
+static int handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, const char *queue, entry_t *e,
+                          size_t failed_event, uint64_t mark_ms, uint64_t mark_seq, bee_error_t *first,
+                          bee_error_t *err) {
+  char errors_key[128];
+  size_t shard = (size_t)strtoul(strrchr(queue, ':') + 1, NULL, 10);
+  bee__queue_key(c->engine, pool, shard, "errors", errors_key, sizeof errors_key);
+  bee_error_t cur = *first;
+  bee__event_t *ev = bee__malloc(sizeof *ev);
+  char(*cols)[BEE__IDENT_MAX + 1] = bee__malloc(1024 * sizeof *cols);
+  const char **colp = bee__malloc(1024 * sizeof *colp);
+  bee__buf_t sql = {0};
+  int rc = 0;
+  if (!ev || !cols || !colp) {
+    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory handling a failed event");
+    goto out;
+  }
+  bee_resolution_t decision = BEE_RESOLVE_KEEP;
+  int attempts = 1;
+  for (;;) {
+    char entity[BEE__IDENT_MAX + 1], table[BEE__IDENT_MAX + 1];
+    bee_failed_event_t view;
+    decision = BEE_RESOLVE_KEEP;
+    if (c->opts.resolver && attempts <= MAX_ATTEMPTS &&
+        describe(c, queue, e, failed_event, conn, &cur, attempts, ev, &sql, cols, colp, entity, table, &view) == 0) {
+      bee_edit_t edit = {ev, {0}, 0};
+      decision = c->opts.resolver(c->opts.resolver_ud, &view, &edit);
+      if (decision == BEE_RESOLVE_RETRY && edit.edited && reencode(c, e, failed_event, ev, &edit)) decision = BEE_RESOLVE_KEEP;
+      bee__buf_free(&edit.strings);
+    }
+    if (decision != BEE_RESOLVE_RETRY) break;
+    c->stats.retried++;
+    size_t fe = 0;
+    int r = apply(c, pool, conn, queue, e, 0, 1, 1, 1, mark_ms, mark_seq, &fe, &cur);
+    if (r == 0) {
+      invalidate(c, e, 0, 1, 0);
+      goto done;
+    }
+    if (r == CONFLICT) goto done;
+    if (cur.temporary || cur.code != BEE_EMYSQL) {
+      rc = r;
+      if (err) *err = cur;
+      goto out;
+    }
+    failed_event = fe;
+    attempts++;
+  }
+  if (decision == BEE_RESOLVE_KEEP) {
+    /* Record first (idempotent: keyed by stream id), then move the mark. */
+    char entity[BEE__IDENT_MAX + 1], table[BEE__IDENT_MAX + 1];
+    bee_failed_event_t view;
+    sql.len = 0;
+    if (describe(c, queue, e, failed_event, conn, &cur, attempts, ev, &sql, cols, colp, entity, table, &view)) sql.len = 0;
+    bee__buf_t rec = {0};
+    record_encode(&rec, cur.code == BEE_EMYSQL ? cur.server_code : cur.code, attempts, now_ms(), failed_event,
+                  cur.message, &sql, e->payload ? e->payload : "", e->payload ? e->len : 0);
+    redisContext *r;
+    if (rec.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory recording a failed event");
+    else if (!(rc = get_redis(c, qp, &r, err))) {
+      redisReply *rep = redisCommand(r, "HSET %s %s %b", errors_key, e->id, rec.data, rec.len);
+      if (!rep || rep->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "recording a failed event failed");
+      if (rep) freeReplyObject(rep);
+    }
+    bee__buf_free(&rec);
+    if (rc) goto out;
+    c->stats.failed++;
+  } else {
+    c->stats.skipped++;
+  }
+  int r = apply(c, pool, conn, queue, e, 0, 1, 0, 0, mark_ms, mark_seq, NULL, &cur);
+  if (r && r != CONFLICT) {
+    rc = r;
+    if (err) *err = cur;
+    goto out;
+  }
+  invalidate(c, e, 0, 1, 1);
+done:
+out:
+  bee__buf_free(&sql);
+  bee__free(ev);
+  bee__free(cols);
+  bee__free(colp);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The drain loop                                                           */
+
+/* Backoff for temporary errors: 50 ms doubling to 5 s, with up to 50% jitter. */
+static int backoff_ms(int attempt) {
+  int base = 50;
+  for (int i = 1; i < attempt && base < 5000; i++) base *= 2;
+  if (base > 5000) base = 5000;
+  return base / 2 + rand() % (base / 2 + 1);
+}
+
+/*
+ * Applies everything queued in queue (pool, shard) after its mark. Returns 0 (drained
+ * or stopped), or a temporary error after the retries of non-blocking mode, or another
+ * error. *last_ms/seq receive the mark reached (for XREAD in blocking mode).
+ */
+static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, uint64_t *last_seq, bee_error_t *err) {
+  bee_engine_t *engine = c->engine;
+  size_t qp = (size_t)engine->inval_redis;
+  char queue[BEE_NAME_MAX + 24], key[128], pending_key[128];
+  snprintf(queue, sizeof queue, "%s:%zu", engine->mysql[pool].name, shard);
+  bee__queue_key(engine, pool, shard, "s", key, sizeof key);
+  bee__queue_key(engine, pool, shard, "pending", pending_key, sizeof pending_key);
+  int attempt = 0;
+  for (;;) {
+    if (atomic_load(&stop_requested)) return 0;
+    MYSQL *conn;
+    uint64_t ms, seq;
+    entry_t *entries = NULL;
+    size_t n = 0;
+    int rc = get_mysql(c, pool, &conn, err);
+    if (!rc) rc = ensure_mark_table(c, pool, conn, err);
+    if (!rc) rc = read_mark(c, pool, conn, queue, 0, &ms, &seq, err);
+    if (!rc) {
+      *last_ms = ms;
+      *last_seq = seq;
+      rc = fetch(c, qp, key, ms, seq, (size_t)c->opts.max_batch, &entries, &n, err);
+    }
+    if (!rc && n == 0) {
+      entries_free(entries, n);
+      return 0;
+    }
+    if (!rc) {
+      set_pending(c, qp, pending_key, n);
+      size_t failed_event = 0;
+      rc = apply(c, pool, conn, queue, entries, 0, n, 1, 0, ms, seq, &failed_event, err);
+      if (rc == 0) {
+        c->stats.entries += n;
+        c->stats.batches++;
+        invalidate(c, entries, 0, n, 0);
+        xdel(c, qp, key, entries, 0, n);
+        attempt = 0;
+      } else if (rc != CONFLICT && err && !err->temporary && (err->code == BEE_EMYSQL || err->code == BEE_EINVAL)) {
+        /* Permanent: entry by entry, so only the failing one stops (G5). */
+        rc = 0;
+        for (size_t i = 0; i < n && !rc; i++) {
+          uint64_t pm = i ? entries[i - 1].ms : ms, ps = i ? entries[i - 1].seq : seq;
+          bee_error_t one;
+          size_t fe = 0;
+          int r = apply(c, pool, conn, queue, entries, i, i + 1, 1, 1, pm, ps, &fe, &one);
+          if (r == 0) {
+            c->stats.entries++;
+            c->stats.batches++;
+            invalidate(c, entries, i, i + 1, 0);
+          } else if (r == CONFLICT) {
+            break;
+          } else if (!one.temporary && (one.code == BEE_EMYSQL || one.code == BEE_EINVAL)) {
+            rc = handle_failure(c, pool, qp, conn, queue, &entries[i], fe, pm, ps, &one, err);
+          } else {
+            rc = r;
+            if (err) *err = one;
+          }
+          if (!rc) xdel(c, qp, key, entries, i, i + 1);
+        }
+      }
+      set_pending(c, qp, pending_key, 0);
+    }
+    entries_free(entries, n);
+    if (rc == CONFLICT) continue; /* another consumer moved the mark: read it again */
+    if (rc) {
+      if (err && !err->temporary) return rc;
+      /* Temporary (G4): back off and retry; non-blocking mode gives up after max_retries. */
+      if (err && err->code == BEE_EMYSQL && c->mysql[pool]) drop_mysql(c, pool);
+      attempt++;
+      if (!c->opts.block && attempt >= c->opts.max_retries) return rc;
+      sleep_ms(backoff_ms(attempt));
+    }
+  }
+}
+
+int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, bee_consume_stats_t *stats,
+                       bee_error_t *err) {
+  if (!engine) return bee__error(err, BEE_EINVAL, 0, "engine is NULL");
+  if (engine->inval_redis < 0) return bee__error(err, BEE_ECONFIG, 0, "no Redis pool holds the queues (register one)");
+  consumer_t c;
+  memset(&c, 0, sizeof c);
+  c.engine = engine;
+  if (opts) c.opts = *opts;
+  if (c.opts.max_retries <= 0) c.opts.max_retries = 5;
+  if (c.opts.max_batch <= 0) c.opts.max_batch = 200;
+  c.mysql = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, sizeof *c.mysql);
+  c.redis = bee__calloc(engine->redis_count, sizeof *c.redis);
+  c.mark_table_ok = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, 1);
+  c.ev = bee__malloc(sizeof *c.ev);
+  size_t nq = engine->mysql_count * BEE__SHARDS;
+  uint64_t *marks = bee__calloc(nq ? nq * 2 : 1, sizeof *marks);
+  int rc = 0;
+  if (!c.mysql || !c.redis || !c.mark_table_ok || !c.ev || !marks) {
+    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory starting a consumer");
+    goto out;
+  }
+  atomic_store(&stop_requested, 0);
+  srand((unsigned)now_ms());
+  for (;;) {
+    for (size_t i = 0; i < nq && !rc; i++)
+      rc = drain(&c, i / BEE__SHARDS, i % BEE__SHARDS, &marks[2 * i], &marks[2 * i + 1], err);
+    if (rc || !c.opts.block || atomic_load(&stop_requested)) break;
+    /* Wait for new entries on any queue (no polling): XREAD BLOCK from each mark. */
+    redisContext *r;
+    if ((rc = get_redis(&c, (size_t)engine->inval_redis, &r, err))) {
+      if (err && err->temporary) {
+        rc = 0;
+        sleep_ms(500);
+        continue;
+      }
+      break;
+    }
+    const char **argv = bee__malloc((6 + 2 * nq) * sizeof *argv);
+    char (*keys)[128] = bee__malloc(nq * sizeof *keys);
+    char (*ids)[48] = bee__malloc(nq * sizeof *ids);
+    if (!argv || !keys || !ids) {
+      bee__free(argv);
+      bee__free(keys);
+      bee__free(ids);
+      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory waiting for events");
+      break;
+    }
+    size_t argc = 0;
+    argv[argc++] = "XREAD";
+    argv[argc++] = "COUNT";
+    argv[argc++] = "1";
+    argv[argc++] = "BLOCK";
+    argv[argc++] = "1000"; /* wake up every second to notice a stop request */
+    argv[argc++] = "STREAMS";
+    for (size_t i = 0; i < nq; i++) {
+      bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "s", keys[i], sizeof keys[i]);
+      argv[argc++] = keys[i];
+    }
+    for (size_t i = 0; i < nq; i++) {
+      snprintf(ids[i], sizeof ids[i], "%llu-%llu", (unsigned long long)marks[2 * i], (unsigned long long)marks[2 * i + 1]);
+      argv[argc++] = ids[i];
+    }
+    redisReply *rep = redisCommandArgv(r, (int)argc, argv, NULL);
+    bee__free(argv);
+    bee__free(keys);
+    bee__free(ids);
+    if (!rep) {
+      redisFree(c.redis[engine->inval_redis]); /* Redis went away: reconnect after a pause */
+      c.redis[engine->inval_redis] = NULL;
+      sleep_ms(500);
+      continue;
+    }
+    freeReplyObject(rep);
+  }
+out:
+  if (stats) *stats = c.stats;
+  for (size_t i = 0; c.mysql && i < engine->mysql_count; i++)
+    if (c.mysql[i]) bee__engine_mysql_release(engine, &engine->mysql[i], c.mysql[i], 0);
+  for (size_t i = 0; c.redis && i < engine->redis_count; i++)
+    if (c.redis[i]) redisFree(c.redis[i]);
+  bee__free(c.mysql);
+  bee__free(c.redis);
+  bee__free(c.mark_table_ok);
+  bee__free(c.ev);
+  bee__buf_free(&c.sql);
+  bee__free(marks);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inspecting queues                                                        */
+
+size_t bee_engine_queue_count(const bee_engine_t *engine) {
+  return engine && engine->inval_redis >= 0 ? engine->mysql_count * BEE__SHARDS : 0;
+}
+
+size_t bee_engine_queue_name(const bee_engine_t *engine, size_t i, char *buf, size_t size) {
+  int n = snprintf(buf, size, "%s:%zu", engine->mysql[i / BEE__SHARDS].name, i % BEE__SHARDS);
+  return n < 0 ? 0 : (size_t)n;
+}
+
+/* Runs fn with a Redis connection of the queue pool borrowed from the engine. */
+static int with_queue_redis(bee_engine_t *engine, size_t i, redisContext **r, bee_error_t *err) {
+  if (!engine || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "no queue %zu", i);
+  return bee__engine_redis_acquire(engine, &engine->redis[engine->inval_redis], r, err);
+}
+
+static double entry_age(redisReply *rep, int64_t now) {
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return -1;
+  redisReply *it = rep->element[0];
+  if (it->type != REDIS_REPLY_ARRAY || it->elements < 1 || it->element[0]->type != REDIS_REPLY_STRING) return -1;
+  uint64_t ms, seq;
+  if (parse_stream_id(it->element[0]->str, &ms, &seq)) return -1;
+  return (double)(now - (int64_t)ms) / 1000.0;
+}
+
+int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *out, bee_error_t *err) {
+  redisContext *r;
+  int rc = with_queue_redis(engine, i, &r, err);
+  if (rc) return rc;
+  char key[128], errors[128], pending[128];
+  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "s", key, sizeof key);
+  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", errors, sizeof errors);
+  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "pending", pending, sizeof pending);
+  redisAppendCommand(r, "XLEN %s", key);
+  redisAppendCommand(r, "XRANGE %s - + COUNT 1", key);
+  redisAppendCommand(r, "XREVRANGE %s + - COUNT 1", key);
+  redisAppendCommand(r, "GET %s", pending);
+  redisAppendCommand(r, "HLEN %s", errors);
+  redisReply *rep[5] = {0};
+  for (int k = 0; k < 5; k++) {
+    void *x = NULL;
+    if (redisGetReply(r, &x) != REDIS_OK) {
+      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "reading queue statistics failed");
+      break;
+    }
+    rep[k] = x;
+  }
+  if (!rc) {
+    int64_t now = now_ms();
+    memset(out, 0, sizeof *out);
+    out->len = rep[0]->type == REDIS_REPLY_INTEGER ? (uint64_t)rep[0]->integer : 0;
+    double oldest = entry_age(rep[1], now), newest = entry_age(rep[2], now);
+    out->oldest_event_seconds = oldest > 0 ? oldest : 0;
+    out->lag = oldest > 0 && newest >= 0 ? oldest - newest : 0;
+    out->pending = rep[3]->type == REDIS_REPLY_STRING ? strtoull(rep[3]->str, NULL, 10) : 0;
+    out->errors = rep[4]->type == REDIS_REPLY_INTEGER ? (uint64_t)rep[4]->integer : 0;
+  }
+  for (int k = 0; k < 5; k++)
+    if (rep[k]) freeReplyObject(rep[k]);
+  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
+  return rc;
+}
+
+static int cmp_ids(const void *a, const void *b) {
+  const redisReply *x = *(redisReply *const *)a, *y = *(redisReply *const *)b;
+  uint64_t xm = 0, xs = 0, ym = 0, ys = 0;
+  parse_stream_id(x->str, &xm, &xs);
+  parse_stream_id(y->str, &ym, &ys);
+  if (xm != ym) return xm < ym ? -1 : 1;
+  return xs < ys ? -1 : xs > ys;
+}
+
+int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
+                            int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err) {
+  redisContext *r;
+  int rc = with_queue_redis(engine, i, &r, err);
+  if (rc) return rc;
+  char key[128], queue[BEE_NAME_MAX + 24];
+  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", key, sizeof key);
+  bee_engine_queue_name(engine, i, queue, sizeof queue);
+  redisReply *rep = redisCommand(r, "HGETALL %s", key);
+  if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
+    if (rep) freeReplyObject(rep);
+    bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, 1);
+    return rc;
+  }
+  size_t n = rep->elements / 2;
+  redisReply **names = bee__malloc((n ? n : 1) * sizeof *names);
+  bee__event_t *ev = bee__malloc(sizeof *ev);
+  char(*cols)[BEE__IDENT_MAX + 1] = bee__malloc(1024 * sizeof *cols);
+  const char **colp = bee__malloc(1024 * sizeof *colp);
+  if (!names || !ev || !cols || !colp) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading the error list");
+  for (size_t k = 0; !rc && k < n; k++) names[k] = rep->element[2 * k];
+  if (!rc) qsort(names, n, sizeof *names, cmp_ids);
+  for (size_t k = 0; !rc && k < n && k < max; k++) {
+    redisReply *val = NULL;
+    for (size_t j = 0; j < n; j++)
+      if (rep->element[2 * j] == names[k]) val = rep->element[2 * j + 1];
+    record_t rec;
+    if (!val || val->type != REDIS_REPLY_STRING || record_decode(val->str, val->len, &rec)) continue;
+    size_t count, pos;
+    if (bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) || rec.index >= count) continue;
+    int bad = 0;
+    for (size_t e = 0; e <= rec.index && !bad; e++) bad = bee__batch_next(rec.batch.p, rec.batch.n, &pos, ev) != 0;
+    if (bad) continue;
+    char entity[BEE__IDENT_MAX + 1], table[BEE__IDENT_MAX + 1], message[BEE_ERROR_MESSAGE_MAX];
+    bee__buf_t sql = {0};
+    bee__buf_append(&sql, rec.sql.p, rec.sql.n);
+    bee__buf_append(&sql, "", 0);
+    snprintf(entity, sizeof entity, "%.*s", (int)ev->entity.n, ev->entity.p);
+    snprintf(table, sizeof table, "%.*s", (int)ev->table.n, ev->table.p);
+    snprintf(message, sizeof message, "%.*s", (int)rec.message.n, rec.message.p);
+    for (size_t c2 = 0; c2 < ev->ncols; c2++) {
+      snprintf(cols[c2], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[c2].n, ev->cols[c2].p);
+      colp[c2] = cols[c2];
+    }
+    bee_failed_event_t view = {queue, names[k]->str, ev->kind, entity, table, ev->id, sql.data ? sql.data : "",
+                               ev->ncols, colp, ev->values, rec.code, message, rec.attempts, rec.at, count};
+    int stop = fn(ud, &view);
+    bee__buf_free(&sql);
+    if (stop) break;
+  }
+  bee__free(names);
+  bee__free(ev);
+  bee__free(cols);
+  bee__free(colp);
+  freeReplyObject(rep);
+  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
+  return rc;
+}
+
+/* Moves (retry: back onto the stream) or drops (skip) one errored entry. */
+static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, int retry, bee_error_t *err) {
+  redisContext *r;
+  int rc = with_queue_redis(engine, i, &r, err);
+  if (rc) return rc;
+  char key[128], stream[128];
+  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", key, sizeof key);
+  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "s", stream, sizeof stream);
+  redisReply *rep = redisCommand(r, "HGET %s %s", key, stream_id);
+  if (!rep || rep->type == REDIS_REPLY_ERROR) {
+    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
+  } else if (rep->type != REDIS_REPLY_STRING) {
+    rc = bee__error(err, BEE_ENOTFOUND, 0, "no error entry %s in this queue", stream_id);
+  } else if (retry) {
+    record_t rec;
+    if (record_decode(rep->str, rep->len, &rec)) {
+      rc = bee__error(err, BEE_EINVAL, 0, "error entry %s is malformed", stream_id);
+    } else {
+      /* Both in one MULTI/EXEC: the entry is never lost or doubled. */
+      redisAppendCommand(r, "MULTI");
+      redisAppendCommand(r, "XADD %s * e %b", stream, rec.batch.p, rec.batch.n);
+      redisAppendCommand(r, "HDEL %s %s", key, stream_id);
+      redisAppendCommand(r, "EXEC");
+      for (int k = 0; k < 4; k++) {
+        void *x = NULL;
+        if (redisGetReply(r, &x) != REDIS_OK) {
+          rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "retrying an entry failed");
+          break;
+        }
+        if (k == 3 && ((redisReply *)x)->type != REDIS_REPLY_ARRAY)
+          rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, x, "retrying an entry failed");
+        freeReplyObject(x);
+      }
+    }
+  } else {
+    redisReply *d = redisCommand(r, "HDEL %s %s", key, stream_id);
+    if (!d || d->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, d, "skipping an entry failed");
+    if (d) freeReplyObject(d);
+  }
+  if (rep) freeReplyObject(rep);
+  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0 && rc != BEE_ENOTFOUND);
+  return rc;
+}
+
+int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err) {
+  return resolve_error(engine, i, stream_id, 1, err);
+}
+
+int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err) {
+  return resolve_error(engine, i, stream_id, 0, err);
+}

@@ -1,0 +1,207 @@
+/* event.c: encoding and decoding queued events (format in event.h). Pure. */
+#include <string.h>
+
+#include "event.h"
+
+static void put_u8(bee__buf_t *b, unsigned v) {
+  char c = (char)(unsigned char)v;
+  bee__buf_append(b, &c, 1);
+}
+
+static void put_le(bee__buf_t *b, uint64_t v, int bytes) {
+  char out[8];
+  for (int i = 0; i < bytes; i++) out[i] = (char)(unsigned char)(v >> (8 * i));
+  bee__buf_append(b, out, (size_t)bytes);
+}
+
+static void patch_le(bee__buf_t *b, size_t at, uint64_t v, int bytes) {
+  if (b->failed || at + (size_t)bytes > b->len) return;
+  for (int i = 0; i < bytes; i++) b->data[at + (size_t)i] = (char)(unsigned char)(v >> (8 * i));
+}
+
+static void put_str(bee__buf_t *b, const char *s, size_t n) {
+  put_le(b, n, 4);
+  bee__buf_append(b, s, n);
+}
+
+static void finish_event(bee__batch_t *w) {
+  if (!w->count) return;
+  patch_le(w->b, w->ncols_at, w->ncols, 2);
+  patch_le(w->b, w->nkeys_at, w->nkeys, 2);
+}
+
+void bee__batch_begin(bee__batch_t *w, bee__buf_t *b) {
+  memset(w, 0, sizeof *w);
+  w->b = b;
+  put_u8(b, 'B');
+  put_u8(b, BEE__EVENT_VERSION);
+  w->count_at = b->len;
+  put_le(b, 0, 4);
+}
+
+void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char *entity, const char *cache_pool,
+                      const char *prefix, uint64_t id) {
+  finish_event(w);
+  w->count++;
+  w->ncols = w->nkeys = 0;
+  bee__buf_t *b = w->b;
+  put_u8(b, (unsigned char)kind);
+  put_str(b, table, strlen(table));
+  put_str(b, entity, strlen(entity));
+  put_str(b, cache_pool, strlen(cache_pool));
+  put_str(b, prefix, strlen(prefix));
+  put_le(b, id, 8);
+  w->ncols_at = b->len;
+  put_le(b, 0, 2);
+  w->nkeys_at = (size_t)-1;
+}
+
+void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v) {
+  bee__buf_t *b = w->b;
+  w->ncols++;
+  put_str(b, name, strlen(name));
+  switch (v->kind) {
+    case BEE_VALUE_NIL: put_u8(b, BEE__TAG_NIL); break;
+    case BEE_VALUE_INT:
+      put_u8(b, BEE__TAG_INT);
+      put_le(b, (uint64_t)v->i, 8);
+      break;
+    case BEE_VALUE_FLOAT: {
+      uint64_t bits;
+      memcpy(&bits, &v->f, sizeof bits);
+      put_u8(b, BEE__TAG_FLOAT);
+      put_le(b, bits, 8);
+      break;
+    }
+    case BEE_VALUE_BOOL:
+      put_u8(b, BEE__TAG_BOOL);
+      put_u8(b, v->i ? 1 : 0);
+      break;
+    case BEE_VALUE_STRING:
+      put_u8(b, BEE__TAG_STRING);
+      put_str(b, v->str, v->len);
+      break;
+  }
+}
+
+void bee__batch_keys_begin(bee__batch_t *w) {
+  w->nkeys_at = w->b->len;
+  put_le(w->b, 0, 2);
+}
+
+void bee__batch_key(bee__batch_t *w, char when, const char *key, size_t len) {
+  w->nkeys++;
+  put_u8(w->b, (unsigned char)when);
+  put_str(w->b, key, len);
+}
+
+int bee__batch_end(bee__batch_t *w) {
+  finish_event(w);
+  patch_le(w->b, w->count_at, w->count, 4);
+  return w->b->failed ? BEE_ENOMEM : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                  */
+
+typedef struct {
+  const unsigned char *p;
+  size_t len, pos;
+} rd_t;
+
+static int get_le(rd_t *r, int bytes, uint64_t *out) {
+  if (r->len - r->pos < (size_t)bytes) return -1;
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; i--) v = (v << 8) | r->p[r->pos + (size_t)i];
+  r->pos += (size_t)bytes;
+  *out = v;
+  return 0;
+}
+
+static int get_str(rd_t *r, bee__str_t *s) {
+  uint64_t n;
+  if (get_le(r, 4, &n) || r->len - r->pos < n) return -1;
+  s->p = (const char *)r->p + r->pos;
+  s->n = (size_t)n;
+  r->pos += (size_t)n;
+  return 0;
+}
+
+int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos) {
+  rd_t r = {(const unsigned char *)data, len, 0};
+  uint64_t c;
+  if (len < 6 || data[0] != 'B' || (unsigned char)data[1] != BEE__EVENT_VERSION) return BEE_EINVAL;
+  r.pos = 2;
+  if (get_le(&r, 4, &c)) return BEE_EINVAL;
+  *count = (size_t)c;
+  *pos = r.pos;
+  return 0;
+}
+
+int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev) {
+  rd_t r = {(const unsigned char *)data, len, *pos};
+  uint64_t v;
+  if (r.pos >= len) return BEE_EINVAL;
+  ev->kind = (char)r.p[r.pos++];
+  if (ev->kind != 'I' && ev->kind != 'U' && ev->kind != 'D') return BEE_EINVAL;
+  if (get_str(&r, &ev->table) || get_str(&r, &ev->entity) || get_str(&r, &ev->cache_pool) || get_str(&r, &ev->prefix))
+    return BEE_EINVAL;
+  if (get_le(&r, 8, &ev->id) || ev->id == 0) return BEE_EINVAL;
+  if (get_le(&r, 2, &v) || v > sizeof ev->cols / sizeof ev->cols[0]) return BEE_EINVAL;
+  ev->ncols = (size_t)v;
+  for (size_t i = 0; i < ev->ncols; i++) {
+    bee_value_t *val = &ev->values[i];
+    memset(val, 0, sizeof *val);
+    if (get_str(&r, &ev->cols[i]) || r.pos >= len) return BEE_EINVAL;
+    unsigned tag = r.p[r.pos++];
+    switch (tag) {
+      case BEE__TAG_NIL: val->kind = BEE_VALUE_NIL; break;
+      case BEE__TAG_INT:
+        if (get_le(&r, 8, &v)) return BEE_EINVAL;
+        val->kind = BEE_VALUE_INT;
+        val->i = (int64_t)v;
+        break;
+      case BEE__TAG_FLOAT:
+        if (get_le(&r, 8, &v)) return BEE_EINVAL;
+        val->kind = BEE_VALUE_FLOAT;
+        memcpy(&val->f, &v, sizeof v);
+        break;
+      case BEE__TAG_BOOL:
+        if (get_le(&r, 1, &v) || v > 1) return BEE_EINVAL;
+        val->kind = BEE_VALUE_BOOL;
+        val->i = (int64_t)v;
+        break;
+      case BEE__TAG_STRING: {
+        bee__str_t s;
+        if (get_str(&r, &s)) return BEE_EINVAL;
+        val->kind = BEE_VALUE_STRING;
+        val->str = s.p;
+        val->len = s.n;
+        break;
+      }
+      default: return BEE_EINVAL;
+    }
+  }
+  if (get_le(&r, 2, &v)) return BEE_EINVAL;
+  ev->nkeys = (size_t)v;
+  ev->keys_at = data + r.pos;
+  for (size_t i = 0; i < ev->nkeys; i++) {
+    bee__str_t k;
+    if (r.pos >= len) return BEE_EINVAL;
+    char when = (char)r.p[r.pos++];
+    if ((when != 'A' && when != 'F') || get_str(&r, &k)) return BEE_EINVAL;
+  }
+  ev->keys_len = (size_t)(data + r.pos - ev->keys_at);
+  *pos = r.pos;
+  return 0;
+}
+
+int bee__event_key(const bee__event_t *ev, size_t i, char *when, bee__str_t *key) {
+  rd_t r = {(const unsigned char *)ev->keys_at, ev->keys_len, 0};
+  for (size_t k = 0; k <= i; k++) {
+    if (r.pos >= r.len) return BEE_EINVAL;
+    *when = (char)r.p[r.pos++];
+    if (get_str(&r, key)) return BEE_EINVAL;
+  }
+  return 0;
+}

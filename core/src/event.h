@@ -1,0 +1,81 @@
+/*
+ * event.h: what flush_async queues (DESIGN §4), as pure encode/decode functions.
+ *
+ * Queues: one Redis stream per (MySQL pool, shard), shard = id % BEE__SHARDS, on the
+ * engine's queue Redis pool. All keys of one shard share the hash tag {q:<pool>:<shard>}:
+ *   beeorm:{q:<pool>:<n>}:s        the stream; one entry = the events of one flush_async
+ *                                  for that shard (applied atomically, G3)
+ *   beeorm:{q:<pool>:<n>}:errors   hash: stream id -> error record of a failed entry
+ *   beeorm:{q:<pool>:<n>}:lease    the consumer that owns the shard now
+ * MySQL table _beeorm_applied(queue, ms, seq) holds, per queue, the last stream id
+ * applied, written in the same transaction as the batch (G2).
+ *
+ * An entry ("batch") is self-contained: a consumer needs no application code.
+ *   batch := 'B' u8 version=1 u32 count event*
+ *   event := u8 kind ('I' insert, 'U' update, 'D' delete)
+ *            str table, str entity, str cache_pool, str cache_prefix ("" without a Redis cache)
+ *            u64 id
+ *            u16 ncols (col)*            insert: every field; update: changed ones
+ *            u16 nkeys (u8 when, str key)*  cache keys the consumer deletes:
+ *                                           when 'A' after applying and on failure,
+ *                                           when 'F' only when the event fails
+ *   col   := str name, value (tag + payload as in codec.h)
+ *   str   := u32 length, bytes
+ * All integers little-endian.
+ */
+#ifndef BEE_EVENT_H
+#define BEE_EVENT_H
+
+#include "codec.h"
+
+#define BEE__SHARDS 8
+#define BEE__EVENT_VERSION 1
+
+typedef struct bee__str_s {
+  const char *p;
+  size_t n;
+} bee__str_t;
+
+/* One decoded event; strings and values point into the batch bytes. */
+typedef struct bee__event_s {
+  char kind;
+  bee__str_t table, entity, cache_pool, prefix;
+  uint64_t id;
+  size_t ncols;
+  bee__str_t cols[1024]; /* an entity has at most 1000 fields */
+  bee_value_t values[1024];
+  size_t nkeys;
+  const char *keys_at; /* raw key list, walk it with bee__event_key */
+  size_t keys_len;
+} bee__event_t;
+
+/*
+ * Writing: begin, then per event: event, its cols, keys_begin, its keys; end patches
+ * the counts. Errors (memory) show in b->failed; bee__batch_end returns BEE_ENOMEM then.
+ */
+typedef struct bee__batch_s {
+  bee__buf_t *b;
+  size_t count_at, ncols_at, nkeys_at;
+  uint32_t count;
+  uint16_t ncols, nkeys;
+} bee__batch_t;
+
+void bee__batch_begin(bee__batch_t *w, bee__buf_t *b);
+void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char *entity, const char *cache_pool,
+                      const char *prefix, uint64_t id);
+void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v);
+void bee__batch_keys_begin(bee__batch_t *w);
+void bee__batch_key(bee__batch_t *w, char when, const char *key, size_t len);
+int bee__batch_end(bee__batch_t *w);
+
+/*
+ * Reading: bee__batch_open checks the header and gives the count; bee__batch_next
+ * decodes the event at *pos and advances it. Both return 0 or BEE_EINVAL (malformed:
+ * never reads out of bounds).
+ */
+int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos);
+int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev);
+/* The i-th key of ev (0 <= i < ev->nkeys). */
+int bee__event_key(const bee__event_t *ev, size_t i, char *when, bee__str_t *key);
+
+#endif
