@@ -6,6 +6,7 @@
 #include "test_config.h"
 #include "test_dsn.h"
 #include "test_error.h"
+#include "test_event.h"
 #include "test_lru.h"
 #include "test_registry.h"
 #include "test_schema.h"
@@ -13,6 +14,7 @@
 
 #define BEE_TEST_LIST(T) \
   BEE_TESTS_ERROR(T)     \
+  BEE_TESTS_EVENT(T)     \
   BEE_TESTS_DSN(T)       \
   BEE_TESTS_REGISTRY(T)  \
   BEE_TESTS_VALUE(T)     \

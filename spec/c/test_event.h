@@ -1,0 +1,5 @@
+#define BEE_TESTS_EVENT(T)                      \
+  T(event_batch_round_trips_every_kind)         \
+  T(event_batch_rejects_every_truncation)       \
+  T(event_batch_rejects_bad_headers_and_tags)   \
+  T(event_batch_fuzz_never_reads_out_of_bounds)
