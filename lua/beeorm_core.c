@@ -1528,8 +1528,8 @@ typedef struct {
 
 /* Runs the Lua resolver (under lua_pcall): "retry", "skip", "keep", or { values = { col = v } }. */
 static int call_resolver(lua_State *L) {
-  lresolve_t *r = lua_touserdata(L, 1);
-  lua_pushvalue(L, r->fn);
+  lresolve_t *r = lua_touserdata(L, 1); /* 2: the resolver function */
+  lua_pushvalue(L, 2);
   push_failed_event(L, r->ev);
   lua_pushvalue(L, -1);
   lua_insert(L, -3); /* keep the event table below the call */
@@ -1571,7 +1571,8 @@ static bee_resolution_t lua_resolver(void *ud, const bee_failed_event_t *ev, bee
   lresolve_t r = {c->L, c->fn, ev, edit, BEE_RESOLVE_KEEP};
   lua_pushcfunction(c->L, call_resolver);
   lua_pushlightuserdata(c->L, &r);
-  if (lua_pcall(c->L, 1, 0, 0) != LUA_OK) {
+  lua_pushvalue(c->L, c->fn); /* an index of this frame, passed on as an argument */
+  if (lua_pcall(c->L, 2, 0, 0) != LUA_OK) {
     /* A broken resolver keeps the entry (nothing lost) and is reported at the end. */
     if (!c->failed) {
       c->failed = 1;
@@ -1615,6 +1616,10 @@ static int core_consume(lua_State *L) {
     opts.max_retries = (int)luaL_optinteger(L, -1, 5);
     lua_getfield(L, 2, "max_batch");
     opts.max_batch = (int)luaL_optinteger(L, -1, 200);
+    lua_getfield(L, 2, "workers");
+    lua_Integer workers = luaL_optinteger(L, -1, 1);
+    luaL_argcheck(L, workers >= 1 && workers <= 256, 2, "workers must be 1 to 256");
+    opts.workers = (int)workers;
     lua_getfield(L, 2, "resolver");
     if (!lua_isnil(L, -1)) {
       luaL_argcheck(L, lua_isfunction(L, -1), 2, "resolver must be a function");

@@ -597,6 +597,7 @@ typedef struct bee_consume_options_s {
   int block;              /* 0: drain what is queued, then return; 1: wait for events until stopped */
   int max_retries;        /* temporary errors, non-blocking mode: attempts before returning (default 5) */
   int max_batch;          /* stream entries per transaction (default 200) */
+  int workers;            /* threads, each with its own connections and its own queues (default 1) */
   bee_resolver_fn resolver; /* NULL: every permanent failure is kept in the error list */
   void *resolver_ud;
 } bee_consume_options_t;

@@ -12,6 +12,7 @@
  * identifiers ([A-Za-z_][A-Za-z0-9_]*); values are escaped by the client library.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -814,34 +815,31 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
   }
 }
 
-int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, bee_consume_stats_t *stats,
-                       bee_error_t *err) {
-  if (!engine) return bee__error(err, BEE_EINVAL, 0, "engine is NULL");
-  if (engine->inval_redis < 0) return bee__error(err, BEE_ECONFIG, 0, "no Redis pool holds the queues (register one)");
+/*
+ * Consumes queues qs[0..nq) (indexes: pool * BEE__SHARDS + shard) in the calling thread
+ * with its own connections, until drained (non-blocking) or stopped (blocking).
+ */
+static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, const size_t *qs, size_t nq,
+                      bee_consume_stats_t *stats, bee_error_t *err) {
   consumer_t c;
   memset(&c, 0, sizeof c);
   c.engine = engine;
-  if (opts) c.opts = *opts;
-  if (c.opts.max_retries <= 0) c.opts.max_retries = 5;
-  if (c.opts.max_batch <= 0) c.opts.max_batch = 200;
+  c.opts = *opts;
   c.mysql = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, sizeof *c.mysql);
   c.redis = bee__calloc(engine->redis_count, sizeof *c.redis);
   c.mark_table_ok = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, 1);
   c.ev = bee__malloc(sizeof *c.ev);
-  size_t nq = engine->mysql_count * BEE__SHARDS;
   uint64_t *marks = bee__calloc(nq ? nq * 2 : 1, sizeof *marks);
   int rc = 0;
   if (!c.mysql || !c.redis || !c.mark_table_ok || !c.ev || !marks) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory starting a consumer");
     goto out;
   }
-  atomic_store(&stop_requested, 0);
-  srand((unsigned)now_ms());
   for (;;) {
     for (size_t i = 0; i < nq && !rc; i++)
-      rc = drain(&c, i / BEE__SHARDS, i % BEE__SHARDS, &marks[2 * i], &marks[2 * i + 1], err);
+      rc = drain(&c, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, &marks[2 * i], &marks[2 * i + 1], err);
     if (rc || !c.opts.block || atomic_load(&stop_requested)) break;
-    /* Wait for new entries on any queue (no polling): XREAD BLOCK from each mark. */
+    /* Wait for new entries on any of these queues (no polling): XREAD BLOCK from each mark. */
     redisContext *r;
     if ((rc = get_redis(&c, (size_t)engine->inval_redis, &r, err))) {
       if (err && err->temporary) {
@@ -852,8 +850,8 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
       break;
     }
     const char **argv = bee__malloc((6 + 2 * nq) * sizeof *argv);
-    char (*keys)[128] = bee__malloc(nq * sizeof *keys);
-    char (*ids)[48] = bee__malloc(nq * sizeof *ids);
+    char(*keys)[128] = bee__malloc(nq * sizeof *keys);
+    char(*ids)[48] = bee__malloc(nq * sizeof *ids);
     if (!argv || !keys || !ids) {
       bee__free(argv);
       bee__free(keys);
@@ -869,11 +867,12 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
     argv[argc++] = "1000"; /* wake up every second to notice a stop request */
     argv[argc++] = "STREAMS";
     for (size_t i = 0; i < nq; i++) {
-      bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "s", keys[i], sizeof keys[i]);
+      bee__queue_key(engine, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, "s", keys[i], sizeof keys[i]);
       argv[argc++] = keys[i];
     }
     for (size_t i = 0; i < nq; i++) {
-      snprintf(ids[i], sizeof ids[i], "%llu-%llu", (unsigned long long)marks[2 * i], (unsigned long long)marks[2 * i + 1]);
+      snprintf(ids[i], sizeof ids[i], "%llu-%llu", (unsigned long long)marks[2 * i],
+               (unsigned long long)marks[2 * i + 1]);
       argv[argc++] = ids[i];
     }
     redisReply *rep = redisCommandArgv(r, (int)argc, argv, NULL);
@@ -900,6 +899,165 @@ out:
   bee__free(c.ev);
   bee__buf_free(&c.sql);
   bee__free(marks);
+  return rc;
+}
+
+/*
+ * Workers hand resolver calls to the thread that called bee_engine_consume (a Lua
+ * resolver may only run there). One request at a time.
+ */
+typedef struct {
+  pthread_mutex_t mu, turn; /* turn: one requester at a time */
+  pthread_cond_t cv;
+  const bee_failed_event_t *ev;
+  bee_edit_t *edit;
+  bee_resolution_t answer;
+  int state; /* 0 idle, 1 asked, 2 answered */
+  int running;
+  bee_resolver_fn fn;
+  void *ud;
+} hub_t;
+
+static bee_resolution_t hub_resolver(void *ud, const bee_failed_event_t *ev, bee_edit_t *edit) {
+  hub_t *h = ud;
+  pthread_mutex_lock(&h->turn);
+  pthread_mutex_lock(&h->mu);
+  h->ev = ev;
+  h->edit = edit;
+  h->state = 1;
+  pthread_cond_broadcast(&h->cv);
+  while (h->state != 2) pthread_cond_wait(&h->cv, &h->mu);
+  bee_resolution_t answer = h->answer;
+  h->state = 0;
+  pthread_mutex_unlock(&h->mu);
+  pthread_mutex_unlock(&h->turn);
+  return answer;
+}
+
+typedef struct {
+  bee_engine_t *engine;
+  bee_consume_options_t opts;
+  size_t *qs;
+  size_t nq;
+  bee_consume_stats_t stats;
+  bee_error_t err;
+  int rc;
+  hub_t *hub;
+  pthread_t thread;
+} worker_t;
+
+static void *worker_main(void *arg) {
+  worker_t *w = arg;
+  w->rc = run_queues(w->engine, &w->opts, w->qs, w->nq, &w->stats, &w->err);
+  if (w->rc && !w->opts.block) atomic_store(&stop_requested, 1); /* a drain stops as a whole */
+  pthread_mutex_lock(&w->hub->mu);
+  w->hub->running--;
+  pthread_cond_broadcast(&w->hub->cv);
+  pthread_mutex_unlock(&w->hub->mu);
+  return NULL;
+}
+
+int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, bee_consume_stats_t *stats,
+                       bee_error_t *err) {
+  if (!engine) return bee__error(err, BEE_EINVAL, 0, "engine is NULL");
+  if (engine->inval_redis < 0) return bee__error(err, BEE_ECONFIG, 0, "no Redis pool holds the queues (register one)");
+  bee_consume_options_t o;
+  memset(&o, 0, sizeof o);
+  if (opts) o = *opts;
+  if (o.max_retries <= 0) o.max_retries = 5;
+  if (o.max_batch <= 0) o.max_batch = 200;
+  size_t nq = engine->mysql_count * BEE__SHARDS;
+  size_t workers = o.workers <= 0 ? 1 : (size_t)o.workers;
+  if (workers > nq) workers = nq ? nq : 1;
+  atomic_store(&stop_requested, 0);
+  srand((unsigned)now_ms());
+  if (stats) memset(stats, 0, sizeof *stats);
+  size_t *qs = bee__malloc((nq ? nq : 1) * sizeof *qs);
+  worker_t *w = bee__calloc(workers, sizeof *w);
+  if (!qs || !w) {
+    bee__free(qs);
+    bee__free(w);
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory starting a consumer");
+  }
+  /* Worker k owns queues k, k + workers, ...: disjoint, so one row's events stay in order. */
+  size_t at = 0;
+  for (size_t k = 0; k < workers; k++) {
+    w[k].qs = qs + at;
+    for (size_t i = k; i < nq; i += workers) qs[at++] = i;
+    w[k].nq = (size_t)(qs + at - w[k].qs);
+  }
+  int rc = 0;
+  if (workers == 1) {
+    rc = run_queues(engine, &o, w[0].qs, w[0].nq, stats, err);
+  } else {
+    hub_t hub;
+    memset(&hub, 0, sizeof hub);
+    pthread_mutex_init(&hub.mu, NULL);
+    pthread_mutex_init(&hub.turn, NULL);
+    pthread_cond_init(&hub.cv, NULL);
+    hub.fn = o.resolver;
+    hub.ud = o.resolver_ud;
+    bee_consume_options_t wo = o;
+    if (o.resolver) {
+      wo.resolver = hub_resolver;
+      wo.resolver_ud = &hub;
+    }
+    size_t started = 0;
+    for (size_t k = 0; k < workers; k++) {
+      w[k].engine = engine;
+      w[k].opts = wo;
+      w[k].hub = &hub;
+      pthread_mutex_lock(&hub.mu);
+      hub.running++;
+      pthread_mutex_unlock(&hub.mu);
+      if (pthread_create(&w[k].thread, NULL, worker_main, &w[k]) != 0) {
+        pthread_mutex_lock(&hub.mu);
+        hub.running--;
+        pthread_mutex_unlock(&hub.mu);
+        rc = bee__error(err, BEE_ENOMEM, 0, "cannot start consumer worker %zu", k + 1);
+        atomic_store(&stop_requested, 1);
+        break;
+      }
+      started++;
+    }
+    /* Serve resolver requests until every worker is done. */
+    pthread_mutex_lock(&hub.mu);
+    while (hub.running > 0) {
+      if (hub.state == 1) {
+        const bee_failed_event_t *ev = hub.ev;
+        bee_edit_t *edit = hub.edit;
+        pthread_mutex_unlock(&hub.mu);
+        bee_resolution_t answer = hub.fn(hub.ud, ev, edit);
+        pthread_mutex_lock(&hub.mu);
+        hub.answer = answer;
+        hub.state = 2;
+        pthread_cond_broadcast(&hub.cv);
+        continue;
+      }
+      pthread_cond_wait(&hub.cv, &hub.mu);
+    }
+    pthread_mutex_unlock(&hub.mu);
+    for (size_t k = 0; k < started; k++) {
+      pthread_join(w[k].thread, NULL);
+      if (stats) {
+        stats->entries += w[k].stats.entries;
+        stats->events += w[k].stats.events;
+        stats->batches += w[k].stats.batches;
+        stats->failed += w[k].stats.failed;
+        stats->skipped += w[k].stats.skipped;
+        stats->retried += w[k].stats.retried;
+      }
+      if (!rc && w[k].rc) {
+        rc = w[k].rc;
+        if (err) *err = w[k].err;
+      }
+    }
+    pthread_cond_destroy(&hub.cv);
+    pthread_mutex_destroy(&hub.turn);
+    pthread_mutex_destroy(&hub.mu);
+  }
+  bee__free(qs);
+  bee__free(w);
   return rc;
 }
 
