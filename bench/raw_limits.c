@@ -111,6 +111,41 @@ static double mysql_insert100(MYSQL *m, double secs, long *next_id) {
   return n / (t - t0);
 }
 
+/* Multi-row INSERT of 1000 rows per statement, autocommit: rows per second. */
+static double mysql_insert1000(MYSQL *m, double secs, long *next_id) {
+  char *sql = malloc(1000 * 128 + 256);
+  long n = 0;
+  double t0 = now(), t;
+  do {
+    size_t at = (size_t)sprintf(sql, "INSERT INTO raw_bench (id, name, status, price) VALUES ");
+    for (int i = 0; i < 1000; i++)
+      at += (size_t)sprintf(sql + at, "%s(%ld,'name %ld','active','12.50')", i ? "," : "", *next_id, *next_id),
+          (*next_id)++;
+    if (mysql_real_query(m, sql, (unsigned long)at)) fprintf(stderr, "raw_limits: %s\n", mysql_error(m));
+    n += 1000;
+  } while ((t = now()) - t0 < secs);
+  free(sql);
+  return n / (t - t0);
+}
+
+/* One UPDATE by primary key per statement, 1000 per transaction: rows per second. */
+static double mysql_update_tx1000(MYSQL *m, double secs, long max_id) {
+  char sql[256];
+  long n = 0, id = 1;
+  double t0 = now(), t;
+  do {
+    mysql_query(m, "START TRANSACTION");
+    for (int i = 0; i < 1000; i++) {
+      int len = sprintf(sql, "UPDATE raw_bench SET name = 'upd %ld', price = '3.25' WHERE id = %ld", n + i, id);
+      if (mysql_real_query(m, sql, (unsigned long)len)) fprintf(stderr, "raw_limits: %s\n", mysql_error(m));
+      id = id % max_id + 1;
+    }
+    mysql_query(m, "COMMIT");
+    n += 1000;
+  } while ((t = now()) - t0 < secs);
+  return n / (t - t0);
+}
+
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: raw_limits <redis host:port> <mysql dsn> <seconds>\n");
@@ -130,6 +165,10 @@ int main(int argc, char **argv) {
   printf("redis_get_pipelined100 %.0f\n", median3(r));
   for (int i = 0; i < 3; i++) r[i] = mysql_insert100(m, secs, &next_id);
   printf("mysql_insert100 %.0f\n", median3(r));
+  for (int i = 0; i < 3; i++) r[i] = mysql_insert1000(m, secs, &next_id);
+  printf("mysql_insert1000 %.0f\n", median3(r));
+  for (int i = 0; i < 3; i++) r[i] = mysql_update_tx1000(m, secs, next_id - 1);
+  printf("mysql_update_tx1000 %.0f\n", median3(r));
   mysql_query(m, "DROP TABLE IF EXISTS raw_bench");
   redisFree(c);
   mysql_close(m);

@@ -297,12 +297,30 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
   bee__event_t *ev = c->ev;
   bee__buf_t *sql = &c->sql;
   int rc = 0;
-  /* A pending multi-row INSERT: its table and columns, copied from the first event. */
-  char table[BEE__IDENT_MAX];
+  /*
+   * A pending group: a multi-row INSERT, or a multi-row UPDATE written as
+   *   UPDATE t JOIN (SELECT id, v1 UNION ALL SELECT ...) AS x ON t.id = x.id SET t.c = x.c
+   * of events with the same table and columns (and distinct ids, so each row changes once).
+   */
+  char table[BEE__IDENT_MAX], kind = 0;
   size_t tlen = 0, pending = 0, pending_cols = 0;
-  bee__str_t cols[1024];
-  char colbuf[1024 * BEE__IDENT_MAX];
+  static _Thread_local bee__str_t cols[1024];
+  static _Thread_local char colbuf[1024 * BEE__IDENT_MAX];
+  static _Thread_local uint64_t ids[1000];
   sql->len = 0;
+#define FLUSH_GROUP()                                                                                  \
+  do {                                                                                                 \
+    if (kind == 'U') {                                                                                 \
+      bee__buf_puts(sql, ") AS x ON t.`id` = x.`id` SET ");                                           \
+      for (size_t j_ = 0; j_ < pending_cols; j_++)                                                     \
+        bee__buf_printf(sql, "%st.`%.*s` = x.`%.*s`", j_ ? ", " : "", (int)cols[j_].n, cols[j_].p,      \
+                        (int)cols[j_].n, cols[j_].p);                                                  \
+    }                                                                                                  \
+    if (sql->failed) return bee__error(err, BEE_ENOMEM, 0, "out of memory building a statement");      \
+    rc = q(c, pool, conn, sql->data, sql->len, err);                                                   \
+    pending = 0;                                                                                       \
+    sql->len = 0;                                                                                      \
+  } while (0)
   for (size_t i = a; i < b && !rc; i++) {
     size_t count, pos;
     if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) {
@@ -315,15 +333,19 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
         return bee__error(err, BEE_EINVAL, 0, "queue entry %s holds a malformed event (#%zu)", entries[i].id, k + 1);
       }
       c->stats.events++;
-      int batchable = !per_event && ev->kind == 'I';
-      if (pending && (!batchable || !same_shape(ev, table, tlen, cols, pending_cols) || pending >= 1000 ||
-                      sql->len > (4u << 20))) {
-        if ((rc = q(c, pool, conn, sql->data, sql->len, err))) break;
-        pending = 0;
-        sql->len = 0;
+      int batchable = !per_event && (ev->kind == 'I' || ev->kind == 'U');
+      if (pending) {
+        int same = batchable && ev->kind == kind && same_shape(ev, table, tlen, cols, pending_cols) &&
+                   pending < 1000 && sql->len < (4u << 20);
+        for (size_t j = 0; same && kind == 'U' && j < pending; j++) same = ids[j] != ev->id;
+        if (!same) {
+          FLUSH_GROUP();
+          if (rc) break;
+        }
       }
       if (batchable) {
         if (!pending) {
+          kind = ev->kind;
           tlen = ev->table.n;
           memcpy(table, ev->table.p, tlen);
           pending_cols = ev->ncols;
@@ -332,17 +354,28 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
             cols[j].p = colbuf + j * BEE__IDENT_MAX;
             cols[j].n = ev->cols[j].n;
           }
-          event_sql(conn, ev, sql); /* "INSERT ... VALUES (first row)" */
+          if (kind == 'I') {
+            event_sql(conn, ev, sql); /* "INSERT ... VALUES (first row)" */
+          } else {
+            bee__buf_printf(sql, "UPDATE `%.*s` AS t JOIN (SELECT ", (int)tlen, table);
+            put_id(sql, ev->id);
+            bee__buf_puts(sql, " AS `id`");
+            for (size_t j = 0; j < ev->ncols; j++) {
+              bee__buf_puts(sql, ", ");
+              bee__sql_literal(conn, &ev->values[j], sql);
+              bee__buf_printf(sql, " AS `%.*s`", (int)ev->cols[j].n, ev->cols[j].p);
+            }
+          }
         } else {
-          bee__buf_puts(sql, ",(");
+          bee__buf_puts(sql, kind == 'I' ? ",(" : " UNION ALL SELECT ");
           put_id(sql, ev->id);
           for (size_t j = 0; j < ev->ncols; j++) {
-            bee__buf_puts(sql, ",");
+            bee__buf_puts(sql, kind == 'I' ? "," : ", ");
             bee__sql_literal(conn, &ev->values[j], sql);
           }
-          bee__buf_puts(sql, ")");
+          if (kind == 'I') bee__buf_puts(sql, ")");
         }
-        pending++;
+        ids[pending++] = ev->id;
         continue;
       }
       event_sql(conn, ev, sql);
@@ -352,7 +385,8 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
       sql->len = 0;
     }
   }
-  if (!rc && pending) rc = q(c, pool, conn, sql->data, sql->len, err);
+  if (!rc && pending) FLUSH_GROUP();
+#undef FLUSH_GROUP
   if (sql->failed && !rc) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory building a statement");
   return rc;
 }
@@ -384,47 +418,76 @@ rollback:
   return rc;
 }
 
-/* Deletes cache keys of the events of entries [a, b): 'A' keys always, 'F' keys too when failed. */
+/*
+ * Deletes cache keys of the events of entries [a, b): 'A' keys always, 'F' keys too
+ * when failed; bumps each entity's version once. Pipelined: one round trip per Redis
+ * pool for the whole range. Failed rows are also dropped from every process's local
+ * cache (published without an ack: nobody waits on a consumer).
+ */
 static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed) {
   bee__event_t *ev = c->ev;
+  bee_engine_t *engine = c->engine;
+  size_t *sent = bee__calloc(engine->redis_count ? engine->redis_count : 1, sizeof *sent);
+  char(*prefixes)[512] = bee__malloc(64 * sizeof *prefixes);
+  int *prefix_pool = bee__malloc(64 * sizeof *prefix_pool);
+  size_t nprefix = 0;
+  if (!sent || !prefixes || !prefix_pool) goto out;
   for (size_t i = a; i < b; i++) {
     size_t count, pos;
     if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) continue;
     for (size_t k = 0; k < count; k++) {
       if (bee__batch_next(entries[i].payload, entries[i].len, &pos, ev)) break;
-      if (!ev->prefix.n || !ev->cache_pool.n) continue;
+      if (!ev->prefix.n || !ev->cache_pool.n || ev->prefix.n >= sizeof prefixes[0]) continue;
       char pool_name[BEE_NAME_MAX];
       snprintf(pool_name, sizeof pool_name, "%.*s", (int)ev->cache_pool.n, ev->cache_pool.p);
-      int rp = bee__engine_redis_index(c->engine, pool_name);
+      int rp = bee__engine_redis_index(engine, pool_name);
       redisContext *r;
       bee_error_t ignored;
       if (rp < 0 || get_redis(c, (size_t)rp, &r, &ignored)) continue;
-      size_t sent = 0;
       for (size_t j = 0; j < ev->nkeys; j++) {
         char when;
         bee__str_t key;
         if (bee__event_key(ev, j, &when, &key)) break;
         if (when == 'A' || failed) {
           redisAppendCommand(r, "DEL %b", key.p, key.n);
-          sent++;
+          sent[rp]++;
         }
       }
-      redisAppendCommand(r, "INCR %bv", ev->prefix.p, ev->prefix.n); /* the entity's version */
-      sent++;
-      if (failed && c->engine->inval_redis == rp) {
-        /* Local caches of every process drop the row too (no ack: nobody waits on a consumer). */
+      size_t p = 0;
+      while (p < nprefix && (prefix_pool[p] != rp || strlen(prefixes[p]) != ev->prefix.n ||
+                             memcmp(prefixes[p], ev->prefix.p, ev->prefix.n)))
+        p++;
+      if (p == nprefix) {
+        if (nprefix < 64) {
+          snprintf(prefixes[nprefix], sizeof prefixes[0], "%.*s", (int)ev->prefix.n, ev->prefix.p);
+          prefix_pool[nprefix++] = rp;
+        } else { /* too many entities in one batch to remember: bump now */
+          redisAppendCommand(r, "INCR %bv", ev->prefix.p, ev->prefix.n);
+          sent[rp]++;
+        }
+      }
+      if (failed && engine->inval_redis == rp) {
         char num[BEE__ID_BUF];
         size_t nl = bee__id_format(ev->id, num);
         redisAppendCommand(r, "PUBLISH %s -\n\n%b\n%b", BEE__CHANNEL, ev->entity.p, ev->entity.n, num, nl);
-        sent++;
-      }
-      for (size_t j = 0; j < sent; j++) {
-        void *reply = NULL;
-        if (redisGetReply(r, &reply) != REDIS_OK) break;
-        freeReplyObject(reply);
+        sent[rp]++;
       }
     }
   }
+  for (size_t p = 0; p < nprefix; p++) {
+    redisAppendCommand(c->redis[prefix_pool[p]], "INCR %sv", prefixes[p]); /* the entity's version */
+    sent[prefix_pool[p]]++;
+  }
+  for (size_t rp = 0; rp < engine->redis_count; rp++)
+    for (size_t j = 0; j < sent[rp]; j++) {
+      void *reply = NULL;
+      if (redisGetReply(c->redis[rp], &reply) != REDIS_OK) break;
+      freeReplyObject(reply);
+    }
+out:
+  bee__free(sent);
+  bee__free(prefixes);
+  bee__free(prefix_pool);
 }
 
 /* Removes applied entries from the stream (a failure only leaves them for the mark to skip). */

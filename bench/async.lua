@@ -1,0 +1,138 @@
+-- flush_async and consumer benchmark: beeorm rates beside the raw client libraries,
+-- measured in the same run. Run through `make bench`, or:
+--   beeorm run bench/async.lua <mysql dsn> <redis host:port> [build dir]
+-- BENCH_SECONDS (default 0.5) sets each timed run; BENCH_EVENTS (default 20000) the
+-- size of each consumer workload. Every figure is the median of 3 runs.
+local beeorm = require("beeorm")
+
+local mysql_dsn, redis_addr, build_dir = arg[1], arg[2], arg[3] or "build"
+assert(mysql_dsn and redis_addr, "usage: async.lua <mysql dsn> <redis host:port> [build dir]")
+local seconds = tonumber(os.getenv("BENCH_SECONDS") or "0.5")
+local events = tonumber(os.getenv("BENCH_EVENTS") or "20000")
+local wall = beeorm.monotonic
+
+local function median3(fn)
+  local r = { fn(), fn(), fn() }
+  table.sort(r)
+  return r[2]
+end
+
+local raw = {}
+do
+  local f = assert(io.popen(("%s/bee_raw_limits '%s' '%s' %s"):format(build_dir, redis_addr, mysql_dsn, seconds)))
+  for line in f:lines() do
+    local name, value = line:match("^(%S+) (%S+)$")
+    if name then raw[name] = tonumber(value) end
+  end
+  assert(f:close(), "bee_raw_limits failed")
+end
+
+local registry = beeorm.registry()
+assert(registry:register_mysql(mysql_dsn))
+assert(registry:register_redis(redis_addr, 9))
+assert(registry:register_entity {
+  name = "bench_async", redis_cache = true,
+  fields = {
+    { "name", "string", length = 100, required = true },
+    { "status", "enum", values = { "active", "blocked" }, required = true },
+    { "price", "decimal", precision = 10, scale = 2 },
+  },
+})
+local engine = assert(registry:validate())
+local ctx = engine:context()
+
+local function reset()
+  assert(engine:sql_exec("DROP TABLE IF EXISTS bench_async"))
+  assert(engine:sql_exec("DELETE FROM _beeorm_applied WHERE queue LIKE 'default:%'") or true)
+  assert(engine:sync_schema())
+  assert(beeorm.consume_async_flush_events(ctx, false))
+end
+engine:sql_exec("CREATE TABLE IF NOT EXISTS _beeorm_applied (queue varchar(100) NOT NULL PRIMARY KEY, ms bigint unsigned NOT NULL, seq bigint unsigned NOT NULL)")
+reset()
+
+local results = {}
+local function add(r) results[#results + 1] = r end
+
+local function timed(body, per_call)
+  local n, t0 = 0, wall()
+  repeat
+    body()
+    n = n + per_call
+  until wall() - t0 >= seconds
+  return n / (wall() - t0)
+end
+
+add { name = "flush_async of 100 new entities", unit = "entities/s", target = 100000, target_text = ">= 100k/s",
+  value = median3(function()
+    return timed(function()
+      for i = 1, 100 do ctx:new_entity("bench_async", { name = "n" .. i, status = "active", price = "1.00" }) end
+      assert(ctx:flush_async())
+    end, 100)
+  end) }
+reset()
+
+add { name = "flush_async of 1 new entity", unit = "flushes/s", peer_name = "raw hiredis GET", peer = raw.redis_get,
+  ratio_target = 0.8, target_text = ">= 0.8x raw",
+  value = median3(function()
+    return timed(function()
+      ctx:new_entity("bench_async", { name = "one", status = "active" })
+      assert(ctx:flush_async())
+    end, 1)
+  end) }
+reset()
+
+-- Consumer workloads: queue `events` events, then time one consumer draining them
+-- (workers: as engine:consumer runs by default, 11 capped at the 8 queues; or 1).
+local function consume_rate(queue_work, workers)
+  return median3(function()
+    reset()
+    queue_work()
+    local t0 = wall()
+    local st = assert(engine:consumer { workers = workers }:run { block = false })
+    local dt = wall() - t0
+    assert(st.events >= events, "consumed " .. st.events .. " of " .. events .. " events")
+    return st.events / dt
+  end)
+end
+
+local function queue_inserts()
+  for _ = 1, events / 100 do
+    for i = 1, 100 do ctx:new_entity("bench_async", { name = "c" .. i, status = "active", price = "2.50" }) end
+    assert(ctx:flush_async())
+  end
+end
+add { name = "consumer: inserts (default workers)", unit = "events/s", peer_name = "raw multi-row INSERT x1000",
+  peer = raw.mysql_insert1000, ratio_target = 0.6, target_text = ">= 0.6x raw",
+  value = consume_rate(queue_inserts, 11) }
+add { name = "consumer: inserts (1 worker)", unit = "events/s", peer_name = "raw multi-row INSERT x1000",
+  peer = raw.mysql_insert1000, target_text = "(for reference)", value = consume_rate(queue_inserts, 1) }
+
+local update_ids
+add { name = "consumer: updates (default workers)", unit = "events/s", peer_name = "raw UPDATE per statement, tx of 1000",
+  peer = raw.mysql_update_tx1000, ratio_target = 4, target_text = ">= 4x raw",
+  value = consume_rate(function()
+    update_ids = {}
+    for _ = 1, events / 100 do
+      for i = 1, 100 do
+        update_ids[#update_ids + 1] = ctx:new_entity("bench_async", { name = "u" .. i, status = "active" }).id
+      end
+      assert(ctx:flush())
+    end
+    for b = 0, events / 100 - 1 do
+      for i = 1, 100 do
+        local e = ctx:edit_entity(ctx:get_by_id("bench_async", update_ids[b * 100 + i]))
+        e.name, e.price = "updated", "9.99"
+      end
+      assert(ctx:flush_async())
+    end
+  end, 11) }
+
+print(("%-38s %14s  %-40s %12s %7s  %s"):format("scenario", "beeorm", "peer (same run)", "peer", "ratio", "target"))
+for _, r in ipairs(results) do
+  local ratio = r.peer and r.value / r.peer
+  local met
+  if r.ratio_target then met = ratio and ratio >= r.ratio_target elseif r.target then met = r.value >= r.target end
+  print(("%-38s %10.0f/s  %-40s %10s/s %7s  %s %s"):format(r.name, r.value, r.peer_name or "-",
+    r.peer and ("%.0f"):format(r.peer) or "-", ratio and ("%.2fx"):format(ratio) or "-", r.target_text,
+    met == nil and "" or met and "(met)" or "(NOT met)"))
+end
