@@ -79,6 +79,7 @@ typedef struct {
   bee_engine_t *engine;
   bee_consume_options_t opts;
   bee_consume_stats_t stats;
+  char token[64]; /* this worker's lease token */
   MYSQL **mysql;        /* per pool, this consumer's own */
   redisContext **redis; /* per Redis pool, this consumer's own */
   unsigned char *mark_table_ok;
@@ -791,6 +792,36 @@ out:
 /* ------------------------------------------------------------------------ */
 /* The drain loop                                                           */
 
+/* Takes or renews the lease on a queue; 1 when this worker holds it now. */
+static const char *const lease_script =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+    "if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
+    "return 0";
+static const char *const release_script =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
+
+#define LEASE_MS "3000"
+
+/*
+ * Leases (DESIGN §4): a worker applies a queue only while it holds the queue's lease,
+ * renewed before every batch (and every second while waiting) and expiring 3 s after
+ * its holder stops renewing; so
+ * consumer processes split the queues and a dead one's queues move on. Correctness does
+ * not rest on it: the applied mark fences out any stale holder. If Redis cannot be
+ * asked, the worker goes on (the fence still holds).
+ */
+static int lease(consumer_t *c, size_t qp, const char *key, const char *script) {
+  redisContext *r;
+  bee_error_t ignored;
+  if (get_redis(c, qp, &r, &ignored)) return 1;
+  const char *argv[] = {"EVAL", script, "1", key, c->token, LEASE_MS};
+  redisReply *rep = redisCommandArgv(r, 6, argv, NULL);
+  int held = !rep || rep->type != REDIS_REPLY_INTEGER || rep->integer == 1;
+  if (rep) freeReplyObject(rep);
+  return held;
+}
+
 /* Backoff for temporary errors: 50 ms doubling to 5 s, with up to 50% jitter. */
 static int backoff_ms(int attempt) {
   int base = 50;
@@ -807,13 +838,32 @@ static int backoff_ms(int attempt) {
 static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, uint64_t *last_seq, bee_error_t *err) {
   bee_engine_t *engine = c->engine;
   size_t qp = (size_t)engine->inval_redis;
-  char queue[BEE_NAME_MAX + 24], key[128], pending_key[128];
+  char queue[BEE_NAME_MAX + 24], key[128], pending_key[128], lease_key[128];
   snprintf(queue, sizeof queue, "%s:%zu", engine->mysql[pool].name, shard);
   bee__queue_key(engine, pool, shard, "s", key, sizeof key);
   bee__queue_key(engine, pool, shard, "pending", pending_key, sizeof pending_key);
+  bee__queue_key(engine, pool, shard, "lease", lease_key, sizeof lease_key);
   int attempt = 0;
   for (;;) {
     if (atomic_load(&stop_requested)) return 0;
+    if (!lease(c, qp, lease_key, lease_script)) {
+      /* Another consumer has this queue. Blocking: leave it to it. Draining: wait until
+         it emptied the queue or its lease ran out (a killed holder's lease expires). */
+      if (c->opts.block) return 0;
+      entry_t *peek = NULL;
+      size_t pn = 0;
+      MYSQL *conn;
+      uint64_t ms = 0, seq = 0;
+      int prc = get_mysql(c, pool, &conn, err);
+      if (!prc) prc = ensure_mark_table(c, pool, conn, err);
+      if (!prc) prc = read_mark(c, pool, conn, queue, 0, &ms, &seq, err);
+      if (!prc) prc = fetch(c, qp, key, ms, seq, 1, &peek, &pn, err);
+      entries_free(peek, pn);
+      if (prc) return prc;
+      if (!pn) return 0;
+      sleep_ms(100);
+      continue;
+    }
     MYSQL *conn;
     uint64_t ms, seq;
     entry_t *entries = NULL;
@@ -888,6 +938,17 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, c
   memset(&c, 0, sizeof c);
   c.engine = engine;
   c.opts = *opts;
+  {
+    static atomic_ulong worker_seq;
+    unsigned char r[8] = {0};
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+      if (fread(r, 1, sizeof r, f) != sizeof r) memset(r, 0, sizeof r);
+      fclose(f);
+    }
+    snprintf(c.token, sizeof c.token, "%d-%02x%02x%02x%02x%02x%02x%02x%02x-%lu", (int)getpid(), r[0], r[1], r[2], r[3],
+             r[4], r[5], r[6], r[7], (unsigned long)atomic_fetch_add(&worker_seq, 1));
+  }
   c.mysql = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, sizeof *c.mysql);
   c.redis = bee__calloc(engine->redis_count, sizeof *c.redis);
   c.mark_table_ok = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, 1);
@@ -949,6 +1010,12 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, c
       continue;
     }
     freeReplyObject(rep);
+  }
+  /* Hand the queues over at once instead of after the lease expires. */
+  for (size_t i = 0; i < nq && c.redis; i++) {
+    char lease_key[128];
+    bee__queue_key(engine, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, "lease", lease_key, sizeof lease_key);
+    lease(&c, (size_t)engine->inval_redis, lease_key, release_script);
   }
 out:
   if (stats) *stats = c.stats;

@@ -249,12 +249,15 @@ static void subscriber_stop(bee__subscriber_t *s) {
 /* Engine runtime                                                           */
 
 int bee__engine_orm_init(bee_engine_t *engine, bee_error_t *err) {
+  /* The queues' (and invalidations') Redis pool: also for an engine without entities,
+     such as a consumer that needs no application code. */
+  int default_redis = bee__engine_redis_index(engine, "default");
+  if (default_redis < 0 && engine->redis_count) default_redis = 0;
+  engine->inval_redis = default_redis;
   if (!engine->entity_count) return 0;
   engine->rt = bee__calloc(engine->entity_count, sizeof *engine->rt);
   if (!engine->rt) return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
   int any_local = 0;
-  int default_redis = bee__engine_redis_index(engine, "default");
-  if (default_redis < 0 && engine->redis_count) default_redis = 0;
   for (size_t i = 0; i < engine->entity_count; i++) {
     const bee__entity_t *e = &engine->entities[i];
     bee__entity_rt_t *rt = &engine->rt[i];
@@ -274,7 +277,6 @@ int bee__engine_orm_init(bee_engine_t *engine, bee_error_t *err) {
       any_local = 1;
     }
   }
-  engine->inval_redis = default_redis;
   if (any_local && engine->inval_redis >= 0) return subscriber_start(engine, err);
   return 0;
 }
