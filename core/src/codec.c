@@ -178,7 +178,7 @@ int bee__row_encode(const bee__entity_t *e, uint64_t id, const bee_value_t *valu
   unsigned char head[BEE__ROW_HEADER_LEN];
   head[0] = BEE__ROW_FOUND;
   head[1] = BEE__ROW_VERSION;
-  put_u32(head + 2, bee__entity_hash(e));
+  put_u32(head + 2, e->layout_hash ? e->layout_hash : bee__entity_hash(e));
   put_u64(head + 6, id);
   bee__buf_append(out, (const char *)head, sizeof head);
 
@@ -225,7 +225,7 @@ void bee__row_encode_missing(const bee__entity_t *e, bee__buf_t *out) {
   unsigned char m[BEE__ROW_MISSING_LEN];
   m[0] = BEE__ROW_MISSING;
   m[1] = BEE__ROW_VERSION;
-  put_u32(m + 2, bee__entity_hash(e));
+  put_u32(m + 2, e->layout_hash ? e->layout_hash : bee__entity_hash(e));
   bee__buf_append(out, (const char *)m, sizeof m);
 }
 
@@ -300,7 +300,7 @@ int bee__row_decode(const bee__entity_t *e, const char *data, size_t len, uint64
   if (!p || len < BEE__ROW_MISSING_LEN) return BEE_EINVAL;
   if ((p[0] != BEE__ROW_FOUND && p[0] != BEE__ROW_MISSING) || p[1] != BEE__ROW_VERSION)
     return BEE_EINVAL;
-  if (get_u32(p + 2) != bee__entity_hash(e)) return BEE_EINVAL;
+  if (get_u32(p + 2) != (e->layout_hash ? e->layout_hash : bee__entity_hash(e))) return BEE_EINVAL;
   if (p[0] == BEE__ROW_MISSING) return len == BEE__ROW_MISSING_LEN ? BEE_ENOTFOUND : BEE_EINVAL;
 
   if (len < BEE__ROW_HEADER_LEN) return BEE_EINVAL;

@@ -259,11 +259,12 @@ int bee__engine_orm_init(bee_engine_t *engine, bee_error_t *err) {
   if (!engine->rt) return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
   int any_local = 0;
   for (size_t i = 0; i < engine->entity_count; i++) {
-    const bee__entity_t *e = &engine->entities[i];
+    bee__entity_t *e = &engine->entities[i];
     bee__entity_rt_t *rt = &engine->rt[i];
     const bee__mysql_pool_t *pool = bee__engine_mysql(engine, e->mysql_pool);
     rt->mysql = (size_t)(pool - engine->mysql);
     rt->hash = bee__entity_hash(e);
+    engine->entities[i].layout_hash = rt->hash; /* rows are encoded with it on every cache write */
     snprintf(rt->tag, sizeof rt->tag, "bee:{%s.%s}:", pool->settings.database, e->table);
     snprintf(rt->prefix, sizeof rt->prefix, "%s%08x:", rt->tag, rt->hash);
     rt->prefix_len = strlen(rt->prefix);

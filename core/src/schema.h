@@ -48,6 +48,7 @@ typedef struct bee__entity_s {
   size_t field_count;
   bee__index_t *indexes; /* unique and non-unique, definition order */
   size_t index_count;
+  uint32_t layout_hash; /* bee__entity_hash, cached by the engine (0: compute when asked) */
 } bee__entity_t;
 
 /*
