@@ -26,6 +26,21 @@ local item_def = {
   },
 }
 
+-- Cached lists: a cached non-unique index, a cached reference and cache_all.
+local L = "as_list"
+local list_def = {
+  name = L,
+  local_cache = 100,
+  redis_cache = true,
+  cache_all = true,
+  fields = {
+    { "name", "string", length = 50 },
+    { "status", "enum", values = { "active", "blocked" }, required = true },
+    { "owner", "ref", entity = I, cached = true },
+  },
+  indexes = { by_status = { "status", cached = true } },
+}
+
 describe("flush_async", function()
   local engine
 
@@ -54,15 +69,16 @@ describe("flush_async", function()
 
   setup(function()
     servers.need()
-    engine = util.engine(REDIS_DB, { item_def })
-    au.reset(engine, REDIS_DB, { I })
-    assert.equal(1, engine:sync_schema())
+    engine = util.engine(REDIS_DB, { item_def, list_def })
+    au.reset(engine, REDIS_DB, { L, I })
+    assert.equal(2, engine:sync_schema())
   end)
 
   teardown(function()
     if engine then
       au.drain(engine)
       engine = nil
+      util.flushdb(REDIS_DB) -- no entry left behind (not even applied ones the consumer did not remove)
     end
     collectgarbage()
   end)
@@ -146,10 +162,6 @@ describe("flush_async", function()
   end)
 
   it("frees the old value of a renamed unique field at once: get_by_unique_index gives nil", function()
-    bug("after a flush_async that renames a row's unique field (name 'a' -> 'a2'), get_by_unique_index(name, 'a') "
-      .. "returns the renamed row (name = 'a2') until a consumer applied the event, in every context and engine, "
-      .. "whether the old unique key was cached or not: flush_async does not mark the old value as not found, so "
-      .. "the lookup falls through to MySQL, which still holds 'a'")
     local row = sync_rows("ren", 1)[1]
     util.sleep(0.05)
     local ctx = engine:context()
@@ -163,6 +175,51 @@ describe("flush_async", function()
       local old = c:get_by_unique_index(I, "name", "ren-1")
       assert.is_nil(old, label .. ": got " .. show(old))
     end
+  end)
+
+  it("changes cached lists at once: get_by_index, get_by_reference and get_all show the new state (G8)", function()
+    bug("after a flush_async, cached lists show MySQL's state until a consumer applied the events: with x "
+      .. "(active, owner o1) and y (active, owner o1) cached, a flush_async of x -> blocked/owner o2, delete y, "
+      .. "insert z (active, owner o1) gives get_by_index(by_status, active) = [x] (expected [z]), "
+      .. "get_by_index(by_status, blocked) = [] (expected [x]) and get_all = [x] (expected [x, z]), in this and "
+      .. "in another engine")
+    local c0 = engine:context()
+    local o1, o2 = c0:new_entity(I, { name = "owner-1" }), c0:new_entity(I, { name = "owner-2" })
+    local x = c0:new_entity(L, { name = "x", status = "active", owner = o1.id })
+    local y = c0:new_entity(L, { name = "y", status = "active", owner = o1.id })
+    assert.is_true(c0:flush())
+    util.sleep(0.05)
+    local function ids(rows)
+      local out = {}
+      for i, r in ipairs(assert(rows)) do out[i] = r.id end
+      return out
+    end
+    local ctx = engine:context()
+    -- warm every list
+    assert.same({ x.id, y.id }, ids(ctx:get_by_index(L, "by_status", "active")))
+    assert.same({}, ids(ctx:get_by_index(L, "by_status", "blocked")))
+    assert.same({ x.id, y.id }, ids(ctx:get_by_reference(L, "owner", o1.id)))
+    assert.same({}, ids(ctx:get_by_reference(L, "owner", o2.id)))
+    assert.same({ x.id, y.id }, ids(ctx:get_all(L)))
+    local e = ctx:edit_entity(ctx:get_by_id(L, x.id))
+    e.status = "blocked"
+    e.owner = o2.id
+    ctx:delete_entity(ctx:get_by_id(L, y.id))
+    local z = ctx:new_entity(L, { name = "z", status = "active", owner = o1.id })
+    assert.is_true(ctx:flush_async())
+    local function check(c, label)
+      assert.same({ z.id }, ids(c:get_by_index(L, "by_status", "active")), label)
+      assert.same({ x.id }, ids(c:get_by_index(L, "by_status", "blocked")), label)
+      assert.same({ z.id }, ids(c:get_by_reference(L, "owner", o1.id)), label)
+      assert.same({ x.id }, ids(c:get_by_reference(L, "owner", o2.id)), label)
+      assert.same({ x.id, z.id }, ids(c:get_all(L)), label)
+    end
+    local other = util.engine(REDIS_DB, { item_def, list_def })
+    check(ctx, "this engine, before consuming")
+    check(other:context(), "another engine, before consuming")
+    au.consume(ctx)
+    check(engine:context(), "this engine, after consuming")
+    check(other:context(), "another engine, after consuming")
   end)
 
   it("fails validation (G7) before queuing anything or touching a cache; the changes stay tracked", function()
@@ -207,6 +264,7 @@ describe("flush_async", function()
   it("applies 1,000 successive updates of one row in order: the last one wins", function()
     local row = sync_rows("order", 1)[1]
     local ctx = engine:context()
+    local waiting = au.stats(engine)[au.queue_of(row.id)].len
     for i = 1, 1000 do
       local e = ctx:edit_entity(ctx:get_by_id(I, row.id))
       e.n = i
@@ -214,14 +272,14 @@ describe("flush_async", function()
       assert.is_true(ctx:flush_async())
     end
     assert.equal("order-1|v1000|1000", show(engine:context():get_by_id(I, row.id)))
-    assert.equal(1000, au.stats(engine)[au.queue_of(row.id)].len)
+    assert.equal(waiting + 1000, au.stats(engine)[au.queue_of(row.id)].len)
     assert.equal(1, sql_row(row.id).n + 0)
     -- small batches, so that the updates span many transactions
     local st = au.consume(ctx, { max_batch = 37 })
     assert.equal(1000, st.entries)
     assert.equal(1000, st.events)
     assert.same({ id = tostring(row.id), name = "order-1", note = "v1000", n = "1000" }, sql_row(row.id))
-    assert.equal(0, au.stats(engine)[au.queue_of(row.id)].len)
+    assert.equal(waiting, au.stats(engine)[au.queue_of(row.id)].len)
   end)
 
   it("applies one flush_async of several entities of one shard atomically (G3)", function()
@@ -270,6 +328,53 @@ describe("flush_async", function()
     assert(engine:sql_exec("DELETE FROM `" .. I .. "` WHERE `id` = 999000001"))
     assert.is_true(au.queues(engine)[queue]:skip(ev))
     assert.equal(0, au.stats(engine)[queue].errors)
+  end)
+
+  it("is applied by a consumer process that registers no entity (events carry what it needs)", function()
+    local ctx = engine:context()
+    local t = ctx:new_entity(I, { name = "bare-consumer", n = 1 })
+    assert.is_true(ctx:flush_async())
+    local out = os.tmpname()
+    local code = servers.run(au.consumer_cmd(REDIS_DB, "once", out, { defs = "none" }))
+    local said = au.read(out)
+    os.remove(out)
+    assert.equal(0, code, said)
+    assert.matches("^ok ", said)
+    assert.equal("bare-consumer", (sql_row(t.id) or {}).name)
+  end)
+
+  it("waits for no process that closed its engine, also when a process it started still runs", function()
+    local function numsub()
+      local out = util.redis_cli(REDIS_DB, "PUBSUB", "NUMSUB", "beeorm:invalidate")
+      return tonumber(out:match("\n(%d+)"))
+    end
+    local before = numsub()
+    local closing = util.engine(REDIS_DB, { item_def }) -- local cache: it subscribes
+    assert.is_true(util.eventually(function() return numsub() == before + 1 end, 2))
+    local f = assert(io.popen("sleep 30 > /dev/null 2>&1 & echo $!")) -- an application starting a helper
+    local child = tonumber(f:read("l"))
+    f:close()
+    local ok, err = pcall(function()
+      closing:close()
+      closing = nil
+      collectgarbage()
+      local ctx = engine:context()
+      local row = ctx:new_entity(I, { name = "closed-engine", n = 1 })
+      assert.is_true(ctx:flush_async())
+      local t0 = beeorm.monotonic()
+      for i = 1, 10 do
+        local e = ctx:edit_entity(ctx:get_by_id(I, row.id))
+        e.n = i
+        assert.is_true(ctx:flush_async())
+      end
+      local took = beeorm.monotonic() - t0
+      assert.is_true(util.eventually(function() return numsub() == before end, 2),
+        string.format("the closed engine is still subscribed (%d subscribers, %d before it); 10 flush_async "
+          .. "calls took %.2f s", numsub(), before, took))
+      assert.is_true(took < 0.5, string.format("10 flush_async calls took %.2f s", took))
+    end)
+    au.kill(child, "KILL")
+    assert(ok, err)
   end)
 
   describe("consumed twice", function()
@@ -322,9 +427,6 @@ describe("flush_async", function()
     end)
 
     it("removes entries the mark says were applied from the queue (len counts waiting entries only)", function()
-      bug("entries at or below the applied mark (left in the stream by a consumer that died between COMMIT "
-        .. "and XDEL) are never removed: the consumer XRANGEs only after the mark, so q:stats().len keeps "
-        .. "counting them (and oldest_event_seconds keeps growing) after a complete drain")
       local ctx = replayed("stale")
       au.consume(ctx)
       for name, s in pairs(au.stats(engine)) do
@@ -334,7 +436,7 @@ describe("flush_async", function()
     end)
   end)
 
-  describe("with its Redis server down", function()
+  describe("on an engine whose queues live on a second Redis server", function()
     local port, pid, dir, second
 
     local function registry()
@@ -365,7 +467,7 @@ describe("flush_async", function()
       if dir then os.execute("rm -rf " .. util.shell_quote(dir)) end
     end)
 
-    it("returns a temporary redis error, changes no cache and keeps the changes tracked (G1)", function()
+    it("with that server down returns a temporary redis error, changes no cache, keeps the changes tracked (G1)", function()
       local ctx = second:context()
       local base = ctx:new_entity(I, { name = "down-base", note = "before", n = 1 })
       assert.is_true(ctx:flush())
@@ -406,6 +508,26 @@ describe("flush_async", function()
       -- nothing was queued twice: the tracked changes were cleared by the successful flush
       assert.is_true(ctx:flush_async())
       assert.equal(0, au.consume(ctx).events)
+    end)
+
+    it("keeps its events when another Redis feeds the same MySQL database: none is skipped unapplied", function()
+      local c2 = second:context()
+      local x = c2:new_entity(I, { name = "other-redis", n = 1 })
+      assert.is_true(c2:flush_async())
+      util.sleep(0.01)
+      local c1 = engine:context()
+      local same
+      for i = 1, au.SHARDS do -- consecutive ids: one of them shares x's shard
+        local t = c1:new_entity(I, { name = "this-redis-" .. i, n = i })
+        if au.queue_of(t.id) == au.queue_of(x.id) then same = t end
+      end
+      assert(same, "no id in the shard of " .. x.id)
+      assert.is_true(c1:flush_async())
+      assert.equal(au.SHARDS, au.consume(c1).events)
+      local st = au.consume(c2)
+      assert.equal(1, st.events)
+      assert.equal("other-redis", (sql_row(x.id) or {}).name)
+      assert.equal(0, au.total(second, "len"))
     end)
   end)
 end)

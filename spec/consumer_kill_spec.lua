@@ -1,13 +1,17 @@
 -- The kill test (DESIGN G2, G3, §4): consumers killed with SIGKILL at random moments,
 -- and two consumers started at once, still apply every queued event exactly once and
 -- in order per row. The producer is this spec; the consumers are child processes
--- (spec/support/async_consumer.lua in the `beeorm` host).
+-- (spec/support/async_consumer.lua in the `beeorm` host) that register no entity: the
+-- events carry what they need.
 --
--- Scale: 4,000 operations (inserts, updates and deletes on ~500 live rows, in
--- flush_async calls of 1-20 operations) and 10 SIGKILLs, so that the file runs in
--- about 10-20 s on a 2-core machine. The acceptance run of issue 5 asks for 20,000
--- operations and 20 kills: BEEORM_KILL_OPS=20000 BEEORM_KILL_ROUNDS=20 runs it (see
--- the README's testing notes for its duration). BEEORM_KILL_SEED fixes the workload.
+-- Scale: the acceptance run of issue 5 itself: 20,000 operations (inserts, updates and
+-- deletes on ~500 live rows, in flush_async calls of 1-20 operations) and 20 SIGKILLs
+-- at random moments (20-300 ms after the consumer started, half of the round's work
+-- queued before it started and half while it ran; workers and max_batch vary per
+-- round). Measured on the 2-core test machine: ~12 s for the kill test and ~18 s for
+-- the file, so no smaller scale is needed. BEEORM_KILL_OPS / BEEORM_KILL_ROUNDS change
+-- the scale, BEEORM_KILL_SEED fixes the workload (the seed is in every failure message;
+-- BEEORM_SPEC_VERBOSE=1 prints it and a line per kill).
 --
 -- Checks: MySQL equals the state computed here, every row and every column, no missing
 -- and no extra rows; triggers log every row change MySQL commits, and the log equals,
@@ -20,23 +24,14 @@ local au = require("support.async_util")
 
 local REDIS_DB = 11
 local K, LOG = "ck_item", "ck_item_log"
-local OPS = tonumber(os.getenv("BEEORM_KILL_OPS") or "") or 4000
-local ROUNDS = tonumber(os.getenv("BEEORM_KILL_ROUNDS") or "") or 10
+local OPS = tonumber(os.getenv("BEEORM_KILL_OPS") or "") or 20000
+local ROUNDS = tonumber(os.getenv("BEEORM_KILL_ROUNDS") or "") or 20
+local PAIR_OPS = 4000 -- operations of each two-consumer test
 local SEED = tonumber(os.getenv("BEEORM_KILL_SEED") or "") or os.time()
 local ROWS = 500
 local COLS = { "name", "code", "n", "note" }
 
-local item_def = {
-  name = K,
-  local_cache = 2000,
-  redis_cache = true,
-  fields = {
-    { "name", "string", length = 40, required = true },
-    { "code", "string", length = 40, unique = true },
-    { "n", "int" },
-    { "note", "string", length = 40 },
-  },
-}
+local item_def = require("support.async_defs").kill()[1]
 
 local verbose = os.getenv("BEEORM_SPEC_VERBOSE")
 local function say(...)
@@ -109,7 +104,10 @@ local function new_model(engine, rng)
           s.n = s.n + 1
           e.n = s.n
           if rng() < 0.5 then s.name = "row" .. rng(1000); e.name = s.name end
-          if rng() < 0.3 then s.code = (rng() < 0.2) and nil or ("c" .. id .. "-" .. s.n); e.code = s.code end
+          if rng() < 0.3 then
+            if rng() < 0.2 then s.code = nil else s.code = "c" .. id .. "-" .. s.n end
+            e.code = s.code
+          end
           if rng() < 0.3 then s.note = notes[rng(#notes)] or nil; e.note = s.note end
           table.insert(m.history[id], audit_line("U", s))
         else
@@ -225,6 +223,7 @@ describe("consumers", function()
     if engine then
       au.drain(engine)
       engine = nil
+      util.flushdb(REDIS_DB) -- no entry left behind (not even applied ones the consumer did not remove)
     end
     collectgarbage()
   end)
@@ -240,22 +239,29 @@ describe("consumers", function()
       local out = tmpfile()
       local workers = round % 2 == 0 and 4 or 1
       local max_batch = ({ 1, 5, 20, 200 })[rng(4)]
-      local pid = au.spawn(au.consumer_cmd(REDIS_DB, "block", out, { max_batch = max_batch, workers = workers }), log)
-      -- queue half of this round's work while the consumer starts, then the other half
+      -- half of this round's work is queued before the consumer starts, half while it runs
       m.produce(OPS // ROUNDS // 2)
-      util.sleep(rng(20, 300) / 1000)
+      -- the killed consumer's leases would expire 3 s after its last renewal; drop them
+      -- now so that this round's consumer starts on the queues at once
+      for s = 0, au.SHARDS - 1 do util.redis_cli(REDIS_DB, "DEL", au.lease_key("default:" .. s)) end
+      local cmd = au.consumer_cmd(REDIS_DB, "block", out, { max_batch = max_batch, workers = workers })
+      local pid = au.spawn(cmd, log)
+      local t = util.now()
       m.produce(OPS // ROUNDS - OPS // ROUNDS // 2)
-      util.sleep(rng(20, 300) / 1000)
-      local waiting = au.total(engine, "len")
+      util.sleep(math.max(0, rng(20, 300) / 1000 - (util.now() - t)))
       au.kill(pid, "KILL")
+      local lived = util.now() - t
       assert(au.wait_exit(pid, 10), "consumer " .. pid .. " did not die")
       if au.read(out) ~= "" then
         error("the consumer of round " .. round .. " ended before it was killed: " .. au.read(out) .. au.read(log))
       end
-      if waiting > 0 then busy_kills = busy_kills + 1 end
-      say("round %d: workers %d, max_batch %d, %d entries waiting at the kill", round, workers, max_batch, waiting)
+      local waiting = au.total(engine, "len")
+      local _, applied = au.audit(engine, LOG)
+      if applied < m.events then busy_kills = busy_kills + 1 end
+      say("round %d: workers %d, max_batch %3d, killed after %.2f s; %4d of %4d events applied, %4d entries waiting",
+        round, workers, max_batch, lived, applied, m.events, waiting)
     end
-    say("produced %d operations in %d entries; %d of %d kills hit a busy consumer; %.1f s", m.ops, m.entries,
+    say("produced %d operations in %d entries; %d of %d kills left work undone; %.1f s", m.ops, m.entries,
       busy_kills, ROUNDS, util.now() - t0)
     assert.equal(OPS, m.ops)
     -- a last consumer runs to completion
@@ -265,7 +271,9 @@ describe("consumers", function()
     assert.matches("^ok ", au.read(out))
     check_final(m)
     assert.equal(0, au.consume(engine:context()).events)
-    say("checked in %.1f s", util.now() - t0)
+    -- (entries applied but left in their streams by a kill between COMMIT and XDEL are
+    -- counted by q:stats().len forever: a known bug, asserted in async_spec)
+    say("checked in %.1f s; %d applied entries left in the streams", util.now() - t0, au.total(engine, "len"))
   end)
 
   describe("two started at once", function()
@@ -279,10 +287,11 @@ describe("consumers", function()
       fresh()
       math.randomseed(SEED + 1)
       local m = new_model(engine, math.random)
-      m.produce(OPS // 2)
+      m.produce(PAIR_OPS)
       local outs, procs = { tmpfile(), tmpfile() }, {}
       for i = 1, 2 do
-        procs[i] = assert(io.popen(au.consumer_cmd(REDIS_DB, "once", outs[i], { max_batch = 10 }) .. " 2>&1"))
+        local cmd = au.consumer_cmd(REDIS_DB, "once", outs[i], { max_batch = 10 })
+        procs[i] = assert(io.popen(cmd .. " 2>&1"))
       end
       local applied = 0
       for i = 1, 2 do
@@ -303,7 +312,7 @@ describe("consumers", function()
         pids[i] = au.spawn(au.consumer_cmd(REDIS_DB, "block", outs[i], { max_batch = 10, workers = i }), log)
       end
       for _ = 1, 10 do
-        m.produce(OPS // 20)
+        m.produce(PAIR_OPS // 10)
         util.sleep(0.02)
       end
       -- wait until every queue's mark reached its last entry

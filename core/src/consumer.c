@@ -73,6 +73,7 @@ typedef struct {
   uint64_t ms, seq;
   char *payload;
   size_t len;
+  int retried; /* came back from the error list: its keys were invalidated on failure */
 } entry_t;
 
 typedef struct {
@@ -80,6 +81,7 @@ typedef struct {
   bee_consume_options_t opts;
   bee_consume_stats_t stats;
   char token[64]; /* this worker's lease token */
+  char mark[160];  /* the current queue's row in _beeorm_applied: "<pool>:<shard>@<queue id>" */
   MYSQL **mysql;        /* per pool, this consumer's own */
   redisContext **redis; /* per Redis pool, this consumer's own */
   unsigned char *mark_table_ok;
@@ -151,9 +153,10 @@ static int ensure_mark_table(consumer_t *c, size_t pool, MYSQL *conn, bee_error_
 }
 
 /* The applied mark of queue (creating its row), optionally locked FOR UPDATE. */
-static int read_mark(consumer_t *c, size_t pool, MYSQL *conn, const char *queue, int lock, uint64_t *ms,
-                     uint64_t *seq, bee_error_t *err) {
-  char sql[256];
+static int read_mark(consumer_t *c, size_t pool, MYSQL *conn, int lock, uint64_t *ms, uint64_t *seq,
+                     bee_error_t *err) {
+  const char *queue = c->mark;
+  char sql[320];
   int n = snprintf(sql, sizeof sql, "SELECT `ms`, `seq` FROM `_beeorm_applied` WHERE `queue` = '%s'%s", queue,
                    lock ? " FOR UPDATE" : "");
   for (int attempt = 0; attempt < 2; attempt++) {
@@ -168,7 +171,7 @@ static int read_mark(consumer_t *c, size_t pool, MYSQL *conn, const char *queue,
       return 0;
     }
     mysql_free_result(res);
-    char ins[256];
+    char ins[320];
     int m = snprintf(ins, sizeof ins, "INSERT IGNORE INTO `_beeorm_applied` (`queue`, `ms`, `seq`) VALUES ('%s', 0, 0)", queue);
     int rc = q(c, pool, conn, ins, (size_t)m, err);
     if (rc) return rc;
@@ -211,7 +214,8 @@ static int fetch(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_
     snprintf(x->id, sizeof x->id, "%s", it->element[0]->str);
     if (parse_stream_id(x->id, &x->ms, &x->seq)) continue;
     redisReply *f = it->element[1];
-    if (f->type == REDIS_REPLY_ARRAY && f->elements == 2 && f->element[1]->type == REDIS_REPLY_STRING) {
+    if (f->type == REDIS_REPLY_ARRAY && f->elements == 4) x->retried = 1; /* "e" <batch> "r" 1 */
+    if (f->type == REDIS_REPLY_ARRAY && f->elements >= 2 && f->element[1]->type == REDIS_REPLY_STRING) {
       x->payload = bee__malloc(f->element[1]->len + 1);
       if (!x->payload) {
         entries_free(e, k);
@@ -402,15 +406,16 @@ static int apply(consumer_t *c, size_t pool, MYSQL *conn, const char *queue, ent
   int rc = q(c, pool, conn, "START TRANSACTION", 17, err);
   if (rc) return rc;
   uint64_t ms, seq;
-  if ((rc = read_mark(c, pool, conn, queue, 1, &ms, &seq, err))) goto rollback;
+  if ((rc = read_mark(c, pool, conn, 1, &ms, &seq, err))) goto rollback;
   if (ms != mark_ms || seq != mark_seq) {
     rc = CONFLICT;
     goto rollback;
   }
   if (run && (rc = run_events(c, pool, conn, entries, a, b, per_event, failed_event, err))) goto rollback;
-  char sql[256];
+  char sql[320];
+  (void)queue;
   int n = snprintf(sql, sizeof sql, "UPDATE `_beeorm_applied` SET `ms` = %llu, `seq` = %llu WHERE `queue` = '%s'",
-                   (unsigned long long)entries[b - 1].ms, (unsigned long long)entries[b - 1].seq, queue);
+                   (unsigned long long)entries[b - 1].ms, (unsigned long long)entries[b - 1].seq, c->mark);
   if ((rc = q(c, pool, conn, sql, (size_t)n, err))) goto rollback;
   if ((rc = q(c, pool, conn, "COMMIT", 6, err))) goto rollback;
   return 0;
@@ -425,7 +430,7 @@ rollback:
  * pool for the whole range. Failed rows are also dropped from every process's local
  * cache (published without an ack: nobody waits on a consumer).
  */
-static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed) {
+static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed_all) {
   bee__event_t *ev = c->ev;
   bee_engine_t *engine = c->engine;
   size_t *sent = bee__calloc(engine->redis_count ? engine->redis_count : 1, sizeof *sent);
@@ -435,6 +440,9 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
   if (!sent || !prefixes || !prefix_pool) goto out;
   for (size_t i = a; i < b; i++) {
     size_t count, pos;
+    /* 'F' keys go when the entry failed, and when it applies after having failed once:
+       readers may have filled them from MySQL in between. */
+    int failed = failed_all || entries[i].retried;
     if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) continue;
     for (size_t k = 0; k < count; k++) {
       if (bee__batch_next(entries[i].payload, entries[i].len, &pos, ev)) break;
@@ -491,20 +499,21 @@ out:
   bee__free(prefix_pool);
 }
 
-/* Removes applied entries from the stream (a failure only leaves them for the mark to skip). */
-static void xdel(consumer_t *c, size_t qp, const char *key, entry_t *entries, size_t a, size_t b) {
+/*
+ * Removes every entry at or below the mark ms-seq from the stream: the batch just
+ * applied and any left by a consumer that died between COMMIT and this step. A
+ * failure only leaves them for the mark to skip (and the next trim to remove).
+ */
+static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq) {
   redisContext *r;
   bee_error_t ignored;
-  if (b <= a || get_redis(c, qp, &r, &ignored)) return;
-  size_t argc = 2 + (b - a);
-  const char **argv = bee__malloc(argc * sizeof *argv);
-  if (!argv) return;
-  argv[0] = "XDEL";
-  argv[1] = key;
-  for (size_t i = a; i < b; i++) argv[2 + i - a] = entries[i].id;
-  redisReply *rep = redisCommandArgv(r, (int)argc, argv, NULL);
+  if (get_redis(c, qp, &r, &ignored)) return;
+  char min[64];
+  if (seq == UINT64_MAX) snprintf(min, sizeof min, "%llu-0", (unsigned long long)ms + 1);
+  else snprintf(min, sizeof min, "%llu-%llu", (unsigned long long)ms, (unsigned long long)seq + 1);
+  const char *argv[] = {"XTRIM", key, "MINID", "=", min};
+  redisReply *rep = redisCommandArgv(r, 5, argv, NULL);
   if (rep) freeReplyObject(rep);
-  bee__free(argv);
 }
 
 static void set_pending(consumer_t *c, size_t qp, const char *pending_key, size_t n) {
@@ -739,7 +748,7 @@ static int handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, co
     size_t fe = 0;
     int r = apply(c, pool, conn, queue, e, 0, 1, 1, 1, mark_ms, mark_seq, &fe, &cur);
     if (r == 0) {
-      invalidate(c, e, 0, 1, 0);
+      invalidate(c, e, 0, 1, 1); /* applied as retried or edited: what caches hold may differ */
       goto done;
     }
     if (r == CONFLICT) goto done;
@@ -792,6 +801,44 @@ out:
 /* ------------------------------------------------------------------------ */
 /* The drain loop                                                           */
 
+/*
+ * The identity of a queue's stream: a random id kept in Redis next to it (created on
+ * first use). Marks are kept per identity, so two Redis servers (or a Redis that lost
+ * its data) feeding one database never share a mark and never skip each other's events.
+ */
+static int queue_identity(consumer_t *c, size_t qp, const char *id_key, char *out, size_t size, bee_error_t *err) {
+  redisContext *r;
+  int rc = get_redis(c, qp, &r, err);
+  if (rc) return rc;
+  char fresh[20];
+  unsigned char b[8] = {0};
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (f) {
+    if (fread(b, 1, sizeof b, f) != sizeof b) memset(b, 0, sizeof b);
+    fclose(f);
+  }
+  uint64_t x = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 40);
+  for (int i = 0; i < 8; i++) b[i] ^= (unsigned char)(x >> (8 * i));
+  snprintf(fresh, sizeof fresh, "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+  redisAppendCommand(r, "SET %s %s NX", id_key, fresh);
+  redisAppendCommand(r, "GET %s", id_key);
+  void *r1 = NULL, *r2 = NULL;
+  if (redisGetReply(r, &r1) != REDIS_OK || redisGetReply(r, &r2) != REDIS_OK) {
+    if (r1) freeReplyObject(r1);
+    return bee__redis_error(err, &c->engine->redis[qp], r, NULL, "reading the queue identity failed");
+  }
+  redisReply *g = r2;
+  if (g->type == REDIS_REPLY_STRING && g->len < size && g->len > 0) {
+    memcpy(out, g->str, g->len);
+    out[g->len] = '\0';
+  } else {
+    rc = bee__error(err, BEE_EREDIS, 1, "the queue identity %s is unreadable", id_key);
+  }
+  freeReplyObject(r1);
+  freeReplyObject(r2);
+  return rc;
+}
+
 /* Takes or renews the lease on a queue; 1 when this worker holds it now. */
 static const char *const lease_script =
     "local v = redis.call('GET', KEYS[1]) "
@@ -843,8 +890,19 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
   bee__queue_key(engine, pool, shard, "s", key, sizeof key);
   bee__queue_key(engine, pool, shard, "pending", pending_key, sizeof pending_key);
   bee__queue_key(engine, pool, shard, "lease", lease_key, sizeof lease_key);
+  char id_key[128], qid[32];
+  bee__queue_key(engine, pool, shard, "id", id_key, sizeof id_key);
   int attempt = 0;
   for (;;) {
+    int irc = queue_identity(c, qp, id_key, qid, sizeof qid, err);
+    if (irc) {
+      if (err && !err->temporary) return irc;
+      attempt++;
+      if (!c->opts.block && attempt >= c->opts.max_retries) return irc;
+      sleep_ms(backoff_ms(attempt));
+      continue;
+    }
+    snprintf(c->mark, sizeof c->mark, "%s@%s", queue, qid);
     if (atomic_load(&stop_requested)) return 0;
     if (!lease(c, qp, lease_key, lease_script)) {
       /* Another consumer has this queue. Blocking: leave it to it. Draining: wait until
@@ -856,7 +914,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
       uint64_t ms = 0, seq = 0;
       int prc = get_mysql(c, pool, &conn, err);
       if (!prc) prc = ensure_mark_table(c, pool, conn, err);
-      if (!prc) prc = read_mark(c, pool, conn, queue, 0, &ms, &seq, err);
+      if (!prc) prc = read_mark(c, pool, conn, 0, &ms, &seq, err);
       if (!prc) prc = fetch(c, qp, key, ms, seq, 1, &peek, &pn, err);
       entries_free(peek, pn);
       if (prc) return prc;
@@ -870,12 +928,13 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
     size_t n = 0;
     int rc = get_mysql(c, pool, &conn, err);
     if (!rc) rc = ensure_mark_table(c, pool, conn, err);
-    if (!rc) rc = read_mark(c, pool, conn, queue, 0, &ms, &seq, err);
+    if (!rc) rc = read_mark(c, pool, conn, 0, &ms, &seq, err);
     if (!rc) {
       *last_ms = ms;
       *last_seq = seq;
       rc = fetch(c, qp, key, ms, seq, (size_t)c->opts.max_batch, &entries, &n, err);
     }
+    if (!rc && n == 0 && (ms || seq)) trim(c, qp, key, ms, seq); /* leftovers of a crash */
     if (!rc && n == 0) {
       entries_free(entries, n);
       return 0;
@@ -888,7 +947,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
         c->stats.entries += n;
         c->stats.batches++;
         invalidate(c, entries, 0, n, 0);
-        xdel(c, qp, key, entries, 0, n);
+        trim(c, qp, key, entries[n - 1].ms, entries[n - 1].seq);
         attempt = 0;
       } else if (rc != CONFLICT && err && !err->temporary && (err->code == BEE_EMYSQL || err->code == BEE_EINVAL)) {
         /* Permanent: entry by entry, so only the failing one stops (G5). */
@@ -910,7 +969,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
             rc = r;
             if (err) *err = one;
           }
-          if (!rc) xdel(c, qp, key, entries, i, i + 1);
+          if (!rc) trim(c, qp, key, entries[i].ms, entries[i].seq);
         }
       }
       set_pending(c, qp, pending_key, 0);
@@ -1345,7 +1404,7 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
     } else {
       /* Both in one MULTI/EXEC: the entry is never lost or doubled. */
       redisAppendCommand(r, "MULTI");
-      redisAppendCommand(r, "XADD %s * e %b", stream, rec.batch.p, rec.batch.n);
+      redisAppendCommand(r, "XADD %s * e %b r 1", stream, rec.batch.p, rec.batch.n);
       redisAppendCommand(r, "HDEL %s %s", key, stream_id);
       redisAppendCommand(r, "EXEC");
       for (int k = 0; k < 4; k++) {

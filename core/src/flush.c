@@ -414,8 +414,10 @@ static void cache_commands(redisContext *c, const bee__entity_rt_t *rt, const be
     const bee__index_t *ix = &e->indexes[i];
     if (ix->unique) {
       if (bee__unique_key(rt, e, ix, values, &key) == 0) {
+        /* The old value's key says "not found" rather than nothing: with flush_async,
+           MySQL still has the old value and a reader must not fill it back from there. */
         if (after) redisAppendCommand(c, "SET %b %b", key.data, key.len, num, nl);
-        else redisAppendCommand(c, "DEL %b", key.data, key.len);
+        else redisAppendCommand(c, "SET %b N", key.data, key.len);
         (*count)++;
       }
     } else if (ix->cached) {

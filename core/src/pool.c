@@ -1,5 +1,6 @@
 /* pool.c: opening MySQL and Redis connections with errors that follow DESIGN §2. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -53,6 +54,9 @@ int bee__mysql_connect(const bee__mysql_pool_t *pool, MYSQL **out, bee_error_t *
     mysql_close(conn);
     return rc;
   }
+  /* A child process must not inherit (and keep alive) our connections. */
+  int fd = (int)mysql_get_socket(conn);
+  if (fd >= 0) fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
   /* Values are UTC strings (DESIGN §2): never let the server zone shift them. */
   if (mysql_query(conn, "SET time_zone = '+00:00'") != 0) {
     int rc = bee__mysql_error(err, conn, pool, "cannot set the session time zone on");
@@ -99,6 +103,9 @@ int bee__redis_connect(const bee__redis_pool_t *pool, redisContext **out, bee_er
   }
   struct timeval io = {30, 0};
   redisSetTimeout(c, io);
+  /* A child process must not inherit our connections (a subscriber kept alive by a
+     child would make every flush wait for its acknowledgement). */
+  fcntl(c->fd, F_SETFD, fcntl(c->fd, F_GETFD) | FD_CLOEXEC);
   int rc = 0;
   char db[16];
   snprintf(db, sizeof db, "%d", s->db);

@@ -1,15 +1,16 @@
 -- A consumer child process for the consumer specs, run in the `beeorm` host:
---   beeorm run spec/support/async_consumer.lua REDIS_DB MODE OUT [MAX_BATCH [WORKERS]]
+--   beeorm run spec/support/async_consumer.lua REDIS_DB MODE OUT MAX_BATCH WORKERS DEFS
 -- MODE "once": drain what is queued and exit; "block": consume until SIGTERM/SIGINT.
 -- Writes one line to OUT at the end: "ok entries events batches failed skipped retried"
 -- or "err <code> <temporary> <message>" (exit code 0 / 1). The engine has the MySQL
--- pool "default" and the Redis pool "default" on REDIS_DB, and no entities: the
--- events carry what the consumer needs.
+-- pool "default", the Redis pool "default" on REDIS_DB, and the entity definitions
+-- support.async_defs[DEFS] ("none": no entities, the events carry what the consumer
+-- needs).
 local beeorm = require("beeorm")
 local servers = require("support.servers")
 
 local db, mode, out = tonumber(arg[1]), arg[2], arg[3]
-local max_batch, workers = tonumber(arg[4] or "0"), tonumber(arg[5] or "1")
+local max_batch, workers, defs = tonumber(arg[4] or "0"), tonumber(arg[5] or "1"), arg[6] or "none"
 assert(db and (mode == "once" or mode == "block") and out, "usage: async_consumer.lua REDIS_DB once|block OUT")
 
 local function finish(line, code)
@@ -22,6 +23,7 @@ end
 local registry = beeorm.registry()
 assert(registry:register_mysql(servers.mysql))
 assert(registry:register_redis(servers.redis, db))
+for _, def in ipairs(require("support.async_defs")[defs]()) do assert(registry:register_entity(def)) end
 local engine, verr = registry:validate()
 if not engine then finish("err " .. tostring(verr.code) .. " " .. tostring(verr.temporary) .. " " .. tostring(verr), 1) end
 

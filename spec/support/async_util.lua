@@ -19,6 +19,10 @@ function M.stream_key(queue)
   return "beeorm:{q:" .. queue .. "}:s"
 end
 
+function M.lease_key(queue)
+  return "beeorm:{q:" .. queue .. "}:lease"
+end
+
 function M.errors_key(queue)
   return "beeorm:{q:" .. queue .. "}:errors"
 end
@@ -103,12 +107,12 @@ function M.reset(engine, db, tables)
   util.flushdb(db)
 end
 
---- The applied marks: { ["default:3"] = "ms-seq", ... }.
+--- The applied marks: { ["default:3"] = "ms-seq", ... } (rows are "<queue>@<queue id>").
 function M.marks(engine)
   local out = {}
   local ok, rows = pcall(engine.sql_query, engine, "SELECT `queue`, `ms`, `seq` FROM `_beeorm_applied`")
   if not ok or not rows then return out end
-  for _, r in ipairs(rows) do out[r.queue] = r.ms .. "-" .. r.seq end
+  for _, r in ipairs(rows) do out[r.queue:match("^([^@]+)") or r.queue] = r.ms .. "-" .. r.seq end
   return out
 end
 
@@ -161,22 +165,32 @@ function M.kill(pid, sig)
   os.execute("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
 end
 
---- Starts a shell command in the background, output to log; returns its pid.
+-- Closes every inherited descriptor above 2, then runs the rest of the command line.
+-- A background process must not keep this process's sockets open: a copy of a Redis
+-- subscriber connection would keep a subscription nobody reads (and every flush would
+-- wait for its acknowledgement) long after this process closed its engine.
+local CLOSE_FDS = [[bash -c 'for fd in /proc/$$/fd/*; do n=${fd##*/}; ]]
+  .. [[if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null; fi; done; exec "$@"' close-fds ]]
+
+--- Starts a shell command in the background (with no inherited descriptor but the
+-- standard ones), output to log; returns its pid.
 function M.spawn(cmd, log)
-  local f = assert(io.popen(string.format("%s > %s 2>&1 < /dev/null & echo $!", cmd, util.shell_quote(log or "/dev/null"))))
+  local f = assert(io.popen(string.format("%s%s > %s 2>&1 < /dev/null & echo $!", CLOSE_FDS, cmd,
+    util.shell_quote(log or "/dev/null"))))
   local pid = f:read("l")
   f:close()
   return assert(tonumber(pid), "no pid for: " .. cmd)
 end
 
 --- The command line of the consumer child (spec/support/async_consumer.lua in the
--- `beeorm` host): mode "block" or "once", and the file it writes its result to.
+-- `beeorm` host): mode "block" or "once", the file it writes its result to, and opts
+-- { max_batch =, workers =, defs = (a support.async_defs function name, default "none") }.
 function M.consumer_cmd(db, mode, out, opts)
   opts = opts or {}
   local script = servers.root .. "/spec/support/async_consumer.lua"
-  return string.format("%s %s run %s %d %s %s %d %d", util.child_env(),
+  return string.format("%s %s run %s %d %s %s %d %d %s", util.child_env(),
     util.shell_quote(servers.build_dir .. "/beeorm"), util.shell_quote(script), db, mode, util.shell_quote(out),
-    opts.max_batch or 0, opts.workers or 1)
+    opts.max_batch or 0, opts.workers or 1, opts.defs or "none")
 end
 
 --- Reads a whole file ("" when missing).
@@ -204,7 +218,7 @@ function M.start_redis(port, dir)
   os.execute("mkdir -p " .. util.shell_quote(dir))
   local log = dir .. "/redis.log"
   os.remove(log)
-  local pid = M.spawn(string.format("exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+  local pid = M.spawn(string.format("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
     .. "--daemonize no --dir %s", port, util.shell_quote(dir)), log)
   local ok = util.eventually(function()
     if not M.alive(pid) then return true end
