@@ -112,8 +112,10 @@ end
 -- BEEORM_* variables of this process, passed explicitly).
 function M.child_env()
   local parts = {}
+  -- LD_PRELOAD: under the sanitizer build a child lua5.4 loads the instrumented module
+  -- and needs libasan preloaded (spec/support/helper.lua strips it for other programs).
   for _, name in ipairs({ "LUA_PATH", "LUA_CPATH", "BEEORM_TEST_MYSQL", "BEEORM_TEST_REDIS",
-    "BEEORM_BUILD_DIR", "BEEORM_ROOT" }) do
+    "BEEORM_BUILD_DIR", "BEEORM_ROOT", "LD_PRELOAD" }) do
     local v = os.getenv(name)
     if v then parts[#parts + 1] = name .. "=" .. shell_quote(v) end
   end
