@@ -548,6 +548,36 @@ static int update_local(bee_context_t *ctx, states_t *s, bee_error_t *err) {
   return rc;
 }
 
+/*
+ * After the writes are durable (committed or queued): the Redis caches of every pool but
+ * skip_pool, then local caches here and in other processes. Returns 0 or the first
+ * failure, its message prefixed with `what` (the writes stand; only caches may lag).
+ */
+static int update_caches(bee_context_t *ctx, states_t *s, bee_value_t *values, int skip_pool, const char *what,
+                         bee_error_t *err) {
+  bee_engine_t *engine = ctx->engine;
+  bee_error_t cache_err;
+  int crc = 0;
+  for (size_t rp = 0; rp < engine->redis_count; rp++) {
+    if ((int)rp == skip_pool) continue;
+    int any = 0;
+    for (size_t i = 0; i < s->count && !any; i++) any = engine->rt[s->items[i].entity].redis == (int)rp;
+    if (any) {
+      int r1 = update_redis(ctx, rp, s, values, NULL, 0, &cache_err);
+      if (r1 && !crc) crc = r1;
+    }
+  }
+  int r2 = update_local(ctx, s, crc ? NULL : &cache_err);
+  if (r2 && !crc) crc = r2;
+  if (crc && err) {
+    *err = cache_err;
+    char msg[BEE_ERROR_MESSAGE_MAX];
+    snprintf(msg, sizeof msg, "%s", err->message);
+    snprintf(err->message, sizeof err->message, "%s: %.400s", what, msg);
+  }
+  return crc;
+}
+
 int bee_context_flush(bee_context_t *ctx, bee_error_t *err) {
   if (!ctx) return bee__error(err, BEE_EINVAL, 0, "context is NULL");
   if (!ctx->op_count) return 0;
@@ -616,27 +646,8 @@ int bee_context_flush(bee_context_t *ctx, bee_error_t *err) {
     s.count = w;
   }
   /* 3. caches, from what MySQL committed */
-  bee_error_t cache_err;
-  int crc = 0;
-  for (size_t rp = 0; rp < engine->redis_count; rp++) {
-    int any = 0;
-    for (size_t i = 0; i < s.count && !any; i++) any = engine->rt[s.items[i].entity].redis == (int)rp;
-    if (any) {
-      int r1 = update_redis(ctx, rp, &s, values, NULL, 0, &cache_err);
-      if (r1 && !crc) crc = r1;
-    }
-  }
-  int r2 = update_local(ctx, &s, crc ? NULL : &cache_err);
-  if (r2 && !crc) crc = r2;
-  if (!rc && crc) {
-    rc = crc;
-    if (err) {
-      *err = cache_err;
-      char msg[BEE_ERROR_MESSAGE_MAX];
-      snprintf(msg, sizeof msg, "%s", err->message);
-      snprintf(err->message, sizeof err->message, "MySQL committed, but the cache update failed: %.400s", msg);
-    }
-  }
+  int crc = update_caches(ctx, &s, values, -1, "MySQL committed, but the cache update failed", rc ? NULL : err);
+  if (!rc) rc = crc;
   bee_context_clear_flush(ctx); /* committed: nothing left to retry */
 out:
   states_free(&s);
@@ -778,28 +789,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
   /* The queue's Redis pool: events and that pool's caches in one MULTI/EXEC (G1). */
   if ((rc = update_redis(ctx, qp, &s, values, q, nq, err))) goto out;
   /* Caches on other Redis pools, then local caches: the events are queued already. */
-  bee_error_t cache_err;
-  int crc = 0;
-  for (size_t rp = 0; rp < engine->redis_count; rp++) {
-    if (rp == qp) continue;
-    int any = 0;
-    for (size_t i = 0; i < s.count && !any; i++) any = engine->rt[s.items[i].entity].redis == (int)rp;
-    if (any) {
-      int r1 = update_redis(ctx, rp, &s, values, NULL, 0, &cache_err);
-      if (r1 && !crc) crc = r1;
-    }
-  }
-  int r2 = update_local(ctx, &s, crc ? NULL : &cache_err);
-  if (r2 && !crc) crc = r2;
-  if (crc) {
-    rc = crc;
-    if (err) {
-      *err = cache_err;
-      char msg[BEE_ERROR_MESSAGE_MAX];
-      snprintf(msg, sizeof msg, "%s", err->message);
-      snprintf(err->message, sizeof err->message, "events queued, but a cache update failed: %.400s", msg);
-    }
-  }
+  rc = update_caches(ctx, &s, values, (int)qp, "events queued, but a cache update failed", err);
   bee_context_clear_flush(ctx); /* queued: nothing left to retry */
 out:
   for (size_t i = 0; q && i < nq; i++) bee__buf_free(&q[i].payload);
