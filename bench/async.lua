@@ -11,21 +11,10 @@ local seconds = tonumber(os.getenv("BENCH_SECONDS") or "0.5")
 local events = tonumber(os.getenv("BENCH_EVENTS") or "20000")
 local wall = beeorm.monotonic
 
-local function median3(fn)
-  local r = { fn(), fn(), fn() }
-  table.sort(r)
-  return r[2]
-end
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local median3 = common.median3
 
-local raw = {}
-do
-  local f = assert(io.popen(("%s/bee_raw_limits '%s' '%s' %s"):format(build_dir, redis_addr, mysql_dsn, seconds)))
-  for line in f:lines() do
-    local name, value = line:match("^(%S+) (%S+)$")
-    if name then raw[name] = tonumber(value) end
-  end
-  assert(f:close(), "bee_raw_limits failed")
-end
+local raw = common.raw_limits(build_dir, redis_addr, mysql_dsn, seconds)
 
 local registry = beeorm.registry()
 assert(registry:register_mysql(mysql_dsn))
@@ -127,12 +116,4 @@ add { name = "consumer: updates (default workers)", unit = "events/s", peer_name
     end
   end, 11) }
 
-print(("%-38s %14s  %-40s %12s %7s  %s"):format("scenario", "beeorm", "peer (same run)", "peer", "ratio", "target"))
-for _, r in ipairs(results) do
-  local ratio = r.peer and r.value / r.peer
-  local met
-  if r.ratio_target then met = ratio and ratio >= r.ratio_target elseif r.target then met = r.value >= r.target end
-  print(("%-38s %10.0f/s  %-40s %10s/s %7s  %s %s"):format(r.name, r.value, r.peer_name or "-",
-    r.peer and ("%.0f"):format(r.peer) or "-", ratio and ("%.2fx"):format(ratio) or "-", r.target_text,
-    met == nil and "" or met and "(met)" or "(NOT met)"))
-end
+common.report(results)

@@ -9,11 +9,8 @@ assert(mysql_dsn and redis_addr, "usage: loaders.lua <mysql dsn> <redis host:por
 local seconds = tonumber(os.getenv("BENCH_SECONDS") or "0.5")
 local wall = beeorm.monotonic
 
-local function median3(fn)
-  local r = { fn(), fn(), fn() }
-  table.sort(r)
-  return r[2]
-end
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local median3 = common.median3
 
 -- Runs body(n) in growing batches until `seconds` of wall time passed; returns ops/s.
 local function rate(body, per_call)
@@ -26,16 +23,7 @@ local function rate(body, per_call)
   return n / (wall() - t0)
 end
 
-local raw = {}
-do
-  local cmd = ("%s/bee_raw_limits '%s' '%s' %s"):format(build_dir, redis_addr, mysql_dsn, seconds)
-  local f = assert(io.popen(cmd))
-  for line in f:lines() do
-    local name, value = line:match("^(%S+) (%S+)$")
-    if name then raw[name] = tonumber(value) end
-  end
-  assert(f:close(), "bee_raw_limits failed")
-end
+local raw = common.raw_limits(build_dir, redis_addr, mysql_dsn, seconds)
 
 local registry = beeorm.registry()
 assert(registry:register_mysql(mysql_dsn))
@@ -68,9 +56,11 @@ for _, id in ipairs(local_ids) do ctx:get_by_id("bench_local", id) end -- warm
 for _, id in ipairs(redis_ids) do ctx:get_by_id("bench_redis", id) end
 
 local results = {}
+-- target: an absolute rate, or (when 10 or less) a ratio to the peer
 local function add(name, value, unit, peer_name, peer, target, target_text)
   results[#results + 1] = { name = name, value = value, unit = unit, peer_name = peer_name, peer = peer,
-                            target = target, target_text = target_text }
+                            target = target > 10 and target or nil, ratio_target = target <= 10 and target or nil,
+                            target_text = target_text }
 end
 
 local get = ctx.get_by_id
@@ -119,15 +109,7 @@ add("sync flush of 100 new entities", median3(function()
   end, 1)
 end), "entities/s", "raw multi-row INSERT x100 in a transaction", raw.mysql_insert100, 50000, ">= 50k/s")
 
-print(("%-34s %14s  %-42s %12s %7s  %s"):format("scenario", "beeorm", "peer (same run)", "peer", "ratio", "target"))
-for _, r in ipairs(results) do
-  local ratio = r.peer and r.value / r.peer
-  local met
-  if r.target and r.target <= 10 then met = ratio and ratio >= r.target else met = r.value >= r.target end
-  print(("%-34s %10.0f/s  %-42s %10s/s %7s  %s %s"):format(r.name, r.value, r.peer_name or "-",
-    r.peer and ("%.0f"):format(r.peer) or "-", ratio and ("%.2fx"):format(ratio) or "-", r.target_text,
-    met and "(met)" or "(NOT met)"))
-end
+common.report(results)
 local stats = engine:cache_stats("bench_local")
 print(("local cache: %d entries, %d bytes (%.0f bytes/entry), %d hits, %d misses"):format(stats.entries, stats.bytes,
   stats.bytes / math.max(1, stats.entries), stats.hits, stats.misses))

@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=$(cd "${1:-build}" && pwd)
 shopt -s nullglob
-benches=(bench/*.lua)
+benches=()
+for b in bench/*.lua; do [[ "$b" == bench/common.lua ]] || benches+=("$b"); done
 if [[ ${#benches[@]} -eq 0 ]]; then
   echo "no benchmarks yet: the loader, flush and consumer benchmarks come with those features"
   exit 0

@@ -596,6 +596,19 @@ static const bee__index_t *find_index(const bee__entity_t *e, const char *name, 
   return NULL;
 }
 
+/* The (unique or non-unique) index a lookup names, checked against the number of values given. */
+static int lookup_index(const bee__entity_t *e, const char *index, int unique, size_t n, const bee__index_t **out,
+                        bee_error_t *err) {
+  const char *what = unique ? "unique index" : "index";
+  const bee__index_t *ix = index ? find_index(e, index, unique) : NULL;
+  if (!ix) return bee__error(err, BEE_EINVAL, 0, "entity '%s' has no %s '%s'", e->name, what, index ? index : "");
+  if (n != ix->field_count)
+    return bee__error(err, BEE_EINVAL, 0, "%s '%s' has %zu field(s), %zu value(s) given", what, ix->name,
+                      ix->field_count, n);
+  *out = ix;
+  return 0;
+}
+
 int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
                               const bee_value_t *values, size_t n, bee_row_fn fn, void *ud, bee_error_t *err) {
   size_t ei;
@@ -603,11 +616,8 @@ int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, co
   if (rc) return rc;
   const bee__entity_t *e = &ctx->engine->entities[ei];
   bee__entity_rt_t *rt = &ctx->engine->rt[ei];
-  const bee__index_t *ix = index ? find_index(e, index, 1) : NULL;
-  if (!ix) return bee__error(err, BEE_EINVAL, 0, "entity '%s' has no unique index '%s'", e->name, index ? index : "");
-  if (n != ix->field_count)
-    return bee__error(err, BEE_EINVAL, 0, "unique index '%s' has %zu field(s), %zu value(s) given", ix->name,
-                      ix->field_count, n);
+  const bee__index_t *ix;
+  if ((rc = lookup_index(e, index, 1, n, &ix, err))) return rc;
   bee_value_t canon[16], args[16];
   bee__buf_t strings = {0}, key = {0}, where = {0};
   if ((rc = canonical_lookup(e, ix->fields, n, values, canon, &strings, err))) goto out;
@@ -713,11 +723,8 @@ int bee_context_get_by_index(bee_context_t *ctx, const bee_entity_t *entity, con
   int rc = entity_index(ctx, entity, &ei, err);
   if (rc) return rc;
   const bee__entity_t *e = &ctx->engine->entities[ei];
-  const bee__index_t *ix = index ? find_index(e, index, 0) : NULL;
-  if (!ix) return bee__error(err, BEE_EINVAL, 0, "entity '%s' has no index '%s'", e->name, index ? index : "");
-  if (n != ix->field_count)
-    return bee__error(err, BEE_EINVAL, 0, "index '%s' has %zu field(s), %zu value(s) given", ix->name,
-                      ix->field_count, n);
+  const bee__index_t *ix;
+  if ((rc = lookup_index(e, index, 0, n, &ix, err))) return rc;
   bee_value_t canon[16], args[16];
   bee__buf_t strings = {0}, key = {0}, where = {0};
   idlist_t l = {0};
