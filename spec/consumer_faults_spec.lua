@@ -97,6 +97,13 @@ describe("consumer faults", function()
       -- the caches show the queued state
       assert.equal("p-dup-insert|new|7", show(ctx:get_by_id(F, ins.id)))
       assert.equal("p-dup-update|sync|2", show(ctx:get_by_id(F, upd.id)))
+      local function listed(rows, id)
+        for _, r in ipairs(assert(rows)) do if r.id == id then return true end end
+        return false
+      end
+      assert.is_true(listed(ctx:get_all(F), ins.id))
+      assert.is_true(listed(ctx:get_by_index(F, "by_note", "new"), ins.id))
+      assert.is_false(listed(ctx:get_all(F), gone.id))
       -- behind beeorm's back, the new names are taken
       local taken_i = insert_behind("p-dup-insert", 100)
       local taken_u = insert_behind("p-dup-update", 101)
@@ -147,7 +154,13 @@ describe("consumer faults", function()
         assert.equal(taken_i, (c:get_by_unique_index(F, "name", "p-dup-insert") or {}).id, label)
         assert.equal(taken_u, (c:get_by_unique_index(F, "name", "p-dup-update") or {}).id, label)
         assert.equal(upd.id, (c:get_by_unique_index(F, "name", "p-upd") or {}).id, label)
+        -- and the cached lists no longer hold the failed insert
+        assert.is_false(listed(c:get_all(F), ins.id), label)
+        assert.is_false(listed(c:get_by_index(F, "by_note", "new"), ins.id), label)
+        assert.is_true(listed(c:get_all(F), fine.id), label)
+        assert.is_false(listed(c:get_all(F), gone.id), label)
       end
+      assert.same({}, util.redis_keys(REDIS_DB, "*:p:*"), "pending marks left")
 
       -- q:retry after fixing the cause applies the entry on the next consume
       assert(engine:sql_exec("DELETE FROM `" .. F .. "` WHERE `id` IN (?, ?)", { taken_i, taken_u }))

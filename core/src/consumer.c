@@ -186,15 +186,16 @@ static void entries_free(entry_t *e, size_t n) {
 }
 
 /* XRANGE key (ms-seq + COUNT max. */
-static int fetch(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq, size_t max, entry_t **out,
-                 size_t *n, bee_error_t *err) {
+/* Up to max entries after ms-seq, in order. */
+static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq, size_t max,
+                       entry_t **out, size_t *n, bee_error_t *err) {
   redisContext *r;
   int rc = get_redis(c, qp, &r, err);
   if (rc) return rc;
-  char start[64], count[24];
-  snprintf(start, sizeof start, "(%llu-%llu", (unsigned long long)ms, (unsigned long long)seq);
+  char mark[64], count[24];
+  snprintf(mark, sizeof mark, "(%llu-%llu", (unsigned long long)ms, (unsigned long long)seq);
   snprintf(count, sizeof count, "%zu", max);
-  const char *argv[] = {"XRANGE", key, start, "+", "COUNT", count};
+  const char *argv[] = {"XRANGE", key, mark, "+", "COUNT", count};
   redisReply *rep = redisCommandArgv(r, 6, argv, NULL);
   if (!rep || rep->type != REDIS_REPLY_ARRAY) {
     rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "reading the queue failed");
@@ -231,6 +232,32 @@ static int fetch(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_
   *out = e;
   *n = k;
   return 0;
+}
+
+static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed_all);
+static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq);
+
+/*
+ * Up to max entries after the mark ms-seq. The read starts at the stream's head: entries
+ * at or below the mark are there only when a consumer died (or lost Redis) between its
+ * COMMIT and its cache work; that work is done for them now (it is idempotent), and
+ * they are trimmed. Normally the head is the first entry after the mark: no extra cost.
+ */
+static int fetch(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq, size_t max, entry_t **out,
+                 size_t *n, bee_error_t *err) {
+  for (;;) {
+    int rc = fetch_after(c, qp, key, 0, 0, max, out, n, err);
+    if (rc || !*n || (*out)[0].ms > ms || ((*out)[0].ms == ms && (*out)[0].seq > seq)) return rc;
+    size_t old = 0;
+    while (old < *n && ((*out)[old].ms < ms || ((*out)[old].ms == ms && (*out)[old].seq <= seq))) old++;
+    invalidate(c, *out, 0, old, 0);
+    trim(c, qp, key, (*out)[old - 1].ms, (*out)[old - 1].seq); /* only what was handled */
+    entries_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    if (old == max) continue; /* more leftovers may follow */
+    return fetch_after(c, qp, key, ms, seq, max, out, n, err);
+  }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -424,9 +451,13 @@ rollback:
   return rc;
 }
 
+/* Removes field ARGV[1] of the hash KEYS[1] if it holds ARGV[2] (the batch's token). */
+static const char *const unpend_script =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+
 /*
  * Deletes cache keys of the events of entries [a, b): 'A' keys always, 'F' keys too
- * when failed; bumps each entity's version once. Pipelined: one round trip per Redis
+ * when failed; clears their pending marks ('P'); bumps each entity's version once. Pipelined: one round trip per Redis
  * pool for the whole range. Failed rows are also dropped from every process's local
  * cache (published without an ack: nobody waits on a consumer).
  */
@@ -444,6 +475,8 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
        readers may have filled them from MySQL in between. */
     int failed = failed_all || entries[i].retried;
     if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) continue;
+    char token[17];
+    bee__token_format(bee__batch_token(entries[i].payload, entries[i].len), token);
     for (size_t k = 0; k < count; k++) {
       if (bee__batch_next(entries[i].payload, entries[i].len, &pos, ev)) break;
       if (!ev->prefix.n || !ev->cache_pool.n || ev->prefix.n >= sizeof prefixes[0]) continue;
@@ -457,7 +490,12 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
         char when;
         bee__str_t key;
         if (bee__event_key(ev, j, &when, &key)) break;
-        if (when == 'A' || failed) {
+        if (when == 'P') { /* the list's pending mark, unless a later flush_async set it again */
+          char num[BEE__ID_BUF];
+          size_t nl = bee__id_format(ev->id, num);
+          redisAppendCommand(r, "EVAL %s 1 %b %b %s", unpend_script, key.p, key.n, num, nl, token);
+          sent[rp]++;
+        } else if (when == 'A' || failed) {
           redisAppendCommand(r, "DEL %b", key.p, key.n);
           sent[rp]++;
         }
@@ -628,9 +666,9 @@ static int reencode(consumer_t *c, entry_t *e, size_t index, bee__event_t *edite
     }
   bee__buf_t out = {0};
   bee__batch_t w;
-  bee__batch_begin(&w, &out);
   size_t count, pos;
   if (bee__batch_open(e->payload, e->len, &count, &pos)) return BEE_EINVAL;
+  bee__batch_begin(&w, &out, bee__batch_token(e->payload, e->len));
   bee__event_t *ev = bee__malloc(sizeof *ev);
   if (!ev) return BEE_ENOMEM;
   for (size_t k = 0; k < count; k++) {

@@ -30,13 +30,14 @@ static void finish_event(bee__batch_t *w) {
   patch_le(w->b, w->nkeys_at, w->nkeys, 2);
 }
 
-void bee__batch_begin(bee__batch_t *w, bee__buf_t *b) {
+void bee__batch_begin(bee__batch_t *w, bee__buf_t *b, uint64_t token) {
   memset(w, 0, sizeof *w);
   w->b = b;
   put_u8(b, 'B');
   put_u8(b, BEE__EVENT_VERSION);
   w->count_at = b->len;
   put_le(b, 0, 4);
+  put_le(b, token, 8);
 }
 
 void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char *entity, const char *cache_pool,
@@ -130,12 +131,26 @@ static int get_str(rd_t *r, bee__str_t *s) {
 int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos) {
   rd_t r = {(const unsigned char *)data, len, 0};
   uint64_t c;
-  if (len < 6 || data[0] != 'B' || (unsigned char)data[1] != BEE__EVENT_VERSION) return BEE_EINVAL;
+  uint64_t token;
+  if (len < 14 || data[0] != 'B' || (unsigned char)data[1] != BEE__EVENT_VERSION) return BEE_EINVAL;
   r.pos = 2;
-  if (get_le(&r, 4, &c)) return BEE_EINVAL;
+  if (get_le(&r, 4, &c) || get_le(&r, 8, &token)) return BEE_EINVAL;
   *count = (size_t)c;
   *pos = r.pos;
   return 0;
+}
+
+void bee__token_format(uint64_t token, char out[17]) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, token >>= 4) out[i] = hex[token & 15];
+  out[16] = '\0';
+}
+
+uint64_t bee__batch_token(const char *data, size_t len) {
+  rd_t r = {(const unsigned char *)data, len, 6};
+  uint64_t token;
+  if (len < 14 || data[0] != 'B' || (unsigned char)data[1] != BEE__EVENT_VERSION || get_le(&r, 8, &token)) return 0;
+  return token;
 }
 
 int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev) {
@@ -189,7 +204,7 @@ int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev)
     bee__str_t k;
     if (r.pos >= len) return BEE_EINVAL;
     char when = (char)r.p[r.pos++];
-    if ((when != 'A' && when != 'F') || get_str(&r, &k)) return BEE_EINVAL;
+    if ((when != 'A' && when != 'F' && when != 'P') || get_str(&r, &k)) return BEE_EINVAL;
   }
   ev->keys_len = (size_t)(data + r.pos - ev->keys_at);
   *pos = r.pos;

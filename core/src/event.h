@@ -11,14 +11,18 @@
  * applied, written in the same transaction as the batch (G2).
  *
  * An entry ("batch") is self-contained: a consumer needs no application code.
- *   batch := 'B' u8 version=1 u32 count event*
+ *   batch := 'B' u8 version=2 u32 count u64 token event*
+ *            token: one random number per flush_async, shared by its entries
  *   event := u8 kind ('I' insert, 'U' update, 'D' delete)
  *            str table, str entity, str cache_pool, str cache_prefix ("" without a Redis cache)
  *            u64 id
  *            u16 ncols (col)*            insert: every field; update: changed ones
- *            u16 nkeys (u8 when, str key)*  cache keys the consumer deletes:
- *                                           when 'A' after applying and on failure,
- *                                           when 'F' only when the event fails
+ *            u16 nkeys (u8 when, str key)*  cache keys the consumer handles:
+ *                                           'A' deleted after applying and on failure,
+ *                                           'F' deleted only when the event fails,
+ *                                           'P' a pending-list hash: its field <id>
+ *                                           is removed if it still holds this
+ *                                           batch's token (after applying or failing)
  *   col   := str name, value (tag + payload as in codec.h)
  *   str   := u32 length, bytes
  * All integers little-endian.
@@ -29,7 +33,7 @@
 #include "codec.h"
 
 #define BEE__SHARDS 8
-#define BEE__EVENT_VERSION 1
+#define BEE__EVENT_VERSION 2
 
 typedef struct bee__str_s {
   const char *p;
@@ -60,7 +64,7 @@ typedef struct bee__batch_s {
   uint16_t ncols, nkeys;
 } bee__batch_t;
 
-void bee__batch_begin(bee__batch_t *w, bee__buf_t *b);
+void bee__batch_begin(bee__batch_t *w, bee__buf_t *b, uint64_t token);
 void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char *entity, const char *cache_pool,
                       const char *prefix, uint64_t id);
 void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v);
@@ -74,6 +78,9 @@ int bee__batch_end(bee__batch_t *w);
  * never reads out of bounds).
  */
 int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos);
+/* The batch's token (0 when the header is malformed); as text, 16 hex digits. */
+uint64_t bee__batch_token(const char *data, size_t len);
+void bee__token_format(uint64_t token, char out[17]);
 int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev);
 /* The i-th key of ev (0 <= i < ev->nkeys). */
 int bee__event_key(const bee__event_t *ev, size_t i, char *when, bee__str_t *key);

@@ -9,9 +9,13 @@
  * updated here and invalidated in other processes. A failure in (1) rolls every pool
  * back and leaves caches and tracked changes untouched.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "event.h"
 #include "orm.h"
@@ -401,9 +405,33 @@ int bee__list_key(const bee__entity_rt_t *rt, const bee__entity_t *e, char kind,
   return out->failed ? BEE_ENOMEM : 0;
 }
 
-/* Appends the cache commands for one row version (before: drop, after: set). */
+/*
+ * A cached id list the row leaves or joins: dropped (the next reader rebuilds it), and
+ * with a token (flush_async) the row marked pending in it, so that rebuild, which reads
+ * MySQL before the consumer applied the change, takes the row's state from the cache.
+ */
+static void list_commands(redisContext *c, const bee__entity_rt_t *rt, bee__buf_t *key, const char *num, size_t nl,
+                          const char *token, size_t *count) {
+  redisAppendCommand(c, "DEL %b", key->data, key->len);
+  (*count)++;
+  if (!token) return;
+  bee__pending_key(rt, key);
+  redisAppendCommand(c, "HSET %b %b %s", key->data, key->len, num, nl, token);
+  (*count)++;
+}
+
+/* The hash of ids with queued changes to a cached list: the list key with "l:" as "p:". */
+void bee__pending_key(const bee__entity_rt_t *rt, bee__buf_t *list_key) {
+  size_t at = strlen(rt->prefix);
+  if (list_key->len > at && list_key->data[at] == 'l') list_key->data[at] = 'p';
+}
+
+/*
+ * Appends the cache commands for one row version (before: drop, after: set). token
+ * (flush_async only, else NULL) marks the row as pending in each list it leaves or joins.
+ */
 static void cache_commands(redisContext *c, const bee__entity_rt_t *rt, const bee__entity_t *e, const state_t *st,
-                           int after, bee_value_t *values, size_t *count) {
+                           int after, bee_value_t *values, const char *token, size_t *count) {
   const bee__buf_t *row = after ? &st->after : &st->before;
   uint64_t id;
   if (bee__row_decode(e, row->data, row->len, &id, values)) return;
@@ -421,18 +449,14 @@ static void cache_commands(redisContext *c, const bee__entity_rt_t *rt, const be
         (*count)++;
       }
     } else if (ix->cached) {
-      if (bee__list_key(rt, e, 'i', ix->name, ix->fields, ix->field_count, values, &key) == 0) {
-        redisAppendCommand(c, "DEL %b", key.data, key.len);
-        (*count)++;
-      }
+      if (bee__list_key(rt, e, 'i', ix->name, ix->fields, ix->field_count, values, &key) == 0)
+        list_commands(c, rt, &key, num, nl, token, count);
     }
   }
   for (size_t f = 0; f < e->field_count; f++) {
     if (e->fields[f].type != BEE_FIELD_REF || !e->fields[f].cached) continue;
-    if (bee__list_key(rt, e, 'f', e->fields[f].name, &f, 1, values, &key) == 0) {
-      redisAppendCommand(c, "DEL %b", key.data, key.len);
-      (*count)++;
-    }
+    if (bee__list_key(rt, e, 'f', e->fields[f].name, &f, 1, values, &key) == 0)
+      list_commands(c, rt, &key, num, nl, token, count);
   }
   bee__buf_free(&key);
 }
@@ -450,7 +474,7 @@ typedef struct {
  * entries q, as one MULTI/EXEC: all of it or nothing (G1).
  */
 static int update_redis(bee_context_t *ctx, size_t rp, states_t *s, bee_value_t *values, const qentry_t *q,
-                        size_t nq, bee_error_t *err) {
+                        size_t nq, const char *token, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
   redisContext *c;
   int rc = bee__ctx_redis(ctx, rp, &c, err);
@@ -474,10 +498,20 @@ static int update_redis(bee_context_t *ctx, size_t rp, states_t *s, bee_value_t 
       all_changed |= st->had_before != st->has_after;
       char key[sizeof rt->prefix + 32];
       size_t kl = bee__row_key(rt, st->id, key, sizeof key);
-      if (st->had_before) cache_commands(c, rt, e, st, 0, values, &count);
+      if (st->had_before) cache_commands(c, rt, e, st, 0, values, token, &count);
+      if (token && e->cache_all && st->had_before != st->has_after) {
+        bee__buf_t all = {0};
+        if (bee__list_key(rt, e, 'a', "", NULL, 0, NULL, &all) == 0) {
+          char num[BEE__ID_BUF];
+          bee__pending_key(rt, &all);
+          redisAppendCommand(c, "HSET %b %b %s", all.data, all.len, num, bee__id_format(st->id, num), token);
+          count++;
+        }
+        bee__buf_free(&all);
+      }
       if (st->has_after) {
         redisAppendCommand(c, "SET %b %b", key, kl, st->after.data, st->after.len);
-        cache_commands(c, rt, e, st, 1, values, &count);
+        cache_commands(c, rt, e, st, 1, values, token, &count);
       } else {
         bee__buf_t miss = {0};
         bee__row_encode_missing(e, &miss);
@@ -563,7 +597,7 @@ static int update_caches(bee_context_t *ctx, states_t *s, bee_value_t *values, i
     int any = 0;
     for (size_t i = 0; i < s->count && !any; i++) any = engine->rt[s->items[i].entity].redis == (int)rp;
     if (any) {
-      int r1 = update_redis(ctx, rp, s, values, NULL, 0, &cache_err);
+      int r1 = update_redis(ctx, rp, s, values, NULL, 0, NULL, &cache_err);
       if (r1 && !crc) crc = r1;
     }
   }
@@ -701,7 +735,16 @@ static int load_before(bee_context_t *ctx, states_t *s, bee_error_t *err) {
   return rc;
 }
 
-/* Adds the cache keys a consumer drops for one row version ('F' on failure, 'A' always). */
+/*
+ * Adds the cache keys a consumer handles for one row version: the unique keys and the
+ * id lists go on failure ('F'); the lists' pending marks go either way ('P').
+ */
+static void list_keys(bee__batch_t *w, const bee__entity_rt_t *rt, bee__buf_t *key) {
+  bee__batch_key(w, 'F', key->data, key->len);
+  bee__pending_key(rt, key);
+  bee__batch_key(w, 'P', key->data, key->len);
+}
+
 static void event_keys(bee__batch_t *w, const bee__entity_rt_t *rt, const bee__entity_t *e, const bee__buf_t *row,
                        bee_value_t *values) {
   uint64_t id;
@@ -711,16 +754,38 @@ static void event_keys(bee__batch_t *w, const bee__entity_rt_t *rt, const bee__e
     const bee__index_t *ix = &e->indexes[i];
     if (ix->unique && bee__unique_key(rt, e, ix, values, &key) == 0) bee__batch_key(w, 'F', key.data, key.len);
     if (!ix->unique && ix->cached && bee__list_key(rt, e, 'i', ix->name, ix->fields, ix->field_count, values, &key) == 0)
-      bee__batch_key(w, 'A', key.data, key.len);
+      list_keys(w, rt, &key);
   }
   for (size_t f = 0; f < e->field_count; f++)
     if (e->fields[f].type == BEE_FIELD_REF && e->fields[f].cached &&
         bee__list_key(rt, e, 'f', e->fields[f].name, &f, 1, values, &key) == 0)
-      bee__batch_key(w, 'A', key.data, key.len);
+      list_keys(w, rt, &key);
   bee__buf_free(&key);
 }
 
-static qentry_t *queue_entry(bee_context_t *ctx, qentry_t *q, size_t *nq, size_t pool, size_t shard) {
+/* A number no other flush_async (of any process) is likely to draw: random seed + counter. */
+static uint64_t bee__flush_token(void) {
+  static _Atomic uint64_t next;
+  static _Atomic uint64_t seed;
+  uint64_t s = atomic_load(&seed);
+  if (!s) {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      r = ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
+    }
+    r |= 1;
+    uint64_t zero = 0;
+    atomic_compare_exchange_strong(&seed, &zero, r);
+    s = atomic_load(&seed);
+  }
+  uint64_t t = s + atomic_fetch_add(&next, 0x9E3779B97F4A7C15ull);
+  return t ? t : 1;
+}
+
+static qentry_t *queue_entry(bee_context_t *ctx, qentry_t *q, size_t *nq, size_t pool, size_t shard,
+                             uint64_t token) {
   for (size_t i = 0; i < *nq; i++)
     if (q[i].pool == pool && q[i].shard == shard) return &q[i];
   qentry_t *e = &q[(*nq)++];
@@ -728,7 +793,7 @@ static qentry_t *queue_entry(bee_context_t *ctx, qentry_t *q, size_t *nq, size_t
   e->pool = pool;
   e->shard = shard;
   bee__queue_key(ctx->engine, pool, shard, "s", e->key, sizeof e->key);
-  bee__batch_begin(&e->w, &e->payload);
+  bee__batch_begin(&e->w, &e->payload, token);
   return e;
 }
 
@@ -752,6 +817,9 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
     goto out;
   }
   if ((rc = load_before(ctx, &s, err))) goto out;
+  uint64_t token = bee__flush_token();
+  char token_text[17];
+  bee__token_format(token, token_text);
   if (compute_after(ctx, &s, values)) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory flushing");
     goto out;
@@ -761,7 +829,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
     const bee__op_t *op = &ctx->ops[i];
     const bee__entity_t *e = &engine->entities[op->entity];
     const bee__entity_rt_t *rt = &engine->rt[op->entity];
-    qentry_t *qe = queue_entry(ctx, q, &nq, rt->mysql, (size_t)(op->id % BEE__SHARDS));
+    qentry_t *qe = queue_entry(ctx, q, &nq, rt->mysql, (size_t)(op->id % BEE__SHARDS), token);
     char kind = op->kind == BEE__OP_INSERT ? 'I' : op->kind == BEE__OP_UPDATE ? 'U' : 'D';
     bee__batch_event(&qe->w, kind, e->table, e->name, rt->redis >= 0 ? engine->redis[rt->redis].name : "",
                      rt->redis >= 0 ? rt->prefix : "", op->id);
@@ -776,7 +844,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
       if (st->has_after) event_keys(&qe->w, rt, e, &st->after, values);
       if (e->cache_all && st->had_before != st->has_after) {
         bee__buf_t all = {0};
-        if (bee__list_key(rt, e, 'a', "", NULL, 0, NULL, &all) == 0) bee__batch_key(&qe->w, 'A', all.data, all.len);
+        if (bee__list_key(rt, e, 'a', "", NULL, 0, NULL, &all) == 0) list_keys(&qe->w, rt, &all);
         bee__buf_free(&all);
       }
     }
@@ -787,7 +855,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
       goto out;
     }
   /* The queue's Redis pool: events and that pool's caches in one MULTI/EXEC (G1). */
-  if ((rc = update_redis(ctx, qp, &s, values, q, nq, err))) goto out;
+  if ((rc = update_redis(ctx, qp, &s, values, q, nq, token_text, err))) goto out;
   /* Caches on other Redis pools, then local caches: the events are queued already. */
   rc = update_caches(ctx, &s, values, (int)qp, "events queued, but a cache update failed", err);
   bee_context_clear_flush(ctx); /* queued: nothing left to retry */

@@ -468,17 +468,122 @@ static int get_versioned(bee_context_t *ctx, const bee__entity_rt_t *rt, const c
   return 0;
 }
 
+/* Which rows a cached list holds: kind 'a' (all), 'i' (index) or 'f' (reference field). */
+typedef struct {
+  char kind;
+  const char *name;
+  const size_t *fields;
+  size_t n;
+} list_spec_t;
+
+typedef struct {
+  bee_context_t *ctx;
+  size_t ei;
+  const list_spec_t *spec;
+  const bee__buf_t *key;
+  bee__buf_t scratch;
+  unsigned char *member; /* per pending id: 1 when its row as cached now belongs to the list */
+} judge_t;
+
+static int judge_row(void *ud, size_t index, const bee_row_t *row) {
+  judge_t *j = ud;
+  if (!row) return 0;
+  if (j->spec->kind == 'a') {
+    j->member[index] = 1;
+    return 0;
+  }
+  const bee__entity_rt_t *rt = &j->ctx->engine->rt[j->ei];
+  if (bee__list_key(rt, row->entity, j->spec->kind, j->spec->name, j->spec->fields, j->spec->n, row->values,
+                    &j->scratch))
+    return BEE_ENOMEM;
+  j->member[index] = j->scratch.len == j->key->len && !memcmp(j->scratch.data, j->key->data, j->key->len);
+  return 0;
+}
+
+static int cmp_id(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The pending ids of a list (flush_async changes a consumer has not applied yet). */
+static int pending_ids(bee_context_t *ctx, const bee__entity_rt_t *rt, const bee__buf_t *key, idlist_t *out,
+                       bee_error_t *err) {
+  bee__buf_t pkey = {0};
+  bee__buf_append(&pkey, key->data, key->len);
+  if (pkey.failed) return bee__error(err, BEE_ENOMEM, 0, "out of memory");
+  bee__pending_key(rt, &pkey);
+  redisContext *c;
+  int rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err);
+  redisReply *r = rc ? NULL : redisCommand(c, "HKEYS %b", pkey.data, pkey.len);
+  bee__buf_free(&pkey);
+  if (rc) return rc;
+  if (!r || r->type != REDIS_REPLY_ARRAY) {
+    rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, r, "reading the cache failed");
+    if (r) freeReplyObject(r);
+    else bee__ctx_redis_broken(ctx, (size_t)rt->redis);
+    return rc;
+  }
+  for (size_t i = 0; i < r->elements && !rc; i++) {
+    uint64_t id;
+    redisReply *it = r->element[i];
+    if (it->type != REDIS_REPLY_STRING || bee__id_parse(it->str, it->len, &id)) continue;
+    if (idlist_push(out, id)) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
+  }
+  freeReplyObject(r);
+  return rc;
+}
+
 /*
- * The ids for a list key: from Redis when cached there, else from MySQL (then cached
- * with the version check). key NULL: never cached.
+ * MySQL's ids for a list corrected by its pending ids: a row with a queued change is in
+ * the list when its current row (the caches hold it since the flush_async) says so.
  */
-static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const char *where, const bee_value_t *args,
-                    size_t nargs, idlist_t *out, bee_error_t *err) {
+static int apply_pending(bee_context_t *ctx, size_t ei, const list_spec_t *spec, const bee__buf_t *key,
+                         const idlist_t *pending, idlist_t *out, bee_error_t *err) {
+  judge_t j = {ctx, ei, spec, key, {0}, bee__calloc(pending->n, 1)};
+  if (!j.member) return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
+  int rc = bee__load_by_ids(ctx, ei, pending->ids, pending->n, judge_row, &j, err);
+  bee__buf_free(&j.scratch);
+  if (rc == BEE_ENOMEM) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
+  if (rc) {
+    bee__free(j.member);
+    return rc;
+  }
+  uint64_t *sorted = bee__malloc(pending->n * sizeof *sorted);
+  if (!sorted) {
+    bee__free(j.member);
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
+  }
+  memcpy(sorted, pending->ids, pending->n * sizeof *sorted);
+  qsort(sorted, pending->n, sizeof *sorted, cmp_id);
+  size_t w = 0; /* drop MySQL's ids that are pending: their rows decide */
+  for (size_t i = 0; i < out->n; i++)
+    if (!bsearch(&out->ids[i], sorted, pending->n, sizeof *sorted, cmp_id)) out->ids[w++] = out->ids[i];
+  out->n = w;
+  bee__free(sorted);
+  for (size_t i = 0; i < pending->n && !rc; i++)
+    if (j.member[i] && idlist_push(out, pending->ids[i])) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
+  bee__free(j.member);
+  if (rc) return rc;
+  qsort(out->ids, out->n, sizeof *out->ids, cmp_id);
+  w = 0;
+  for (size_t i = 0; i < out->n; i++)
+    if (!w || out->ids[w - 1] != out->ids[i]) out->ids[w++] = out->ids[i];
+  out->n = w;
+  return 0;
+}
+
+/*
+ * The ids for a list key: from Redis when cached there, else from MySQL corrected by
+ * the list's pending ids (then cached with the version check). key NULL: never cached.
+ */
+static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const list_spec_t *spec, const char *where,
+                    const bee_value_t *args, size_t nargs, idlist_t *out, bee_error_t *err) {
   bee__entity_rt_t *rt = &ctx->engine->rt[ei];
   char version[32] = "";
   char version_key[sizeof rt->prefix + 4];
   snprintf(version_key, sizeof version_key, "%sv", rt->prefix);
   int cached = key && rt->redis >= 0;
+  idlist_t pending = {0};
   if (cached) {
     redisReply *r;
     int rc = get_versioned(ctx, rt, key->data, key->len, version, sizeof version, &r, err);
@@ -497,8 +602,15 @@ static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const 
     freeReplyObject(r);
     if (hit == -1) return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
     if (hit) return 0;
+    /* Before MySQL: an id that stops being pending was applied before it left the hash. */
+    if ((rc = pending_ids(ctx, rt, key, &pending, err))) {
+      bee__free(pending.ids);
+      return rc;
+    }
   }
   int rc = query_ids(ctx, ei, where, args, nargs, " ORDER BY `id`", out, err);
+  if (!rc && pending.n) rc = apply_pending(ctx, ei, spec, key, &pending, out, err);
+  bee__free(pending.ids);
   if (rc || !cached) return rc;
   bee__buf_t val = {0};
   bee__buf_append(&val, "L", 1);
@@ -703,10 +815,11 @@ int bee_context_get_by_reference(bee_context_t *ctx, const bee_entity_t *entity,
   bee__buf_t key = {0}, where = {0};
   size_t fi = (size_t)f;
   int cached = e->fields[f].cached && bee__list_key(&ctx->engine->rt[ei], e, 'f', e->fields[f].name, &fi, 1, row, &key) == 0;
+  list_spec_t spec = {'f', e->fields[f].name, &fi, 1};
   bee__buf_printf(&where, "`%s` = ?", e->fields[f].name);
   idlist_t l = {0};
   rc = where.failed ? bee__error(err, BEE_ENOMEM, 0, "out of memory")
-                    : list_ids(ctx, ei, cached ? &key : NULL, where.data, &row[f], 1, &l, err);
+                    : list_ids(ctx, ei, cached ? &key : NULL, &spec, where.data, &row[f], 1, &l, err);
   bee__free(row);
   bee__buf_free(&key);
   bee__buf_free(&where);
@@ -742,7 +855,8 @@ int bee_context_get_by_index(bee_context_t *ctx, const bee_entity_t *entity, con
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
     goto out;
   }
-  rc = list_ids(ctx, ei, cached ? &key : NULL, where.data, args, nargs, &l, err);
+  list_spec_t spec = {'i', ix->name, ix->fields, n};
+  rc = list_ids(ctx, ei, cached ? &key : NULL, &spec, where.data, args, nargs, &l, err);
 out:
   bee__buf_free(&strings);
   bee__buf_free(&key);
@@ -762,7 +876,8 @@ int bee_context_get_all(bee_context_t *ctx, const bee_entity_t *entity, bee_row_
   bee__buf_t key = {0};
   int cached = e->cache_all && bee__list_key(&ctx->engine->rt[ei], e, 'a', "", NULL, 0, NULL, &key) == 0;
   idlist_t l = {0};
-  rc = list_ids(ctx, ei, cached ? &key : NULL, "", NULL, 0, &l, err);
+  list_spec_t spec = {'a', "", NULL, 0};
+  rc = list_ids(ctx, ei, cached ? &key : NULL, &spec, "", NULL, 0, &l, err);
   bee__buf_free(&key);
   if (rc) {
     bee__free(l.ids);

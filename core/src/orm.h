@@ -108,6 +108,8 @@ int bee__unique_key(const bee__entity_rt_t *rt, const bee__entity_t *e, const be
                     const bee_value_t *values, bee__buf_t *out);
 int bee__list_key(const bee__entity_rt_t *rt, const bee__entity_t *e, char kind, const char *name,
                   const size_t *fields, size_t n, const bee_value_t *values, bee__buf_t *out);
+/* The pending-ids hash of a cached list: rewrites list_key ("<prefix>l:...") in place. */
+void bee__pending_key(const bee__entity_rt_t *rt, bee__buf_t *list_key);
 
 /* "beeorm:{q:<pool>:<shard>}:<suffix>" (see event.h) into buf. */
 size_t bee__queue_key(const bee_engine_t *engine, size_t pool, size_t shard, const char *suffix, char *buf,

@@ -5,7 +5,7 @@
 
 static int build(bee__buf_t *b) {
   bee__batch_t w;
-  bee__batch_begin(&w, b);
+  bee__batch_begin(&w, b, 0x0102030405060708ull);
   bee_value_t v[5] = {{.kind = BEE_VALUE_INT, .i = -42},
                       {.kind = BEE_VALUE_STRING, .str = "it's \0 ok", .len = 9},
                       {.kind = BEE_VALUE_NIL},
@@ -17,6 +17,7 @@ static int build(bee__buf_t *b) {
   bee__batch_keys_begin(&w);
   bee__batch_key(&w, 'F', "k:row", 5);
   bee__batch_key(&w, 'A', "k:list", 6);
+  bee__batch_key(&w, 'P', "k:pending", 9);
   bee__batch_event(&w, 'U', "item", "item", "", "", 8);
   bee__batch_col(&w, "n", &v[0]);
   bee__batch_keys_begin(&w);
@@ -31,6 +32,7 @@ TEST_IMPL(event_batch_round_trips_every_kind) {
   size_t count, pos;
   ASSERT_EQ(bee__batch_open(b.data, b.len, &count, &pos), 0);
   ASSERT_EQ(count, 3);
+  ASSERT(bee__batch_token(b.data, b.len) == 0x0102030405060708ull);
   bee__event_t *ev = malloc(sizeof *ev);
   ASSERT_EQ(bee__batch_next(b.data, b.len, &pos, ev), 0);
   ASSERT_EQ(ev->kind, 'I');
@@ -43,12 +45,14 @@ TEST_IMPL(event_batch_round_trips_every_kind) {
   ASSERT(ev->values[3].f == 2.5);
   ASSERT_EQ(ev->values[4].kind, BEE_VALUE_BOOL);
   ASSERT_EQ(ev->cache_pool.n, 7);
-  ASSERT_EQ(ev->nkeys, 2);
+  ASSERT_EQ(ev->nkeys, 3);
   char when;
   bee__str_t key;
   ASSERT_EQ(bee__event_key(ev, 1, &when, &key), 0);
   ASSERT_EQ(when, 'A');
   ASSERT(key.n == 6 && memcmp(key.p, "k:list", 6) == 0);
+  ASSERT_EQ(bee__event_key(ev, 2, &when, &key), 0);
+  ASSERT_EQ(when, 'P');
   ASSERT_EQ(bee__batch_next(b.data, b.len, &pos, ev), 0);
   ASSERT_EQ(ev->kind, 'U');
   ASSERT_EQ(ev->nkeys, 0);
@@ -94,10 +98,12 @@ TEST_IMPL(event_batch_rejects_bad_headers_and_tags) {
   b.data[0] = 'B';
   b.data[1] = 9; /* version */
   ASSERT(decode_all(b.data, b.len, ev) != 0);
-  b.data[1] = 1;
-  b.data[6] = 'Q'; /* the first event's kind */
+  b.data[1] = 1; /* the version before tokens */
   ASSERT(decode_all(b.data, b.len, ev) != 0);
-  b.data[6] = 'I';
+  b.data[1] = BEE__EVENT_VERSION;
+  b.data[14] = 'Q'; /* the first event's kind */
+  ASSERT(decode_all(b.data, b.len, ev) != 0);
+  b.data[14] = 'I';
   ASSERT_EQ(decode_all(b.data, b.len, ev), 0);
   free(ev);
   bee__buf_free(&b);
