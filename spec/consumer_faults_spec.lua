@@ -424,6 +424,36 @@ describe("consumer faults", function()
       assert.same({}, au.errors(engine))
     end)
 
+    it("shows as pending in q:stats() while a consumer (another process) waits on it", function()
+      if servers.run("command -v mariadb") ~= 0 then pending("needs the mariadb command-line client") end
+      local row = sync_row("lock-row-pending", 1)
+      local ctx = engine:context()
+      local e = ctx:edit_entity(ctx:get_by_id(F, row.id))
+      e.n = 5
+      assert.is_true(ctx:flush_async())
+      local locker = mysql_cli("START TRANSACTION; SELECT `id` FROM `" .. F .. "` WHERE `id` = " .. row.id
+        .. " FOR UPDATE; SELECT SLEEP(2); COMMIT;")
+      assert(util.eventually(function()
+        for _, r in ipairs(assert(engine:sql_query("SELECT `INFO` AS info FROM information_schema.PROCESSLIST"))) do
+          if r.info == "SELECT SLEEP(2)" then return true end
+        end
+        return false
+      end, 10), "the locking session did not start")
+      local out = os.tmpname()
+      local pid = au.spawn(au.consumer_cmd(REDIS_DB, "once", out, { defs = "faults" }))
+      local q = queue_of(row.id)
+      local seen = util.eventually(function() return q:stats().pending == 1 end, 2)
+      locker:read("a")
+      locker:close()
+      assert(au.wait_exit(pid, 20), "the consumer did not finish")
+      local result = au.read(out)
+      os.remove(out)
+      assert.is_true(seen, "stats().pending never showed the entry in hand")
+      assert.matches("^ok ", result)
+      assert.equal(0, q:stats().pending)
+      assert.equal("5", sql_row(row.id).n)
+    end)
+
     it("(lock wait timeout 1205) in non-blocking mode is returned after max_retries, nothing parked or skipped", function()
       if servers.run("command -v mariadb") ~= 0 then pending("needs the mariadb command-line client") end
       local row = sync_row("lock-row2", 1)

@@ -558,7 +558,9 @@ static void set_pending(consumer_t *c, size_t qp, const char *pending_key, size_
   redisContext *r;
   bee_error_t ignored;
   if (get_redis(c, qp, &r, &ignored)) return;
-  redisReply *rep = n ? redisCommand(r, "SET %s %zu PX 60000", pending_key, n) : redisCommand(r, "DEL %s", pending_key);
+  char num[24];
+  snprintf(num, sizeof num, "%zu", n); /* (hiredis formats know no %zu) */
+  redisReply *rep = n ? redisCommand(r, "SET %s %s PX 60000", pending_key, num) : redisCommand(r, "DEL %s", pending_key);
   if (rep) freeReplyObject(rep);
 }
 
