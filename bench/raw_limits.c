@@ -128,6 +128,52 @@ static double mysql_insert1000(MYSQL *m, double secs, long *next_id) {
   return n / (t - t0);
 }
 
+/*
+ * Bulk binding (MariaDB array binding, one COM_STMT_BULK_EXECUTE per 1000 rows,
+ * autocommit): rows per second.
+ */
+static double mysql_bulk1000(MYSQL *m, double secs, long *next_id) {
+  MYSQL_STMT *st = mysql_stmt_init(m);
+  const char *sql = "INSERT INTO raw_bench (id, name, status, price) VALUES (?, ?, ?, ?)";
+  if (!st || mysql_stmt_prepare(st, sql, (unsigned long)strlen(sql))) {
+    fprintf(stderr, "raw_limits: bulk prepare: %s\n", st ? mysql_stmt_error(st) : "no memory");
+    return 0;
+  }
+  enum { N = 1000 };
+  static unsigned long long ids[N];
+  static char names[N][24];
+  static char *name_p[N], *status_p[N], *price_p[N];
+  static unsigned long name_len[N], status_len[N], price_len[N];
+  unsigned int size = N;
+  mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &size);
+  MYSQL_BIND b[4];
+  memset(b, 0, sizeof b);
+  b[0].buffer_type = MYSQL_TYPE_LONGLONG, b[0].buffer = ids, b[0].is_unsigned = 1;
+  /* column-wise: strings as arrays of pointers and lengths */
+  b[1].buffer_type = MYSQL_TYPE_STRING, b[1].buffer = name_p, b[1].length = name_len;
+  b[2].buffer_type = MYSQL_TYPE_STRING, b[2].buffer = status_p, b[2].length = status_len;
+  b[3].buffer_type = MYSQL_TYPE_STRING, b[3].buffer = price_p, b[3].length = price_len;
+  long n = 0;
+  double t0 = now(), t;
+  do {
+    for (int i = 0; i < N; i++) {
+      ids[i] = (unsigned long long)(*next_id)++;
+      name_len[i] = (unsigned long)sprintf(names[i], "name %llu", ids[i]);
+      name_p[i] = names[i];
+      status_p[i] = "active", status_len[i] = 6;
+      price_p[i] = "12.50", price_len[i] = 5;
+    }
+    if (mysql_stmt_bind_param(st, b) || mysql_stmt_execute(st)) {
+      fprintf(stderr, "raw_limits: bulk: %s\n", mysql_stmt_error(st));
+      break;
+    }
+    n += N;
+  } while ((t = now()) - t0 < secs);
+  t = now();
+  mysql_stmt_close(st);
+  return n / (t - t0);
+}
+
 /* One UPDATE by primary key per statement, 1000 per transaction: rows per second. */
 static double mysql_update_tx1000(MYSQL *m, double secs, long max_id) {
   char sql[256];
@@ -167,6 +213,8 @@ int main(int argc, char **argv) {
   printf("mysql_insert100 %.0f\n", median3(r));
   for (int i = 0; i < 3; i++) r[i] = mysql_insert1000(m, secs, &next_id);
   printf("mysql_insert1000 %.0f\n", median3(r));
+  for (int i = 0; i < 3; i++) r[i] = mysql_bulk1000(m, secs, &next_id);
+  printf("mysql_bulk1000 %.0f\n", median3(r));
   for (int i = 0; i < 3; i++) r[i] = mysql_update_tx1000(m, secs, next_id - 1);
   printf("mysql_update_tx1000 %.0f\n", median3(r));
   mysql_query(m, "DROP TABLE IF EXISTS raw_bench");

@@ -137,7 +137,11 @@ describe("consumer faults", function()
         assert.is_true(ev.attempts >= 1)
         assert.is_true(math.abs(ev.failed_at - t0) < 60, "failed_at " .. ev.failed_at .. ", now " .. t0)
         assert.equal(1, ev.events)
-        assert.equal(1, queue_of(row.id):stats().errors)
+        local parked_here = 0 -- both failed rows may share a queue
+        for _, r in ipairs({ ins, upd }) do
+          if au.queue_of(r.id) == au.queue_of(row.id) then parked_here = parked_here + 1 end
+        end
+        assert.equal(parked_here, queue_of(row.id):stats().errors)
       end
       assert.equal("p-dup-insert", errs[ins.id].values.name)
       assert.equal("new", errs[ins.id].values.note)
@@ -165,7 +169,8 @@ describe("consumer faults", function()
       -- q:retry after fixing the cause applies the entry on the next consume
       assert(engine:sql_exec("DELETE FROM `" .. F .. "` WHERE `id` IN (?, ?)", { taken_i, taken_u }))
       assert.is_true(queue_of(ins.id):retry(errs[ins.id]))
-      assert.equal(0, queue_of(ins.id):stats().errors)
+      local shared = au.queue_of(ins.id) == au.queue_of(upd.id) -- then upd's record is still there
+      assert.equal(shared and 1 or 0, queue_of(ins.id):stats().errors)
       assert.equal(1, queue_of(ins.id):stats().len)
       assert.is_nil(sql_row(ins.id)) -- not before a consumer ran
       local st2 = au.consume(ctx)

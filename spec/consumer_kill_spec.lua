@@ -119,7 +119,7 @@ local function new_model(engine, rng)
         end
       end
       taken[id] = true
-      shards[id % au.SHARDS] = true
+      shards[au.shard_of(id)] = true
       done = done + 1
     end
     if done == 0 then return 0 end

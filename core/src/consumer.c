@@ -486,6 +486,14 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
       redisContext *r;
       bee_error_t ignored;
       if (rp < 0 || get_redis(c, (size_t)rp, &r, &ignored)) continue;
+      if (failed) { /* the row's own key, implied by the event */
+        char row_key[600];
+        size_t rl = bee__event_row_key(ev, row_key, sizeof row_key);
+        if (rl) {
+          redisAppendCommand(r, "DEL %b", row_key, rl);
+          sent[rp]++;
+        }
+      }
       for (size_t j = 0; j < ev->nkeys; j++) {
         char when;
         bee__str_t key;

@@ -1,7 +1,12 @@
 /* event.c: encoding and decoding queued events (format in event.h). Pure. */
+#include <stdio.h>
 #include <string.h>
 
 #include "event.h"
+
+#define HEAD_SAME 1
+#define COL_NAMED 0
+#define COL_SAME 1
 
 static void put_u8(bee__buf_t *b, unsigned v) {
   char c = (char)(unsigned char)v;
@@ -28,6 +33,14 @@ static void finish_event(bee__batch_t *w) {
   if (!w->count) return;
   patch_le(w->b, w->ncols_at, w->ncols, 2);
   patch_le(w->b, w->nkeys_at, w->nkeys, 2);
+  /* this event's names become the previous event's */
+  if (w->names && w->ncols) memmove(w->names, w->names + w->names_cap / 2, w->ncols * sizeof *w->names);
+  w->prev_ncols = w->ncols;
+}
+
+/* Writes s as a str unless it equals the previous header's string i; 1 when equal. */
+static int same_head(const bee__batch_t *w, int i, const char *s, size_t n) {
+  return w->count && w->head[i][1] == n && !w->b->failed && memcmp(w->b->data + w->head[i][0], s, n) == 0;
 }
 
 void bee__batch_begin(bee__batch_t *w, bee__buf_t *b, uint64_t token) {
@@ -43,14 +56,24 @@ void bee__batch_begin(bee__batch_t *w, bee__buf_t *b, uint64_t token) {
 void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char *entity, const char *cache_pool,
                       const char *prefix, uint64_t id) {
   finish_event(w);
+  const char *head[4] = {table, entity, cache_pool, prefix};
+  size_t len[4];
+  int same = 1;
+  for (int i = 0; i < 4; i++) {
+    len[i] = strlen(head[i]);
+    same = same && same_head(w, i, head[i], len[i]);
+  }
   w->count++;
   w->ncols = w->nkeys = 0;
   bee__buf_t *b = w->b;
   put_u8(b, (unsigned char)kind);
-  put_str(b, table, strlen(table));
-  put_str(b, entity, strlen(entity));
-  put_str(b, cache_pool, strlen(cache_pool));
-  put_str(b, prefix, strlen(prefix));
+  put_u8(b, same ? HEAD_SAME : 0);
+  for (int i = 0; i < 4 && !same; i++) {
+    put_le(b, len[i], 4);
+    w->head[i][0] = b->len;
+    w->head[i][1] = len[i];
+    bee__buf_append(b, head[i], len[i]);
+  }
   put_le(b, id, 8);
   w->ncols_at = b->len;
   put_le(b, 0, 2);
@@ -59,8 +82,40 @@ void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char 
 
 void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v) {
   bee__buf_t *b = w->b;
+  size_t i = w->ncols, n = strlen(name);
+  if (i >= 1024) {
+    w->bad = 1;
+    return;
+  }
+  if (i >= w->names_cap / 2) { /* two halves: the previous event's names, then this event's */
+    size_t half = w->names_cap ? w->names_cap : 32;
+    while (half <= i) half *= 2;
+    size_t(*grown)[2] = bee__malloc(2 * half * sizeof *grown);
+    if (!grown) {
+      b->failed = 1;
+      return;
+    }
+    if (w->names) {
+      size_t old = w->names_cap / 2;
+      memcpy(grown, w->names, old * sizeof *grown);
+      memcpy(grown + half, w->names + old, old * sizeof *grown);
+      bee__free(w->names);
+    }
+    w->names = grown;
+    w->names_cap = 2 * half;
+  }
+  size_t(*cur)[2] = w->names + w->names_cap / 2;
   w->ncols++;
-  put_str(b, name, strlen(name));
+  if (i < w->prev_ncols && w->names[i][1] == n && !b->failed && memcmp(b->data + w->names[i][0], name, n) == 0) {
+    put_u8(b, COL_SAME);
+    cur[i][0] = w->names[i][0];
+  } else {
+    put_u8(b, COL_NAMED);
+    put_le(b, n, 4);
+    cur[i][0] = b->len;
+    bee__buf_append(b, name, n);
+  }
+  cur[i][1] = n;
   switch (v->kind) {
     case BEE_VALUE_NIL: put_u8(b, BEE__TAG_NIL); break;
     case BEE_VALUE_INT:
@@ -99,7 +154,9 @@ void bee__batch_key(bee__batch_t *w, char when, const char *key, size_t len) {
 int bee__batch_end(bee__batch_t *w) {
   finish_event(w);
   patch_le(w->b, w->count_at, w->count, 4);
-  return w->b->failed ? BEE_ENOMEM : 0;
+  bee__free(w->names);
+  w->names = NULL;
+  return w->b->failed ? BEE_ENOMEM : w->bad ? BEE_EINVAL : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -153,13 +210,20 @@ uint64_t bee__batch_token(const char *data, size_t len) {
   return token;
 }
 
+#define BATCH_HEAD 14 /* 'B', version, count, token: where the first event starts */
+
 int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev) {
   rd_t r = {(const unsigned char *)data, len, *pos};
   uint64_t v;
-  if (r.pos >= len) return BEE_EINVAL;
+  int first = *pos == BATCH_HEAD;
+  size_t prev_ncols = first ? 0 : ev->ncols;
+  if (r.pos > len || len - r.pos < 2) return BEE_EINVAL;
   ev->kind = (char)r.p[r.pos++];
+  unsigned flags = r.p[r.pos++];
   if (ev->kind != 'I' && ev->kind != 'U' && ev->kind != 'D') return BEE_EINVAL;
-  if (get_str(&r, &ev->table) || get_str(&r, &ev->entity) || get_str(&r, &ev->cache_pool) || get_str(&r, &ev->prefix))
+  if (flags & ~(unsigned)HEAD_SAME || (first && flags)) return BEE_EINVAL;
+  if (!(flags & HEAD_SAME) && (get_str(&r, &ev->table) || get_str(&r, &ev->entity) || get_str(&r, &ev->cache_pool) ||
+                               get_str(&r, &ev->prefix)))
     return BEE_EINVAL;
   if (get_le(&r, 8, &ev->id) || ev->id == 0) return BEE_EINVAL;
   if (get_le(&r, 2, &v) || v > sizeof ev->cols / sizeof ev->cols[0]) return BEE_EINVAL;
@@ -167,7 +231,14 @@ int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev)
   for (size_t i = 0; i < ev->ncols; i++) {
     bee_value_t *val = &ev->values[i];
     memset(val, 0, sizeof *val);
-    if (get_str(&r, &ev->cols[i]) || r.pos >= len) return BEE_EINVAL;
+    if (r.pos >= len) return BEE_EINVAL;
+    unsigned mark = r.p[r.pos++];
+    if (mark == COL_SAME) {
+      if (i >= prev_ncols) return BEE_EINVAL; /* ev->cols[i] still holds the previous event's name */
+    } else if (mark != COL_NAMED || get_str(&r, &ev->cols[i])) {
+      return BEE_EINVAL;
+    }
+    if (r.pos >= len) return BEE_EINVAL;
     unsigned tag = r.p[r.pos++];
     switch (tag) {
       case BEE__TAG_NIL: val->kind = BEE_VALUE_NIL; break;
@@ -209,6 +280,11 @@ int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev)
   ev->keys_len = (size_t)(data + r.pos - ev->keys_at);
   *pos = r.pos;
   return 0;
+}
+
+size_t bee__event_row_key(const bee__event_t *ev, char *buf, size_t size) {
+  int n = snprintf(buf, size, "%.*sr:%llu", (int)ev->prefix.n, ev->prefix.p, (unsigned long long)ev->id);
+  return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
 }
 
 int bee__event_key(const bee__event_t *ev, size_t i, char *when, bee__str_t *key) {

@@ -1,7 +1,7 @@
 /*
  * event.h: what flush_async queues (DESIGN §4), as pure encode/decode functions.
  *
- * Queues: one Redis stream per (MySQL pool, shard), shard = id % BEE__SHARDS, on the
+ * Queues: one Redis stream per (MySQL pool, shard), shard = bee__shard(id), on the
  * engine's queue Redis pool. All keys of one shard share the hash tag {q:<pool>:<shard>}:
  *   beeorm:{q:<pool>:<n>}:s        the stream; one entry = the events of one flush_async
  *                                  for that shard (applied atomically, G3)
@@ -10,11 +10,15 @@
  * MySQL table _beeorm_applied(queue, ms, seq) holds, per queue, the last stream id
  * applied, written in the same transaction as the batch (G2).
  *
- * An entry ("batch") is self-contained: a consumer needs no application code.
+ * An entry ("batch") is self-contained: a consumer needs no application code. Events
+ * repeat little: a header or a column name equal to the previous event's is not written
+ * again, so a run of events on one entity costs its ids and values, not its names.
  *   batch := 'B' u8 version=2 u32 count u64 token event*
  *            token: one random number per flush_async, shared by its entries
- *   event := u8 kind ('I' insert, 'U' update, 'D' delete)
- *            str table, str entity, str cache_pool, str cache_prefix ("" without a Redis cache)
+ *   event := u8 kind ('I' insert, 'U' update, 'D' delete), u8 flags
+ *            [str table, str entity, str cache_pool, str cache_prefix]
+ *                 ("" without a Redis cache); absent when flags & 1: the previous
+ *                 event's (never on the first event)
  *            u64 id
  *            u16 ncols (col)*            insert: every field; update: changed ones
  *            u16 nkeys (u8 when, str key)*  cache keys the consumer handles:
@@ -23,7 +27,11 @@
  *                                           'P' a pending-list hash: its field <id>
  *                                           is removed if it still holds this
  *                                           batch's token (after applying or failing)
- *   col   := str name, value (tag + payload as in codec.h)
+ *            The row's own key (cache_prefix "r:" id, see bee__event_row_key) is not
+ *            listed: it is always an 'F' key when cache_prefix is not "".
+ *   col   := u8 0, str name, value      (tag + payload as in codec.h)
+ *          | u8 1, value                the name of the previous event's column at the
+ *                                       same position
  *   str   := u32 length, bytes
  * All integers little-endian.
  */
@@ -33,6 +41,11 @@
 #include "codec.h"
 
 #define BEE__SHARDS 8
+/*
+ * The shard of a row: runs of 64 consecutive ids share one, so the events of a bulk
+ * insert land in few entries and a consumer inserts id runs, not every 8th id.
+ */
+#define bee__shard(id) ((size_t)(((id) >> 6) % BEE__SHARDS))
 #define BEE__EVENT_VERSION 2
 
 typedef struct bee__str_s {
@@ -62,6 +75,10 @@ typedef struct bee__batch_s {
   size_t count_at, ncols_at, nkeys_at;
   uint32_t count;
   uint16_t ncols, nkeys;
+  size_t head[4][2];      /* offset and length in b of the last written header strings */
+  size_t (*names)[2];     /* offsets and lengths of column names: previous event, then current */
+  size_t prev_ncols, names_cap;
+  int bad;                /* a malformed call sequence (more than 1024 columns) */
 } bee__batch_t;
 
 void bee__batch_begin(bee__batch_t *w, bee__buf_t *b, uint64_t token);
@@ -70,18 +87,22 @@ void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char 
 void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v);
 void bee__batch_keys_begin(bee__batch_t *w);
 void bee__batch_key(bee__batch_t *w, char when, const char *key, size_t len);
+/* Finishes the batch and frees the writer's scratch: 0, BEE_ENOMEM or BEE_EINVAL. */
 int bee__batch_end(bee__batch_t *w);
 
 /*
  * Reading: bee__batch_open checks the header and gives the count; bee__batch_next
  * decodes the event at *pos and advances it. Both return 0 or BEE_EINVAL (malformed:
- * never reads out of bounds).
+ * never reads out of bounds). Events are decoded in order into the same ev: an event
+ * takes what it does not repeat from the previous one, still in ev.
  */
 int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos);
 /* The batch's token (0 when the header is malformed); as text, 16 hex digits. */
 uint64_t bee__batch_token(const char *data, size_t len);
 void bee__token_format(uint64_t token, char out[17]);
 int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev);
+/* The row's own cache key, cache_prefix "r:" id, into buf (as bee__row_key makes it). */
+size_t bee__event_row_key(const bee__event_t *ev, char *buf, size_t size);
 /* The i-th key of ev (0 <= i < ev->nkeys). */
 int bee__event_key(const bee__event_t *ev, size_t i, char *when, bee__str_t *key);
 

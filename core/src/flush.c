@@ -829,7 +829,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
     const bee__op_t *op = &ctx->ops[i];
     const bee__entity_t *e = &engine->entities[op->entity];
     const bee__entity_rt_t *rt = &engine->rt[op->entity];
-    qentry_t *qe = queue_entry(ctx, q, &nq, rt->mysql, (size_t)(op->id % BEE__SHARDS), token);
+    qentry_t *qe = queue_entry(ctx, q, &nq, rt->mysql, bee__shard(op->id), token);
     char kind = op->kind == BEE__OP_INSERT ? 'I' : op->kind == BEE__OP_UPDATE ? 'U' : 'D';
     bee__batch_event(&qe->w, kind, e->table, e->name, rt->redis >= 0 ? engine->redis[rt->redis].name : "",
                      rt->redis >= 0 ? rt->prefix : "", op->id);
@@ -837,9 +837,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
       if (op->kind == BEE__OP_INSERT || op->changed[f]) bee__batch_col(&qe->w, e->fields[f].name, &op->values[f]);
     bee__batch_keys_begin(&qe->w);
     if (rt->redis >= 0) {
-      state_t *st = state_find(&s, op->entity, op->id);
-      char key[sizeof rt->prefix + 32];
-      bee__batch_key(&qe->w, 'F', key, bee__row_key(rt, op->id, key, sizeof key));
+      state_t *st = state_find(&s, op->entity, op->id); /* (the row key is implied: see event.h) */
       if (st->had_before) event_keys(&qe->w, rt, e, &st->before, values);
       if (st->has_after) event_keys(&qe->w, rt, e, &st->after, values);
       if (e->cache_all && st->had_before != st->has_after) {

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
 
 #include "event.h"
@@ -126,5 +127,96 @@ TEST_IMPL(event_batch_fuzz_never_reads_out_of_bounds) {
   }
   free(ev);
   bee__buf_free(&b);
+  return 0;
+}
+
+/* A run of inserts on one entity: names and header once, then ids and values. */
+static int build_run(bee__buf_t *b, size_t n, int renamed_at) {
+  bee__batch_t w;
+  bee__batch_begin(&w, b, 7);
+  for (size_t i = 0; i < n; i++) {
+    bee_value_t v[2] = {{.kind = BEE_VALUE_INT, .i = (int64_t)i}, {.kind = BEE_VALUE_STRING, .str = "x", .len = 1}};
+    bee__batch_event(&w, 'I', "item", "item", "default", "bee:{db.item}:0000abcd:", 100 + i);
+    bee__batch_col(&w, "n", &v[0]);
+    bee__batch_col(&w, (int)i == renamed_at ? "other" : "s", &v[1]);
+    bee__batch_keys_begin(&w);
+  }
+  return bee__batch_end(&w);
+}
+
+TEST_IMPL(event_batch_writes_repeats_once) {
+  bee__buf_t one = {0}, many = {0};
+  ASSERT_EQ(build_run(&one, 1, -1), 0);
+  ASSERT_EQ(build_run(&many, 101, 50), 0);
+  /* every event after the first: kind, flags, id, ncols, 2 x (mark, tag, payload), nkeys */
+  size_t first = one.len - 14, later = 2 + 8 + 2 + (1 + 1 + 8) + (1 + 1 + 4 + 1) + 2;
+  /* event 50 names "other" (4 + 5 more bytes), so event 51 names "s" again (4 + 1 more) */
+  ASSERT_EQ(many.len, 14 + first + 100 * later + (4 + 5) + (4 + 1));
+  size_t count, pos;
+  bee__event_t *ev = malloc(sizeof *ev);
+  ASSERT_EQ(bee__batch_open(many.data, many.len, &count, &pos), 0);
+  ASSERT_EQ(count, 101);
+  for (size_t i = 0; i < count; i++) {
+    ASSERT_EQ(bee__batch_next(many.data, many.len, &pos, ev), 0);
+    ASSERT_EQ(ev->id, 100 + i);
+    ASSERT(ev->table.n == 4 && memcmp(ev->table.p, "item", 4) == 0);
+    ASSERT(ev->prefix.n == 23 && memcmp(ev->prefix.p, "bee:{db.item}:0000abcd:", 23) == 0);
+    ASSERT_EQ(ev->ncols, 2);
+    ASSERT(ev->cols[0].n == 1 && ev->cols[0].p[0] == 'n');
+    const char *want = i == 50 ? "other" : "s";
+    ASSERT(ev->cols[1].n == strlen(want) && memcmp(ev->cols[1].p, want, ev->cols[1].n) == 0);
+    ASSERT_EQ(ev->values[0].i, (int64_t)i);
+  }
+  ASSERT_EQ(pos, many.len);
+  free(ev);
+  bee__buf_free(&one);
+  bee__buf_free(&many);
+  return 0;
+}
+
+TEST_IMPL(event_batch_rejects_repeats_with_nothing_before) {
+  bee__buf_t b = {0};
+  ASSERT_EQ(build_run(&b, 2, -1), 0);
+  bee__event_t *ev = malloc(sizeof *ev);
+  ASSERT_EQ(decode_all(b.data, b.len, ev), 0);
+  b.data[15] = 1; /* the first event says "same header as before" */
+  ASSERT(decode_all(b.data, b.len, ev) != 0);
+  b.data[15] = 0;
+  /* the second event has 3 columns, the third of them "same as before": there is none */
+  bee__buf_t c = {0};
+  bee__batch_t w;
+  bee__batch_begin(&w, &c, 1);
+  bee_value_t v = {.kind = BEE_VALUE_INT, .i = 1};
+  bee__batch_event(&w, 'U', "t", "t", "", "", 1);
+  bee__batch_col(&w, "a", &v);
+  bee__batch_keys_begin(&w);
+  bee__batch_event(&w, 'U', "t", "t", "", "", 2);
+  bee__batch_col(&w, "a", &v);
+  bee__batch_col(&w, "b", &v);
+  bee__batch_keys_begin(&w);
+  ASSERT_EQ(bee__batch_end(&w), 0);
+  ASSERT_EQ(decode_all(c.data, c.len, ev), 0);
+  /* column b of event 2 is named: mark it "same" and the decoder must refuse */
+  char *mark = memmem(c.data + 20, c.len - 20, "\0\1\0\0\0b", 6);
+  ASSERT(mark != NULL);
+  mark[0] = 1;
+  ASSERT(decode_all(c.data, c.len, ev) != 0);
+  free(ev);
+  bee__buf_free(&b);
+  bee__buf_free(&c);
+  return 0;
+}
+
+TEST_IMPL(event_row_key_matches_the_cache) {
+  bee__event_t *ev = malloc(sizeof *ev);
+  ev->prefix.p = "bee:{db.item}:0000abcd:";
+  ev->prefix.n = strlen(ev->prefix.p);
+  ev->id = 18446744073709551615ull;
+  char key[128];
+  size_t n = bee__event_row_key(ev, key, sizeof key);
+  ASSERT_STR_EQ(key, "bee:{db.item}:0000abcd:r:18446744073709551615");
+  ASSERT_EQ(n, strlen(key));
+  ASSERT_EQ(bee__event_row_key(ev, key, 10), 0); /* does not fit: nothing */
+  free(ev);
   return 0;
 }

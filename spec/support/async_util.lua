@@ -9,9 +9,14 @@ local M = {}
 
 M.SHARDS = 8
 
+--- The shard of a row id: runs of 64 ids share one (bee__shard in core/src/event.h).
+function M.shard_of(id)
+  return (id // 64) % M.SHARDS
+end
+
 --- The queue ("<pool>:<shard>") of a row id on the default pool.
 function M.queue_of(id, pool)
-  return (pool or "default") .. ":" .. (id % M.SHARDS)
+  return (pool or "default") .. ":" .. M.shard_of(id)
 end
 
 --- The Redis stream key of a queue name.
