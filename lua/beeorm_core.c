@@ -1617,9 +1617,11 @@ static int core_consume(lua_State *L) {
     lua_getfield(L, 2, "max_batch");
     opts.max_batch = (int)luaL_optinteger(L, -1, 200);
     lua_getfield(L, 2, "workers");
-    lua_Integer workers = luaL_optinteger(L, -1, 1);
-    luaL_argcheck(L, workers >= 1 && workers <= 256, 2, "workers must be 1 to 256");
-    opts.workers = (int)workers;
+    if (!lua_isnil(L, -1)) { /* nil: the default (BEE_CONSUME_WORKERS, at most 2 per CPU) */
+      lua_Integer workers = luaL_checkinteger(L, -1);
+      luaL_argcheck(L, workers >= 1 && workers <= 256, 2, "workers must be 1 to 256");
+      opts.workers = (int)workers;
+    }
     lua_getfield(L, 2, "resolver");
     if (!lua_isnil(L, -1)) {
       luaL_argcheck(L, lua_isfunction(L, -1), 2, "resolver must be a function");
@@ -1659,6 +1661,7 @@ static int core_consume(lua_State *L) {
   set_int(L, "failed", (lua_Integer)stats.failed);
   set_int(L, "skipped", (lua_Integer)stats.skipped);
   set_int(L, "retried", (lua_Integer)stats.retried);
+  set_int(L, "workers", (lua_Integer)stats.workers);
   return 1;
 }
 

@@ -597,13 +597,18 @@ typedef struct bee_consume_options_s {
   int block;              /* 0: drain what is queued, then return; 1: wait for events until stopped */
   int max_retries;        /* temporary errors, non-blocking mode: attempts before returning (default 5) */
   int max_batch;          /* stream entries per transaction (default 200) */
-  int workers;            /* threads, each with its own connections and its own queues (default 1) */
+  int workers;            /* threads, each with its own connections and its own queues; 0: the default,
+                             BEE_CONSUME_WORKERS but at most twice the CPUs this process may run on
+                             (more writers than that only contend); never more than the queues */
   bee_resolver_fn resolver; /* NULL: every permanent failure is kept in the error list */
   void *resolver_ud;
 } bee_consume_options_t;
 
+#define BEE_CONSUME_WORKERS 11 /* as BeeORM */
+
 typedef struct bee_consume_stats_s {
   uint64_t entries, events, batches, failed, skipped, retried;
+  uint64_t workers; /* the threads that ran */
 } bee_consume_stats_t;
 
 /*

@@ -45,8 +45,8 @@ beeorm.set_error_class = core.set_error_class
 local Consumer = {}
 Consumer.__index = Consumer
 
---- engine:consumer{ workers = N (default 11, as BeeORM), resolver = function(event) ... end,
--- max_retries =, max_batch = }
+--- engine:consumer{ workers = N, resolver = function(event) ... end, max_retries =, max_batch = }
+-- workers: default 11 (as BeeORM) but at most twice the CPUs, never more than the queues.
 function core.Engine.consumer(engine, opts)
   opts = opts or {}
   assert(type(opts) == "table", "consumer options must be a table")
@@ -58,7 +58,7 @@ end
 function Consumer:run(run_opts)
   local o = { block = run_opts and run_opts.block or false, resolver = self.opts.resolver,
               max_retries = self.opts.max_retries, max_batch = self.opts.max_batch,
-              workers = self.opts.workers or 11 }
+              workers = self.opts.workers }
   return core.consume(self.engine, o)
 end
 
