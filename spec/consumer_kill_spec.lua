@@ -370,5 +370,72 @@ describe("consumers", function()
       check_final(m)
       assert.equal(m.entries, applied)
     end)
+
+    -- pid -> number of queues whose lease a worker of that process holds
+    local function holders()
+      local by_pid = {}
+      for s = 0, au.SHARDS - 1 do
+        local token = util.redis_get(REDIS_DB, au.lease_key("default:" .. s))
+        local pid = token and tonumber(token:match("^(%d+)%-"))
+        if pid then by_pid[pid] = (by_pid[pid] or 0) + 1 end
+      end
+      return by_pid
+    end
+
+    -- user + system CPU seconds of a process so far
+    local function cpu_seconds(pid)
+      local stat = au.read("/proc/" .. pid .. "/stat")
+      local fields = {}
+      for f in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
+      return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) / 100
+    end
+
+    it("share the queues (blocking, 4 workers each): half each, a killed one's move over, nobody spins", function()
+      fresh()
+      math.randomseed(SEED + 3)
+      local m = new_model(engine, math.random)
+      for s = 0, au.SHARDS - 1 do util.redis_cli(REDIS_DB, "DEL", au.lease_key("default:" .. s)) end
+      util.redis_cli(REDIS_DB, "DEL", "beeorm:workers")
+      local outs, pids, log = { tmpfile(), tmpfile() }, {}, tmpfile()
+      pids[1] = au.spawn(au.consumer_cmd(REDIS_DB, "block", outs[1], { workers = 4 }), log)
+      assert(util.eventually(function() return holders()[pids[1]] == au.SHARDS end, 10),
+        "the first consumer did not take every queue: " .. au.read(log))
+      pids[2] = au.spawn(au.consumer_cmd(REDIS_DB, "block", outs[2], { workers = 4 }), log)
+      local balanced = util.eventually(function()
+        local h = holders()
+        return h[pids[1]] == au.SHARDS // 2 and h[pids[2]] == au.SHARDS // 2
+      end, 20)
+      local h = holders()
+      assert(balanced, string.format("not shared: %s queues / %s queues", tostring(h[pids[1]]), tostring(h[pids[2]])))
+      -- both apply while events flow, without spinning on the queues the other holds
+      local cpu0 = { cpu_seconds(pids[1]), cpu_seconds(pids[2]) }
+      for _ = 1, 20 do
+        m.produce(PAIR_OPS // 20)
+        util.sleep(0.1)
+      end
+      for i = 1, 2 do
+        local used = cpu_seconds(pids[i]) - cpu0[i]
+        assert(used < 1.0, "consumer " .. i .. " used " .. used .. " s of CPU in 2 s of light load")
+      end
+      -- the first dies: its queues move to the second once its heartbeat and leases run out
+      au.kill(pids[1], "KILL")
+      assert(au.wait_exit(pids[1], 10))
+      m.produce(PAIR_OPS // 4)
+      assert(util.eventually(function() return holders()[pids[2]] == au.SHARDS end, 20),
+        "the second consumer did not take the queues over")
+      local drained = util.eventually(function()
+        local marks = au.marks(engine)
+        for s = 0, au.SHARDS - 1 do
+          local last = au.last_stream_id(REDIS_DB, "default:" .. s)
+          if last and marks["default:" .. s] ~= last then return false end
+        end
+        return true
+      end, 30)
+      assert(drained, "not everything applied: " .. au.read(log))
+      au.kill(pids[2], "TERM")
+      assert(au.wait_exit(pids[2], 10), "the second consumer did not stop on SIGTERM")
+      assert.matches("^ok ", au.read(outs[2]))
+      check_final(m)
+    end)
   end)
 end)

@@ -30,11 +30,8 @@
 #define CONFLICT 1
 #define MAX_ATTEMPTS 3
 
-static atomic_int stop_requested;
-
 void bee_engine_consume_stop(bee_engine_t *engine) {
-  (void)engine;
-  atomic_store(&stop_requested, 1);
+  if (engine) atomic_store(&engine->consume_stop, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -64,11 +61,6 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !atomic_load(&stop_requested)) {
-  }
-}
 
 typedef struct {
   char id[48];
@@ -80,6 +72,7 @@ typedef struct {
 
 typedef struct {
   bee_engine_t *engine;
+  atomic_int *run_stop; /* this bee_engine_consume call stops (a worker failed while draining) */
   bee_consume_options_t opts;
   bee_consume_stats_t stats;
   char token[64]; /* this worker's lease token */
@@ -90,6 +83,21 @@ typedef struct {
   bee__event_t *ev;
   bee__buf_t sql;
 } consumer_t;
+
+static int stopping(const consumer_t *c) {
+  return atomic_load(&c->engine->consume_stop) || (c->run_stop && atomic_load(c->run_stop));
+}
+
+/* Sleeps ms, cut short by a stop request (checked every 50 ms and on signals). */
+static void sleep_ms(const consumer_t *c, int ms) {
+  while (ms > 0 && !stopping(c)) {
+    int step = ms < 50 ? ms : 50;
+    struct timespec ts = {0, (long)step * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stopping(c)) {
+    }
+    ms -= step;
+  }
+}
 
 static int parse_stream_id(const char *s, uint64_t *ms, uint64_t *seq) {
   char *end;
@@ -898,7 +906,7 @@ static const char *const lease_script =
 static const char *const release_script =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 
-#define LEASE_MS "3000"
+#define LEASE_MS "3000" /* LEASE_MS_INT as text */
 
 /*
  * Leases (DESIGN §4): a worker applies a queue only while it holds the queue's lease,
@@ -932,7 +940,8 @@ static int backoff_ms(int attempt) {
  * or stopped), or a temporary error after the retries of non-blocking mode, or another
  * error. *last_ms/seq receive the mark reached (for XREAD in blocking mode).
  */
-static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, uint64_t *last_seq, bee_error_t *err) {
+static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, uint64_t *last_seq, int *held,
+                 bee_error_t *err) {
   bee_engine_t *engine = c->engine;
   size_t qp = (size_t)engine->inval_redis;
   char queue[BEE_NAME_MAX + 24], key[128], pending_key[128], lease_key[128];
@@ -949,12 +958,13 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
       if (err && !err->temporary) return irc;
       attempt++;
       if (!c->opts.block && attempt >= c->opts.max_retries) return irc;
-      sleep_ms(backoff_ms(attempt));
+      sleep_ms(c, backoff_ms(attempt));
       continue;
     }
     snprintf(c->mark, sizeof c->mark, "%s@%s", queue, qid);
-    if (atomic_load(&stop_requested)) return 0;
-    if (!lease(c, qp, lease_key, lease_script)) {
+    if (stopping(c)) return 0;
+    *held = lease(c, qp, lease_key, lease_script);
+    if (!*held) {
       /* Another consumer has this queue. Blocking: leave it to it. Draining: wait until
          it emptied the queue or its lease ran out (a killed holder's lease expires). */
       if (c->opts.block) return 0;
@@ -969,7 +979,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
       entries_free(peek, pn);
       if (prc) return prc;
       if (!pn) return 0;
-      sleep_ms(100);
+      sleep_ms(c, 100);
       continue;
     }
     MYSQL *conn;
@@ -1032,20 +1042,64 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
       if (err && err->code == BEE_EMYSQL && c->mysql[pool]) drop_mysql(c, pool);
       attempt++;
       if (!c->opts.block && attempt >= c->opts.max_retries) return rc;
-      sleep_ms(backoff_ms(attempt));
+      sleep_ms(c, backoff_ms(attempt));
     }
   }
+}
+
+/* Live blocking workers of every process: sorted set token -> heartbeat deadline (ms). */
+#define BEE__WORKERS_KEY "beeorm:workers"
+#define LEASE_MS_INT 3000
+
+/*
+ * Renews this worker's heartbeat, forgets workers whose heartbeat ran out, and returns
+ * this worker's fair share of the engine's queues: ceil(queues / live workers). On a
+ * Redis failure, all of them (the leases still keep workers apart).
+ */
+static size_t heartbeat(consumer_t *c, size_t mine) {
+  size_t total = c->engine->mysql_count * BEE__SHARDS;
+  redisContext *r;
+  bee_error_t ignored;
+  if (get_redis(c, (size_t)c->engine->inval_redis, &r, &ignored)) return mine;
+  int64_t now = now_ms();
+  char deadline[24], cutoff[24];
+  snprintf(deadline, sizeof deadline, "%lld", (long long)(now + LEASE_MS_INT));
+  snprintf(cutoff, sizeof cutoff, "%lld", (long long)now);
+  redisAppendCommand(r, "ZADD %s %s %s", BEE__WORKERS_KEY, deadline, c->token);
+  redisAppendCommand(r, "ZREMRANGEBYSCORE %s -inf (%s", BEE__WORKERS_KEY, cutoff);
+  redisAppendCommand(r, "ZCARD %s", BEE__WORKERS_KEY);
+  size_t live = 0;
+  for (int i = 0; i < 3; i++) {
+    void *reply = NULL;
+    if (redisGetReply(r, &reply) != REDIS_OK) return mine;
+    redisReply *rep = reply;
+    if (i == 2 && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) live = (size_t)rep->integer;
+    freeReplyObject(rep);
+  }
+  if (!live) return mine;
+  size_t fair = (total + live - 1) / live;
+  return fair ? fair : 1;
+}
+
+/* Leaves the live workers (a stopping blocking worker). */
+static void leave(consumer_t *c) {
+  redisContext *r;
+  bee_error_t ignored;
+  if (get_redis(c, (size_t)c->engine->inval_redis, &r, &ignored)) return;
+  redisReply *rep = redisCommand(r, "ZREM %s %s", BEE__WORKERS_KEY, c->token);
+  if (rep) freeReplyObject(rep);
 }
 
 /*
  * Consumes queues qs[0..nq) (indexes: pool * BEE__SHARDS + shard) in the calling thread
  * with its own connections, until drained (non-blocking) or stopped (blocking).
  */
-static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, const size_t *qs, size_t nq,
-                      bee_consume_stats_t *stats, bee_error_t *err) {
+static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, atomic_int *run_stop, const size_t *qs,
+                      size_t nq, bee_consume_stats_t *stats, bee_error_t *err) {
   consumer_t c;
   memset(&c, 0, sizeof c);
   c.engine = engine;
+  c.run_stop = run_stop;
   c.opts = *opts;
   {
     static atomic_ulong worker_seq;
@@ -1063,24 +1117,60 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, c
   c.mark_table_ok = bee__calloc(engine->mysql_count ? engine->mysql_count : 1, 1);
   c.ev = bee__malloc(sizeof *c.ev);
   uint64_t *marks = bee__calloc(nq ? nq * 2 : 1, sizeof *marks);
+  int *held = bee__calloc(nq ? nq : 1, sizeof *held);
+  int64_t *rest_until = bee__calloc(nq ? nq : 1, sizeof *rest_until);
   int rc = 0;
-  if (!c.mysql || !c.redis || !c.mark_table_ok || !c.ev || !marks) {
+  if (!c.mysql || !c.redis || !c.mark_table_ok || !c.ev || !marks || !held || !rest_until) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory starting a consumer");
     goto out;
   }
+  /*
+   * Blocking mode shares the queues with the other consumers (any process) through the
+   * leases: every worker announces itself in BEE__WORKERS_KEY with a heartbeat, and holds
+   * at most its fair share, ceil(queues / live workers). A worker over its share hands
+   * the extra queues back and leaves them alone for a while; a worker under it picks up
+   * free ones. It waits (XREAD BLOCK) only on the queues it holds.
+   */
+  int64_t next_beat = 0;
+  size_t fair = nq;
   for (;;) {
-    for (size_t i = 0; i < nq && !rc; i++)
-      rc = drain(&c, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, &marks[2 * i], &marks[2 * i + 1], err);
-    if (rc || !c.opts.block || atomic_load(&stop_requested)) break;
-    /* Wait for new entries on any of these queues (no polling): XREAD BLOCK from each mark. */
+    int64_t now = now_ms();
+    if (c.opts.block && now >= next_beat) {
+      fair = heartbeat(&c, nq);
+      next_beat = now + 1000;
+    }
+    size_t holding = 0;
+    for (size_t i = 0; i < nq && !rc; i++) {
+      /* Over the share: hand a held queue over. A free queue is tried unless this worker
+         handed it over lately: were it left to others who cannot take it (at their share
+         too), it comes back here after a rest rather than waiting forever. */
+      if (c.opts.block && (held[i] ? holding >= fair : now < rest_until[i])) {
+        if (held[i]) {
+          char lease_key[128];
+          bee__queue_key(engine, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, "lease", lease_key, sizeof lease_key);
+          lease(&c, (size_t)engine->inval_redis, lease_key, release_script);
+          held[i] = 0;
+          rest_until[i] = now + 2 * LEASE_MS_INT;
+        }
+        continue;
+      }
+      rc = drain(&c, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, &marks[2 * i], &marks[2 * i + 1], &held[i], err);
+      holding += held[i] ? 1 : 0;
+    }
+    if (rc || !c.opts.block || stopping(&c)) break;
+    /* Wait for new entries on the queues held (no polling): XREAD BLOCK from each mark. */
     redisContext *r;
     if ((rc = get_redis(&c, (size_t)engine->inval_redis, &r, err))) {
       if (err && err->temporary) {
         rc = 0;
-        sleep_ms(500);
+        sleep_ms(&c, 500);
         continue;
       }
       break;
+    }
+    if (!holding) { /* nothing to wait on: look for free queues again in a second */
+      sleep_ms(&c, 1000);
+      continue;
     }
     const char **argv = bee__malloc((6 + 2 * nq) * sizeof *argv);
     char(*keys)[128] = bee__malloc(nq * sizeof *keys);
@@ -1097,17 +1187,18 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, c
     argv[argc++] = "COUNT";
     argv[argc++] = "1";
     argv[argc++] = "BLOCK";
-    argv[argc++] = "1000"; /* wake up every second to notice a stop request */
+    argv[argc++] = "1000"; /* wake up every second to renew leases and notice a stop request */
     argv[argc++] = "STREAMS";
+    size_t nw = 0;
     for (size_t i = 0; i < nq; i++) {
-      bee__queue_key(engine, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, "s", keys[i], sizeof keys[i]);
-      argv[argc++] = keys[i];
-    }
-    for (size_t i = 0; i < nq; i++) {
-      snprintf(ids[i], sizeof ids[i], "%llu-%llu", (unsigned long long)marks[2 * i],
+      if (!held[i]) continue;
+      bee__queue_key(engine, qs[i] / BEE__SHARDS, qs[i] % BEE__SHARDS, "s", keys[nw], sizeof keys[nw]);
+      snprintf(ids[nw], sizeof ids[nw], "%llu-%llu", (unsigned long long)marks[2 * i],
                (unsigned long long)marks[2 * i + 1]);
-      argv[argc++] = ids[i];
+      nw++;
     }
+    for (size_t i = 0; i < nw; i++) argv[argc++] = keys[i];
+    for (size_t i = 0; i < nw; i++) argv[argc++] = ids[i];
     redisReply *rep = redisCommandArgv(r, (int)argc, argv, NULL);
     bee__free(argv);
     bee__free(keys);
@@ -1115,11 +1206,12 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, c
     if (!rep) {
       redisFree(c.redis[engine->inval_redis]); /* Redis went away: reconnect after a pause */
       c.redis[engine->inval_redis] = NULL;
-      sleep_ms(500);
+      sleep_ms(&c, 500);
       continue;
     }
     freeReplyObject(rep);
   }
+  if (c.opts.block) leave(&c);
   /* Hand the queues over at once instead of after the lease expires. */
   for (size_t i = 0; i < nq && c.redis; i++) {
     char lease_key[128];
@@ -1138,6 +1230,8 @@ out:
   bee__free(c.ev);
   bee__buf_free(&c.sql);
   bee__free(marks);
+  bee__free(held);
+  bee__free(rest_until);
   return rc;
 }
 
@@ -1182,13 +1276,14 @@ typedef struct {
   bee_error_t err;
   int rc;
   hub_t *hub;
+  atomic_int *run_stop;
   pthread_t thread;
 } worker_t;
 
 static void *worker_main(void *arg) {
   worker_t *w = arg;
-  w->rc = run_queues(w->engine, &w->opts, w->qs, w->nq, &w->stats, &w->err);
-  if (w->rc && !w->opts.block) atomic_store(&stop_requested, 1); /* a drain stops as a whole */
+  w->rc = run_queues(w->engine, &w->opts, w->run_stop, w->qs, w->nq, &w->stats, &w->err);
+  if (w->rc && !w->opts.block) atomic_store(w->run_stop, 1); /* a drain stops as a whole */
   pthread_mutex_lock(&w->hub->mu);
   w->hub->running--;
   pthread_cond_broadcast(&w->hub->cv);
@@ -1225,7 +1320,9 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
   size_t nq = engine->mysql_count * BEE__SHARDS;
   size_t workers = o.workers ? (size_t)o.workers : default_workers();
   if (workers > nq) workers = nq ? nq : 1;
-  atomic_store(&stop_requested, 0);
+  atomic_store(&engine->consume_stop, 0);
+  atomic_int run_stop;
+  atomic_init(&run_stop, 0);
   srand((unsigned)now_ms());
   if (stats) {
     memset(stats, 0, sizeof *stats);
@@ -1247,7 +1344,7 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
   }
   int rc = 0;
   if (workers == 1) {
-    rc = run_queues(engine, &o, w[0].qs, w[0].nq, stats, err);
+    rc = run_queues(engine, &o, &run_stop, w[0].qs, w[0].nq, stats, err);
   } else {
     hub_t hub;
     memset(&hub, 0, sizeof hub);
@@ -1266,6 +1363,7 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
       w[k].engine = engine;
       w[k].opts = wo;
       w[k].hub = &hub;
+      w[k].run_stop = &run_stop;
       pthread_mutex_lock(&hub.mu);
       hub.running++;
       pthread_mutex_unlock(&hub.mu);
@@ -1274,7 +1372,7 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
         hub.running--;
         pthread_mutex_unlock(&hub.mu);
         rc = bee__error(err, BEE_ENOMEM, 0, "cannot start consumer worker %zu", k + 1);
-        atomic_store(&stop_requested, 1);
+        atomic_store(&run_stop, 1);
         break;
       }
       started++;

@@ -3,6 +3,7 @@
 #define BEE_ENGINE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "pool.h"
 #include "schema.h"
@@ -36,6 +37,7 @@ struct bee_engine_s {
   struct bee__entity_rt_s *rt; /* per entity: caches, keys, id ranges (orm.h) */
   struct bee__subscriber_s *subscriber; /* local cache invalidation (NULL: none) */
   int inval_redis;           /* Redis pool carrying invalidations, or -1 */
+  atomic_int consume_stop;   /* bee_engine_consume_stop was called (reset when a consumer starts) */
 };
 
 /*
