@@ -1,14 +1,14 @@
 -- flush_async and consumer benchmark: beeorm rates beside the raw client libraries,
 -- measured in the same run. Run through `make bench`, or:
 --   beeorm run bench/async.lua <mysql dsn> <redis host:port> [build dir]
--- BENCH_SECONDS (default 0.5) sets each timed run; BENCH_EVENTS (default 20000) the
+-- BENCH_SECONDS (default 0.5) sets each timed run; BENCH_EVENTS (default 40000) the
 -- size of each consumer workload. Every figure is the median of 3 runs.
 local beeorm = require("beeorm")
 
 local mysql_dsn, redis_addr, build_dir = arg[1], arg[2], arg[3] or "build"
 assert(mysql_dsn and redis_addr, "usage: async.lua <mysql dsn> <redis host:port> [build dir]")
 local seconds = tonumber(os.getenv("BENCH_SECONDS") or "0.5")
-local events = tonumber(os.getenv("BENCH_EVENTS") or "20000")
+local events = tonumber(os.getenv("BENCH_EVENTS") or "40000")
 local wall = beeorm.monotonic
 
 local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
@@ -60,14 +60,16 @@ add { name = "flush_async of 100 new entities", unit = "entities/s", target = 10
   end) }
 reset()
 
-add { name = "flush_async of 1 new entity", unit = "flushes/s", peer_name = "raw hiredis GET", peer = raw.redis_get,
-  ratio_target = 0.8, target_text = ">= 0.8x raw",
-  value = median3(function()
-    return timed(function()
-      ctx:new_entity("bench_async", { name = "one", status = "active" })
-      assert(ctx:flush_async())
-    end, 1)
-  end) }
+local one, one_raw, one_xadd = common.interleaved_with_redis_get(build_dir, redis_addr, mysql_dsn, seconds, function()
+  return timed(function()
+    ctx:new_entity("bench_async", { name = "one", status = "active" })
+    assert(ctx:flush_async())
+  end, 1)
+end)
+add { name = "flush_async of 1 new entity", unit = "flushes/s", peer_name = "raw hiredis GET (interleaved)",
+  peer = one_raw, ratio_target = 0.8, target_text = ">= 0.8x raw", value = one }
+add { name = "flush_async of 1 new entity", unit = "flushes/s", peer_name = "raw MULTI XADD SET EXEC (interleaved)",
+  peer = one_xadd, target_text = "(the least it must do)", value = one }
 reset()
 
 -- Consumer workloads: queue `events` events, then time one consumer draining them

@@ -21,6 +21,26 @@ function M.raw_limits(build_dir, redis_addr, mysql_dsn, seconds)
   return raw
 end
 
+--- Runs ours and one raw hiredis run alternately, three times each, and returns the
+--- medians: ours, raw GET, raw atomic XADD + SET. A busy moment of the machine then
+--- weighs on both sides alike.
+function M.interleaved_with_redis_get(build_dir, redis_addr, mysql_dsn, seconds, ours)
+  local a, b, x = {}, {}, {}
+  for i = 1, 3 do
+    local f = assert(io.popen(("%s/bee_raw_limits '%s' '%s' %s redis_get_once"):format(build_dir, redis_addr,
+      mysql_dsn, seconds)))
+    local out = f:read("a") or ""
+    b[i] = tonumber(out:match("redis_get (%S+)"))
+    x[i] = tonumber(out:match("redis_xadd_set (%S+)"))
+    assert(f:close() and b[i] and x[i], "bee_raw_limits redis_get_once failed")
+    a[i] = ours()
+  end
+  table.sort(a)
+  table.sort(b)
+  table.sort(x)
+  return a[2], b[2], x[2]
+end
+
 --- Prints results { name, value, peer_name, peer, ratio_target | target, target_text }:
 -- a ratio target is met by value / peer, a plain target by the value itself.
 function M.report(results)

@@ -2,9 +2,11 @@
  * raw_limits: what the client libraries reach directly on this machine, measured in
  * the same run as beeorm's benchmarks so ratios compare like with like.
  *
- *   raw_limits <redis host:port> <mysql dsn> <seconds per scenario>
+ *   raw_limits <redis host:port> <mysql dsn> <seconds per scenario> [redis_get_once]
  *
  * Prints one line per scenario: "<name> <rate per second>" (median of 3 runs).
+ * With "redis_get_once": one run each of redis_get and redis_xadd_set only (benchmarks
+ * interleave them with their own runs, so a busy moment weighs on both sides alike).
  */
 #include <hiredis.h>
 #include <mysql.h>
@@ -43,6 +45,31 @@ static redisContext *redis_open(const char *addr) {
     exit(1);
   }
   return c;
+}
+
+/*
+ * What flush_async of one new entity must do at least: add a stream entry and set the
+ * row's key, atomically (MULTI, XADD, SET, EXEC in one round trip).
+ */
+static double redis_xadd_set(redisContext *c, double secs) {
+  char value[80];
+  memset(value, 'x', sizeof value);
+  long n = 0;
+  double t0 = now(), t;
+  do {
+    redisAppendCommand(c, "MULTI");
+    redisAppendCommand(c, "XADD raw:bench:stream * e %b", value, sizeof value);
+    redisAppendCommand(c, "SET raw:bench:row:%ld %b", n, value, sizeof value);
+    redisAppendCommand(c, "EXEC");
+    for (int i = 0; i < 4; i++) {
+      void *reply = NULL;
+      if (redisGetReply(c, &reply) != REDIS_OK) exit(1);
+      freeReplyObject(reply);
+    }
+    n++;
+  } while ((t = now()) - t0 < secs);
+  freeReplyObject(redisCommand(c, "DEL raw:bench:stream"));
+  return n / (t - t0);
 }
 
 /* GET of a 100-byte value, one round trip each. */
@@ -193,12 +220,18 @@ static double mysql_update_tx1000(MYSQL *m, double secs, long max_id) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: raw_limits <redis host:port> <mysql dsn> <seconds>\n");
+  if (argc != 4 && !(argc == 5 && strcmp(argv[4], "redis_get_once") == 0)) {
+    fprintf(stderr, "usage: raw_limits <redis host:port> <mysql dsn> <seconds> [redis_get_once]\n");
     return 2;
   }
   double secs = atof(argv[3]);
   redisContext *c = redis_open(argv[1]);
+  if (argc == 5) {
+    printf("redis_get %.0f\n", redis_get(c, secs));
+    printf("redis_xadd_set %.0f\n", redis_xadd_set(c, secs));
+    redisFree(c);
+    return 0;
+  }
   MYSQL *m = mysql_open(argv[2]);
   mysql_query(m, "DROP TABLE IF EXISTS raw_bench");
   mysql_query(m, "CREATE TABLE raw_bench (id bigint unsigned NOT NULL PRIMARY KEY, name varchar(100) NOT NULL, "

@@ -275,6 +275,8 @@ describe("consumers", function()
       for s = 0, au.SHARDS - 1 do util.redis_cli(REDIS_DB, "DEL", au.lease_key("default:" .. s)) end
       local cmd = au.consumer_cmd(REDIS_DB, "block", out, { max_batch = max_batch, workers = workers })
       local pid = au.spawn(cmd, log)
+      local cleanup_pid = pid
+      finally(function() au.kill(cleanup_pid, "KILL") end) -- also when an assertion fails below
       local t = util.now()
       m.produce(OPS // ROUNDS - OPS // ROUNDS // 2)
       -- the cached lists show every flush_async at once, while the consumer applies them
@@ -344,6 +346,7 @@ describe("consumers", function()
       math.randomseed(SEED + 2)
       local m = new_model(engine, math.random)
       local outs, pids, log = { tmpfile(), tmpfile() }, {}, tmpfile()
+      finally(function() for _, p in pairs(pids) do au.kill(p, "KILL") end end)
       for i = 1, 2 do
         pids[i] = au.spawn(au.consumer_cmd(REDIS_DB, "block", outs[i], { max_batch = 10, workers = i }), log)
       end
@@ -397,6 +400,7 @@ describe("consumers", function()
       for s = 0, au.SHARDS - 1 do util.redis_cli(REDIS_DB, "DEL", au.lease_key("default:" .. s)) end
       util.redis_cli(REDIS_DB, "DEL", "beeorm:workers")
       local outs, pids, log = { tmpfile(), tmpfile() }, {}, tmpfile()
+      finally(function() for _, p in pairs(pids) do au.kill(p, "KILL") end end)
       pids[1] = au.spawn(au.consumer_cmd(REDIS_DB, "block", outs[1], { workers = 4 }), log)
       assert(util.eventually(function() return holders()[pids[1]] == au.SHARDS end, 10),
         "the first consumer did not take every queue: " .. au.read(log))

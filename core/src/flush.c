@@ -461,6 +461,16 @@ static void cache_commands(redisContext *c, const bee__entity_rt_t *rt, const be
   bee__buf_free(&key);
 }
 
+/* 1 when a flush of e may drop cached id lists (cache_all, cached indexes or references). */
+static int drops_lists(const bee__entity_t *e) {
+  if (e->cache_all) return 1;
+  for (size_t i = 0; i < e->index_count; i++)
+    if (!e->indexes[i].unique && e->indexes[i].cached) return 1;
+  for (size_t f = 0; f < e->field_count; f++)
+    if (e->fields[f].type == BEE_FIELD_REF && e->fields[f].cached) return 1;
+  return 0;
+}
+
 /* A stream entry to add in the same MULTI/EXEC as the cache writes (flush_async). */
 typedef struct {
   char key[128];
@@ -529,8 +539,12 @@ static int update_redis(bee_context_t *ctx, size_t rp, states_t *s, bee_value_t 
       }
       bee__buf_free(&key);
     }
-    redisAppendCommand(c, "INCR %sv", rt->prefix);
-    count++;
+    /* The version fences readers' fills against the keys dropped here (lists). Keys set
+       here need no fence: fills never overwrite an existing key (loader.c). */
+    if (drops_lists(e)) {
+      redisAppendCommand(c, "INCR %sv", rt->prefix);
+      count++;
+    }
   }
   redisAppendCommand(c, "EXEC");
   count++;

@@ -16,11 +16,16 @@
 
 #define BEE__SQL_IDS 1000
 
-/* Sets every KEYS[i>1] to ARGV[i] unless the version KEYS[1] moved from ARGV[1]. */
+/*
+ * Sets every missing KEYS[i>1] to ARGV[i] unless the version KEYS[1] moved from ARGV[1].
+ * A key that exists was written since this reader missed it (by a flush, or by another
+ * reader): never older than what this reader has, so it stays (NX). The version fences
+ * the other race, a key dropped (DEL) by a flush while this reader asked MySQL.
+ */
 static const char *const fill_script =
     "local v = redis.call('GET', KEYS[1]) or '' "
     "if v ~= ARGV[1] then return 0 end "
-    "for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i]) end "
+    "for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'NX') end "
     "return 1";
 
 typedef struct {
