@@ -13,15 +13,7 @@
 #include <lualib.h>
 
 #include "beeorm.h"
-
-int luaopen_beeorm_core(lua_State *L);
-
-struct bee_lua_module {
-  const char *name;
-  const char *source;
-  size_t size;
-};
-extern const struct bee_lua_module bee_lua_modules[];
+#include "beeorm_lua.h"
 
 static const char *progname = "beeorm";
 
@@ -36,30 +28,6 @@ static void usage(FILE *out) {
           "\n"
           "exit codes: 0 success, 1 the script failed, 2 bad usage\n",
           progname);
-}
-
-/* package.preload loader for an embedded facade module; upvalue 1 is its index. */
-static int load_embedded(lua_State *L) {
-  const struct bee_lua_module *m = &bee_lua_modules[lua_tointeger(L, lua_upvalueindex(1))];
-  char chunkname[128];
-  snprintf(chunkname, sizeof chunkname, "=[beeorm %s]", m->name);
-  if (luaL_loadbufferx(L, m->source, m->size, chunkname, "t") != LUA_OK) return lua_error(L);
-  lua_pushstring(L, m->name);
-  lua_call(L, 1, 1);
-  return 1;
-}
-
-static int preload_beeorm(lua_State *L) {
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_beeorm_core);
-  lua_setfield(L, -2, "beeorm.core");
-  for (lua_Integer i = 0; bee_lua_modules[i].name; i++) {
-    lua_pushinteger(L, i);
-    lua_pushcclosure(L, load_embedded, 1);
-    lua_setfield(L, -2, bee_lua_modules[i].name);
-  }
-  lua_pop(L, 1);
-  return 0;
 }
 
 static int traceback(lua_State *L) {
@@ -126,7 +94,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   luaL_openlibs(L);
-  preload_beeorm(L);
+  bee_lua_preload(L);
   int rc = run_script(L, argv[2], argc - 3, argv + 3);
   lua_close(L);
   return rc;
