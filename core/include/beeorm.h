@@ -8,6 +8,13 @@
  * - Destructors accept NULL.
  * - Strings passed in are copied; the caller keeps ownership of its buffers.
  * - On BEE_ENOMEM nothing was changed: inputs and handles are as they were.
+ * - Threads: a registry and a context belong to one thread at a time; an engine is
+ *   shared by all threads (its pools, local caches and subscriber are thread-safe).
+ *   bee_engine_consume runs its workers in threads of its own.
+ * - Ownership: a function returning a handle (registry, engine, context, alters)
+ *   transfers it to the caller, who frees it with the matching *_free; pointers into
+ *   an engine (entities, names) live until bee_engine_free; pointers handed to
+ *   callbacks live during the call only.
  */
 #ifndef BEEORM_H
 #define BEEORM_H
@@ -464,6 +471,7 @@ int bee_engine_sql_query(bee_engine_t *engine, const char *pool, const char *sql
  */
 typedef struct bee_context_s bee_context_t;
 
+/* A new context in *out (BEE_EINVAL for a NULL engine, BEE_ENOMEM). Free with bee_context_free. */
 int bee_engine_context(bee_engine_t *engine, bee_context_t **out, bee_error_t *err);
 /* Forgets tracked changes and returns the connections. NULL is fine. */
 void bee_context_free(bee_context_t *ctx);
@@ -486,7 +494,9 @@ int bee_context_insert(bee_context_t *ctx, const bee_entity_t *entity, uint64_t 
 int bee_context_update(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, const bee_value_t *values,
                        const unsigned char *changed, bee_error_t *err);
 int bee_context_delete(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, bee_error_t *err);
+/* The number of tracked changes waiting for a flush. */
 size_t bee_context_pending(const bee_context_t *ctx);
+/* Forgets the tracked changes without writing them. */
 void bee_context_clear_flush(bee_context_t *ctx);
 
 /*
@@ -504,7 +514,8 @@ int bee_context_flush(bee_context_t *ctx, bee_error_t *err);
 /*
  * Writes the tracked changes asynchronously (DESIGN G1): values were validated when
  * tracked (G7); the caches and the queued events (one stream entry per MySQL pool and
- * shard, shard = id % 8) go to Redis in one MULTI/EXEC on the queue's Redis pool (the
+ * shard; 8 shards per pool, runs of 64 ids share one) go to Redis in one MULTI/EXEC on
+ * the queue's Redis pool (the
  * pool named "default", else the first one). Returns 0 only after Redis acknowledged
  * it; on failure nothing changed and the changes stay tracked. Caches on other Redis
  * pools and local caches are updated afterwards; if that fails the events are queued
@@ -519,7 +530,16 @@ typedef struct bee_row_s {
   const bee_value_t *values;
 } bee_row_t;
 
-/* Called once per result, in order; row is NULL where nothing was found. Non-zero stops. */
+/*
+ * Called once per result, in order; row is NULL where nothing was found. Non-zero stops
+ * the loader, which then returns that value.
+ *
+ * Every loader reads through the local cache, then Redis, then MySQL, and fills the
+ * caches it missed (DESIGN §2, G8). Returns 0 (also when nothing was found), fn's stop
+ * value, BEE_EINVAL (an entity of another engine, an unknown index or field, a wrong
+ * number of values), BEE_EVALIDATION (a lookup value the field cannot hold),
+ * BEE_EMYSQL, BEE_EREDIS, BEE_ENOMEM.
+ */
 typedef int (*bee_row_fn)(void *ud, size_t index, const bee_row_t *row);
 
 /* Rows by id, in the order of ids (duplicates kept). One Redis round trip and one SQL query for the misses. */
@@ -528,10 +548,13 @@ int bee_context_get_by_ids(bee_context_t *ctx, const bee_entity_t *entity, const
 /* The row whose unique index has these values (one per index field); fn sees index 0 once. */
 int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
                               const bee_value_t *values, size_t n, bee_row_fn fn, void *ud, bee_error_t *err);
-/* Rows whose ref field points at id, ordered by id. */
+/* Rows whose ref field points at id, ordered by id (cached when the field says cached). */
 int bee_context_get_by_reference(bee_context_t *ctx, const bee_entity_t *entity, const char *field, uint64_t id,
                                  bee_row_fn fn, void *ud, bee_error_t *err);
-/* Rows whose non-unique index has these values, ordered by id. */
+/*
+ * Rows whose non-unique index has these values, ordered by id. Cached indexes (and
+ * get_all with cache_all) show flush_async changes at once; others read MySQL.
+ */
 int bee_context_get_by_index(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
                              const bee_value_t *values, size_t n, bee_row_fn fn, void *ud, bee_error_t *err);
 /* Every row of the entity, ordered by id. */
@@ -620,11 +643,20 @@ typedef struct bee_consume_stats_s {
  * errors (G5) are retried entry by entry so only the failing entry stops; the resolver
  * decides, and a kept entry goes to the error list with its cache keys invalidated.
  * Blocking mode waits on XREAD BLOCK and returns 0 after bee_engine_consume_stop,
- * finishing the batch in hand. stats (may be NULL) receives counters.
+ * finishing the batch in hand; blocking workers share the queues fairly with other
+ * consumers (any process) through leases and heartbeats in Redis. The resolver is
+ * called in the thread that called bee_engine_consume, one failure at a time. stats
+ * (may be NULL) receives counters. Returns 0, BEE_EINVAL (NULL engine, workers < 0),
+ * BEE_ECONFIG (no Redis pool), the temporary error given up on (non-blocking mode),
+ * BEE_EMYSQL/BEE_EREDIS for a failure it cannot retry, BEE_ENOMEM.
  */
 int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, bee_consume_stats_t *stats,
                        bee_error_t *err);
-/* Asks a running bee_engine_consume to stop. Any thread; async-signal-safe. */
+/*
+ * Asks the running bee_engine_consume calls of this engine to stop (a call starting
+ * afterwards runs normally). Any thread; async-signal-safe, so a SIGTERM handler may
+ * call it.
+ */
 void bee_engine_consume_stop(bee_engine_t *engine);
 
 /*
@@ -647,13 +679,21 @@ typedef struct bee_queue_stats_s {
   uint64_t errors;             /* entries in the error list */
 } bee_queue_stats_t;
 
+/* Statistics of queue i (one Redis round trip). Returns 0, BEE_EINVAL (i out of range), BEE_EREDIS. */
 int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *out, bee_error_t *err);
-/* Calls fn for up to max entries of the error list, oldest first. */
+/*
+ * Calls fn for up to max entries of the error list, oldest first; fn returning non-zero
+ * stops. The record's strings are valid during the call. Returns 0, BEE_EINVAL,
+ * BEE_EREDIS, BEE_ENOMEM.
+ */
 int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
                             int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err);
-/* Puts an errored entry back at the end of its queue (it applies after what is queued now). */
+/*
+ * Puts an errored entry back at the end of its queue (it applies after what is queued
+ * now). Returns 0, BEE_ENOTFOUND (no such entry in the error list), BEE_EINVAL, BEE_EREDIS.
+ */
 int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err);
-/* Drops an errored entry. */
+/* Drops an errored entry. Returns 0, BEE_ENOTFOUND, BEE_EINVAL, BEE_EREDIS. */
 int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err);
 
 #ifdef __cplusplus
