@@ -388,6 +388,21 @@ describe("consumer faults", function()
         util.shell_quote(sql))))
     end
 
+    -- Another session locks the row, holds the lock for `seconds`, then commits. Returns
+    -- the session's pipe once it holds the lock (read it to wait for its end).
+    local function hold_row_lock(id, seconds)
+      local sleep = "SELECT SLEEP(" .. seconds .. ")"
+      local locker = mysql_cli("START TRANSACTION; SELECT `id` FROM `" .. F .. "` WHERE `id` = " .. id
+        .. " FOR UPDATE; " .. sleep .. "; COMMIT;")
+      assert(util.eventually(function()
+        for _, r in ipairs(assert(engine:sql_query("SELECT `INFO` AS info FROM information_schema.PROCESSLIST"))) do
+          if r.info == sleep then return true end
+        end
+        return false
+      end, 10), "the locking session did not start")
+      return locker
+    end
+
     local old_timeout
 
     after_each(function()
@@ -408,15 +423,7 @@ describe("consumer faults", function()
       local e = ctx:edit_entity(ctx:get_by_id(F, row.id))
       e.n = 2
       assert.is_true(ctx:flush_async())
-      local locker = mysql_cli("START TRANSACTION; SELECT `id` FROM `" .. F .. "` WHERE `id` = " .. row.id
-        .. " FOR UPDATE; SELECT SLEEP(3); COMMIT;")
-      local held = util.eventually(function()
-        for _, r in ipairs(assert(engine:sql_query("SELECT `INFO` AS info FROM information_schema.PROCESSLIST"))) do
-          if r.info == "SELECT SLEEP(3)" then return true end
-        end
-        return false
-      end, 10)
-      assert(held, "the locking session did not start")
+      local locker = hold_row_lock(row.id, 3)
       local t0 = util.now()
       local st, err = beeorm.consume_async_flush_events(ctx, false, { max_retries = 10 })
       local took = util.now() - t0
@@ -436,14 +443,7 @@ describe("consumer faults", function()
       local e = ctx:edit_entity(ctx:get_by_id(F, row.id))
       e.n = 5
       assert.is_true(ctx:flush_async())
-      local locker = mysql_cli("START TRANSACTION; SELECT `id` FROM `" .. F .. "` WHERE `id` = " .. row.id
-        .. " FOR UPDATE; SELECT SLEEP(2); COMMIT;")
-      assert(util.eventually(function()
-        for _, r in ipairs(assert(engine:sql_query("SELECT `INFO` AS info FROM information_schema.PROCESSLIST"))) do
-          if r.info == "SELECT SLEEP(2)" then return true end
-        end
-        return false
-      end, 10), "the locking session did not start")
+      local locker = hold_row_lock(row.id, 2)
       local out = os.tmpname()
       local pid = au.spawn(au.consumer_cmd(REDIS_DB, "once", out, { defs = "faults" }))
       finally(function() au.kill(pid, "KILL") end)
@@ -470,14 +470,7 @@ describe("consumer faults", function()
       local e = ctx:edit_entity(ctx:get_by_id(F, row.id))
       e.n = 2
       assert.is_true(ctx:flush_async())
-      local locker = mysql_cli("START TRANSACTION; SELECT `id` FROM `" .. F .. "` WHERE `id` = " .. row.id
-        .. " FOR UPDATE; SELECT SLEEP(4); COMMIT;")
-      assert(util.eventually(function()
-        for _, r in ipairs(assert(engine:sql_query("SELECT `INFO` AS info FROM information_schema.PROCESSLIST"))) do
-          if r.info == "SELECT SLEEP(4)" then return true end
-        end
-        return false
-      end, 10), "the locking session did not start")
+      local locker = hold_row_lock(row.id, 4)
       local st, err = beeorm.consume_async_flush_events(ctx, false, { max_retries = 2 })
       local lock_was_held = #assert(engine:sql_query("SELECT 1 FROM information_schema.PROCESSLIST WHERE `INFO` = "
         .. "'SELECT SLEEP(4)'")) > 0
@@ -547,14 +540,7 @@ describe("consumer faults", function()
         expected[i] = 0
       end
       assert.is_true(ctx:flush_async())
-      local function applied()
-        local marks = au.marks(engine)
-        for s = 0, au.SHARDS - 1 do
-          local last = au.last_stream_id(REDIS_DB, "default:" .. s)
-          if last and marks["default:" .. s] ~= last then return false end
-        end
-        return true
-      end
+      local function applied() return au.all_applied(engine, REDIS_DB) end
       assert(util.eventually(applied, 20), "the first events were not applied: " .. au.read(log))
 
       -- stop MariaDB (SIGTERM, as a service manager would) and queue more while it is down

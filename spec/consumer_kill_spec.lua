@@ -355,14 +355,7 @@ describe("consumers", function()
         util.sleep(0.02)
       end
       -- wait until every queue's mark reached its last entry
-      local drained = util.eventually(function()
-        local marks = au.marks(engine)
-        for s = 0, au.SHARDS - 1 do
-          local last = au.last_stream_id(REDIS_DB, "default:" .. s)
-          if last and marks["default:" .. s] ~= last then return false end
-        end
-        return true
-      end, 30)
+      local drained = util.eventually(function() return au.all_applied(engine, REDIS_DB) end, 30)
       assert(drained, "the blocking consumers did not apply everything within 30 s: " .. au.read(log))
       local applied = 0
       for i = 1, 2 do
@@ -427,14 +420,7 @@ describe("consumers", function()
       m.produce(PAIR_OPS // 4)
       assert(util.eventually(function() return holders()[pids[2]] == au.SHARDS end, 20),
         "the second consumer did not take the queues over")
-      local drained = util.eventually(function()
-        local marks = au.marks(engine)
-        for s = 0, au.SHARDS - 1 do
-          local last = au.last_stream_id(REDIS_DB, "default:" .. s)
-          if last and marks["default:" .. s] ~= last then return false end
-        end
-        return true
-      end, 30)
+      local drained = util.eventually(function() return au.all_applied(engine, REDIS_DB) end, 30)
       assert(drained, "not everything applied: " .. au.read(log))
       au.kill(pids[2], "TERM")
       assert(au.wait_exit(pids[2], 10), "the second consumer did not stop on SIGTERM")

@@ -19,6 +19,16 @@ function M.queue_of(id, pool)
   return (pool or "default") .. ":" .. M.shard_of(id)
 end
 
+--- True when every queue of the default pool on Redis db has applied its last entry.
+function M.all_applied(engine, db)
+  local marks = M.marks(engine)
+  for s = 0, M.SHARDS - 1 do
+    local last = M.last_stream_id(db, "default:" .. s)
+    if last and marks["default:" .. s] ~= last then return false end
+  end
+  return true
+end
+
 --- The Redis stream key of a queue name.
 function M.stream_key(queue)
   return "beeorm:{q:" .. queue .. "}:s"
