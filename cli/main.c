@@ -1,6 +1,7 @@
 /*
  * beeorm: the host program. A Lua 5.4 interpreter with beeorm preloaded (the C module
- * linked in, the Lua facade embedded), plus operator subcommands as they land.
+ * linked in, the Lua facade embedded), plus the operator subcommands consume, stats and
+ * errors, implemented in Lua by the embedded module beeorm.cli (lua/beeorm/cli.lua).
  *
  * Exit codes: 0 success; 1 the script or operation failed; 2 bad usage.
  */
@@ -22,12 +23,26 @@ static void usage(FILE *out) {
           "usage: %s <command> [arguments]\n"
           "\n"
           "commands:\n"
-          "  run SCRIPT [ARGS...]   run a Lua 5.4 script with beeorm preloaded\n"
-          "  version                print the beeorm version\n"
-          "  help                   print this help\n"
+          "  run SCRIPT [ARGS...]        run a Lua 5.4 script with beeorm preloaded\n"
+          "  consume --config FILE [--workers N] [--resolver FILE] [--once]\n"
+          "                              apply the queued flush_async events to MySQL\n"
+          "  stats --config FILE [--json]\n"
+          "                              print the statistics of every queue\n"
+          "  errors list|retry|skip --config FILE [--queue Q] [--code N] [--limit N] [--json]\n"
+          "                              list, retry or drop the parked error records\n"
+          "  version                     print the beeorm version\n"
+          "  help [COMMAND]              print this help, or a command's\n"
           "\n"
-          "exit codes: 0 success, 1 the script failed, 2 bad usage\n",
-          progname);
+          "'%s COMMAND --help' describes a command's options.\n"
+          "\n"
+          "exit codes: 0 success; 1 the script or operation failed (config unreadable or\n"
+          "invalid, server unreachable, consuming failed); 2 bad usage\n",
+          progname, progname);
+}
+
+/* Subcommands implemented in Lua by the embedded module beeorm.cli. */
+static int is_cli_command(const char *cmd) {
+  return !strcmp(cmd, "consume") || !strcmp(cmd, "stats") || !strcmp(cmd, "errors");
 }
 
 static int traceback(lua_State *L) {
@@ -66,19 +81,82 @@ static int run_script(lua_State *L, const char *script, int argc, char **argv) {
   return 0;
 }
 
+/* Calls require("beeorm.cli").main(argv) (under lua_pcall); returns its exit code. */
+static int cli_main(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "beeorm.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, argc, 0);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_call(L, 1, 1);
+  lua_Integer rc = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 1;
+  lua_pushinteger(L, rc >= 0 && rc <= 255 ? rc : 1);
+  return 1;
+}
+
+/* Runs an operator subcommand: argv[0] is its name. */
+static int run_cli(lua_State *L, int argc, char **argv) {
+  lua_pushcfunction(L, cli_main);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    fprintf(stderr, "%s %s: %s\n", progname, argv[0], luaL_tolstring(L, -1, NULL));
+    return 1;
+  }
+  int rc = (int)lua_tointeger(L, -1);
+  fflush(stdout);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;
   }
   const char *cmd = argv[1];
+  int cli_argc = 0;
+  char **cli_argv = NULL;
+  static char help_flag[] = "--help";
+  char *help_argv[2];
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-    usage(stdout);
-    return 0;
+    if (argc >= 3 && is_cli_command(argv[2])) { /* help COMMAND */
+      help_argv[0] = argv[2];
+      help_argv[1] = help_flag;
+      cli_argc = 2;
+      cli_argv = help_argv;
+    } else if (argc >= 3 && strcmp(argv[2], "run") != 0 && strcmp(argv[2], "version") != 0 &&
+               strcmp(argv[2], "help") != 0) {
+      fprintf(stderr, "%s: unknown command '%s' (try '%s help')\n", progname, argv[2], progname);
+      return 2;
+    } else {
+      usage(stdout);
+      return 0;
+    }
+  } else if (is_cli_command(cmd)) {
+    cli_argc = argc - 1;
+    cli_argv = argv + 1;
   }
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
     printf("beeorm %s (%s)\n", BEE_VERSION_STRING, LUA_RELEASE);
     return 0;
+  }
+  if (cli_argv) {
+    lua_State *L = luaL_newstate();
+    if (!L) {
+      fprintf(stderr, "%s: cannot create a Lua state (out of memory)\n", progname);
+      return 1;
+    }
+    luaL_openlibs(L);
+    bee_lua_preload(L);
+    int rc = run_cli(L, cli_argc, cli_argv);
+    lua_close(L);
+    return rc;
   }
   if (strcmp(cmd, "run") != 0) {
     fprintf(stderr, "%s: unknown command '%s' (try '%s help')\n", progname, cmd, progname);

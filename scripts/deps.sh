@@ -3,7 +3,7 @@
 # when everything is present. Needs root (or sudo) only when something must be installed.
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libhiredis-dev libmariadb-dev
-  mariadb-server mariadb-client redis-server redis-tools lua-busted libyaml-dev libmsgpack-dev)
+  mariadb-server mariadb-client redis-server redis-tools lua-busted libyaml-dev libmsgpack-dev luarocks)
 missing=()
 for p in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -110,6 +110,10 @@ describe("consumer faults", function()
       local t0 = os.time()
       local st = au.consume(ctx)
       assert.equal(2, st.failed)
+      -- the counters say what was applied, not what was attempted
+      assert.equal(3, st.events) -- fine, other and gone; not the two parked ones
+      local c3_entries = au.queue_of(other.id) == au.queue_of(gone.id) and 1 or 2
+      assert.equal(1 + c3_entries, st.entries)
       -- everything else applied
       assert.equal("p-fine", (sql_row(fine.id) or {}).name)
       assert.equal("3", sql_row(other.id).n)
@@ -289,6 +293,7 @@ describe("consumer faults", function()
       assert.is_true(ev.attempts >= 1)
       assert.equal(0, st.failed)
       assert.is_true(st.retried >= 1)
+      assert.equal(2, st.events) -- the edited insert (applied after its retry) and the fine one
       assert.same({ id = tostring(t.id), name = "renamed", note = "r", n = "1" }, sql_row(t.id))
       assert.equal("r-edit-fine", (sql_row(fine.id) or {}).name)
       assert.equal("r-edit", sql_row(taken).name)

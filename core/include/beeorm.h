@@ -32,6 +32,12 @@ extern "C" {
 #define BEE_VERSION_STRING "0.1.0"
 
 /*
+ * The version of the library linked in ("0.1.0"), to compare with BEE_VERSION_STRING
+ * of the header a program was compiled with. Static string.
+ */
+const char *bee_version(void);
+
+/*
  * Error codes: XX(name, value, short code, description).
  * The short code is what Lua sees as err.code for errors that are not MySQL errors
  * (a MySQL error shows its errno instead).
@@ -617,9 +623,10 @@ typedef bee_resolution_t (*bee_resolver_fn)(void *ud, const bee_failed_event_t *
 int bee_failed_event_edit(bee_edit_t *edit, const char *col, const bee_value_t *v);
 
 typedef struct bee_consume_options_s {
+  /* A zeroed struct asks for every default. */
   int block;              /* 0: drain what is queued, then return; 1: wait for events until stopped */
-  int max_retries;        /* temporary errors, non-blocking mode: attempts before returning (default 5) */
-  int max_batch;          /* stream entries per transaction (default 200) */
+  int max_retries;        /* temporary errors, non-blocking mode: attempts before returning (0: 5) */
+  int max_batch;          /* stream entries per transaction (0: 200) */
   int workers;            /* threads, each with its own connections and its own queues; 0: the default,
                              BEE_CONSUME_WORKERS but at most twice the CPUs this process may run on
                              (more writers than that only contend); never more than the queues */
@@ -630,8 +637,9 @@ typedef struct bee_consume_options_s {
 #define BEE_CONSUME_WORKERS 11 /* as BeeORM */
 
 typedef struct bee_consume_stats_s {
-  uint64_t entries, events, batches, failed, skipped, retried;
-  uint64_t workers; /* the threads that ran */
+  uint64_t entries, events, batches; /* applied: stream entries, their events, transactions */
+  uint64_t failed, skipped, retried;  /* resolver outcomes of permanently failing entries */
+  uint64_t workers;                   /* the threads that ran */
 } bee_consume_stats_t;
 
 /*
@@ -653,9 +661,10 @@ typedef struct bee_consume_stats_s {
 int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, bee_consume_stats_t *stats,
                        bee_error_t *err);
 /*
- * Asks the running bee_engine_consume calls of this engine to stop (a call starting
- * afterwards runs normally). Any thread; async-signal-safe, so a SIGTERM handler may
- * call it.
+ * Asks the running bee_engine_consume calls of this engine to stop; the request is
+ * cleared when they return. A request made while none runs stops the next one as soon
+ * as it starts (so a signal caught while a consumer is starting is never lost). Any
+ * thread; async-signal-safe, so a SIGTERM handler may call it.
  */
 void bee_engine_consume_stop(bee_engine_t *engine);
 

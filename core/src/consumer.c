@@ -88,6 +88,17 @@ static int stopping(const consumer_t *c) {
   return atomic_load(&c->engine->consume_stop) || (c->run_stop && atomic_load(c->run_stop));
 }
 
+/* Counts entries [a, b) as applied: entries, their events, one batch. */
+static void count_applied(consumer_t *c, const entry_t *entries, size_t a, size_t b) {
+  for (size_t i = a; i < b; i++) {
+    size_t count = 0, pos;
+    if (entries[i].payload && bee__batch_open(entries[i].payload, entries[i].len, &count, &pos) == 0)
+      c->stats.events += count;
+    c->stats.entries++;
+  }
+  c->stats.batches++;
+}
+
 /* Sleeps ms, cut short by a stop request (checked every 50 ms and on signals). */
 static void sleep_ms(const consumer_t *c, int ms) {
   while (ms > 0 && !stopping(c)) {
@@ -374,7 +385,6 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
         if (failed_event) *failed_event = k;
         return bee__error(err, BEE_EINVAL, 0, "queue entry %s holds a malformed event (#%zu)", entries[i].id, k + 1);
       }
-      c->stats.events++;
       int batchable = !per_event && (ev->kind == 'I' || ev->kind == 'U');
       if (pending) {
         int same = batchable && ev->kind == kind && same_shape(ev, table, tlen, cols, pending_cols) &&
@@ -806,6 +816,7 @@ static int handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, co
     size_t fe = 0;
     int r = apply(c, pool, conn, queue, e, 0, 1, 1, 1, mark_ms, mark_seq, &fe, &cur);
     if (r == 0) {
+      count_applied(c, e, 0, 1);
       invalidate(c, e, 0, 1, 1); /* applied as retried or edited: what caches hold may differ */
       goto done;
     }
@@ -1004,8 +1015,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
       size_t failed_event = 0;
       rc = apply(c, pool, conn, queue, entries, 0, n, 1, 0, ms, seq, &failed_event, err);
       if (rc == 0) {
-        c->stats.entries += n;
-        c->stats.batches++;
+        count_applied(c, entries, 0, n);
         invalidate(c, entries, 0, n, 0);
         trim(c, qp, key, entries[n - 1].ms, entries[n - 1].seq);
         attempt = 0;
@@ -1018,8 +1028,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
           size_t fe = 0;
           int r = apply(c, pool, conn, queue, entries, i, i + 1, 1, 1, pm, ps, &fe, &one);
           if (r == 0) {
-            c->stats.entries++;
-            c->stats.batches++;
+            count_applied(c, entries, i, i + 1);
             invalidate(c, entries, i, i + 1, 0);
           } else if (r == CONFLICT) {
             break;
@@ -1320,7 +1329,6 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
   size_t nq = engine->mysql_count * BEE__SHARDS;
   size_t workers = o.workers ? (size_t)o.workers : default_workers();
   if (workers > nq) workers = nq ? nq : 1;
-  atomic_store(&engine->consume_stop, 0);
   atomic_int run_stop;
   atomic_init(&run_stop, 0);
   srand((unsigned)now_ms());
@@ -1345,6 +1353,7 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
   int rc = 0;
   if (workers == 1) {
     rc = run_queues(engine, &o, &run_stop, w[0].qs, w[0].nq, stats, err);
+    if (stats) stats->workers = 1;
   } else {
     hub_t hub;
     memset(&hub, 0, sizeof hub);
@@ -1415,6 +1424,9 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
   }
   bee__free(qs);
   bee__free(w);
+  /* Cleared when the run ends, not when it starts: a stop asked for while it was
+     starting (a signal right after the handlers went in) is not lost. */
+  atomic_store(&engine->consume_stop, 0);
   return rc;
 }
 

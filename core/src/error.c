@@ -136,3 +136,5 @@ int bee_mysql_errno_is_temporary(unsigned int e) {
       return 0;
   }
 }
+
+const char *bee_version(void) { return BEE_VERSION_STRING; }

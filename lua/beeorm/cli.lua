@@ -1,2 +1,549 @@
 -- beeorm.cli: the operator subcommands of the `beeorm` host (consume, stats, errors).
-return {}
+--
+--   local code = require("beeorm.cli").main({ "stats", "--config", "beeorm.yaml" })
+--
+-- main(argv) takes the command line after the program name (argv[1] is the
+-- subcommand), prints to io.stdout / io.stderr and returns the exit code: 0 success,
+-- 1 the operation failed (config unreadable or invalid, a server unreachable, consuming
+-- failed), 2 bad usage. Errors are one line on stderr naming the command and what was
+-- wrong. Nothing here prints a connection string: messages about pools come from the
+-- library, which never includes a password.
+local beeorm = require("beeorm")
+
+local M = {}
+
+local OK, FAILED, USAGE = 0, 1, 2
+M.EXIT_OK, M.EXIT_FAILED, M.EXIT_USAGE = OK, FAILED, USAGE
+
+-- The exit-code paragraph of a usage text; extra1/extra2 add command-specific causes.
+local function exit_codes(extra1, extra2)
+  return "exit codes:\n"
+    .. "  0  success\n"
+    .. "  1  the operation failed: config unreadable or invalid, server unreachable" .. (extra1 or "") .. "\n"
+    .. "  2  bad usage: unknown command or option, missing or bad option value,\n"
+    .. "     missing --config" .. (extra2 or "") .. "\n"
+end
+
+M.usage = {
+  consume = [[
+usage: beeorm consume --config FILE [--workers N] [--resolver FILE] [--once]
+
+Applies the events queued by flush_async to MySQL. Needs no entity definitions: the
+events carry their tables, columns and values.
+
+options:
+  --config FILE     the YAML config with the pools (MySQL and the Redis of the queues)
+  --workers N       worker threads, 1 to 256 (default: 11, at most twice the CPUs,
+                    never more than the queues)
+  --resolver FILE   a Lua file returning function(ev), called for each event failing
+                    with a permanent error; it returns "retry", "skip", "keep" (park it
+                    in the error list) or { values = { column = value, ... } } (edit
+                    and retry). Without a resolver such events are parked.
+  --once            apply what is queued now, then exit (default: keep consuming until
+                    SIGINT or SIGTERM, then finish the batch in hand and exit)
+  -h, --help        print this help
+
+When it stops it prints one line:
+  consumed: entries=N events=N batches=N failed=N skipped=N retried=N workers=N
+
+]] .. exit_codes(",\n     resolver unusable or raising, consuming failed"),
+
+  stats = [[
+usage: beeorm stats --config FILE [--json]
+
+Prints the statistics of every queue: one row per queue with a header, or with --json
+one JSON object:
+  {"queues":[{"name":"default:0","len":0,"oldest_event_seconds":0,"lag":0,"pending":0,"errors":0},...]}
+
+columns:
+  len       entries waiting
+  oldest_s  age of the oldest waiting entry, in seconds
+  lag_s     seconds between the oldest and the newest waiting entry
+  pending   entries a consumer is applying now
+  errors    entries in the queue's error list
+
+options:
+  --config FILE     the YAML config with the pools
+  --json            print JSON instead of a table
+  -h, --help        print this help
+
+]] .. exit_codes(),
+
+  errors = [[
+usage: beeorm errors list|retry|skip --config FILE [--queue Q] [--code N] [--limit N] [--json]
+
+Operates on the error lists of the queues (events parked after a permanent error).
+  list    prints the matching records, one row each, oldest first per queue
+  retry   puts each matching record back at the end of its queue (after fixing the cause)
+  skip    drops each matching record for good
+retry and skip print how many records they handled.
+
+options:
+  --config FILE     the YAML config with the pools
+  --queue Q         only queue Q ("pool:shard", e.g. default:3), or every queue of a
+                    MySQL pool ("default")
+  --code N          only records whose MySQL error code is N (e.g. 1062)
+  --limit N         handle at most N records (default 100)
+  --json            list: print one JSON object {"errors":[...]} with every field
+                    (including sql and values)
+  -h, --help        print this help
+
+]] .. exit_codes(",\n     a retry or skip failed", ", unknown queue"),
+}
+
+-- ------------------------------------------------------------------------
+-- Output helpers
+
+local function out(...)
+  io.stdout:write(...)
+end
+
+-- An error raised to main's caller: { code = exit code, message = one line }.
+local Fail = {}
+Fail.__index = Fail
+
+local function fail(code, fmt, ...)
+  error(setmetatable({ code = code, message = string.format(fmt, ...) }, Fail), 0)
+end
+
+-- One line, control characters shown as spaces (server messages are one line, but
+-- nothing printed to a terminal should be able to move the cursor).
+local function one_line(s)
+  return (tostring(s):gsub("[%c]", " "))
+end
+
+-- A library error table as one line: pool and message, code at the end.
+local function describe(err)
+  if type(err) ~= "table" then return one_line(err) end
+  local msg = one_line(err.message or tostring(err))
+  if err.pool and err.pool ~= "" and not msg:find("pool '" .. err.pool .. "'", 1, true) then
+    msg = "pool '" .. err.pool .. "': " .. msg
+  end
+  if math.type(err.code) == "integer" then msg = msg .. " (mysql " .. err.code .. ")" end
+  return msg
+end
+
+-- ------------------------------------------------------------------------
+-- JSON (output only): strings escaped, invalid UTF-8 bytes as \u00XX, integers exact,
+-- non-finite numbers as null, arrays for sequences (tables with `_array`, or a
+-- non-empty sequence), objects otherwise with the keys in the given order.
+
+local json = {}
+
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
+  ["\r"] = "\\r", ["\t"] = "\\t" }
+
+-- Valid UTF-8 kept, any other byte as \u00XX (read as Latin-1): JSON text must be UTF-8.
+local function utf8_safe(s)
+  if utf8.len(s) then return s end
+  local parts, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len = c < 0x80 and 1 or c >= 0xF0 and 4 or c >= 0xE0 and 3 or c >= 0xC2 and 2 or 0
+    local piece = len > 0 and s:sub(i, i + len - 1)
+    if piece and #piece == len and utf8.len(piece) == 1 then
+      parts[#parts + 1] = piece
+      i = i + len
+    else
+      parts[#parts + 1] = string.format("\\u%04x", c)
+      i = i + 1
+    end
+  end
+  return table.concat(parts)
+end
+
+function json.string(s)
+  local escaped = tostring(s):gsub('[%c"\\]', function(c)
+    return ESC[c] or string.format("\\u%04x", c:byte())
+  end)
+  return '"' .. utf8_safe(escaped) .. '"'
+end
+
+function json.number(n)
+  if math.type(n) == "integer" then return string.format("%d", n) end
+  if n ~= n or n == math.huge or n == -math.huge then return "null" end
+  if n == math.floor(n) and math.abs(n) < 2 ^ 53 then return string.format("%d", math.tointeger(n)) end
+  for digits = 15, 16 do -- the shortest form that reads back as the same number
+    local s = string.format("%." .. digits .. "g", n)
+    if tonumber(s) == n then return s end
+  end
+  return string.format("%.17g", n)
+end
+
+-- value: nil, boolean, number, string, or a table: { _keys = { ordered keys }, ... }
+-- for objects, or an array (with _array = true when it may be empty).
+function json.encode(v)
+  local t = type(v)
+  if v == nil then return "null" end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" then return json.number(v) end
+  if t == "string" then return json.string(v) end
+  if t ~= "table" then return json.string(tostring(v)) end
+  if v._array or (v[1] ~= nil and not v._keys) then
+    local parts = {}
+    for i = 1, (v.n or #v) do parts[i] = json.encode(v[i]) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  local keys = v._keys
+  if not keys then
+    keys = {}
+    for k in pairs(v) do if type(k) == "string" and k:sub(1, 1) ~= "_" then keys[#keys + 1] = k end end
+    table.sort(keys)
+  end
+  local parts = {}
+  for _, k in ipairs(keys) do
+    if v[k] ~= nil then parts[#parts + 1] = json.string(k) .. ":" .. json.encode(v[k]) end
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+M.json = json
+
+-- ------------------------------------------------------------------------
+-- Tables for humans
+
+local function print_table(header, rows, right)
+  local widths = {}
+  for i, h in ipairs(header) do widths[i] = #h end
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do
+      local len = utf8.len(cell) or #cell
+      if len > widths[i] then widths[i] = len end
+    end
+  end
+  local function line(cells)
+    local parts = {}
+    for i, cell in ipairs(cells) do
+      local pad = string.rep(" ", widths[i] - (utf8.len(cell) or #cell))
+      if i == #cells then
+        parts[i] = right[i] and pad .. cell or cell -- no trailing blanks
+      else
+        parts[i] = right[i] and pad .. cell or cell .. pad
+      end
+    end
+    out(table.concat(parts, "  "), "\n")
+  end
+  line(header)
+  for _, row in ipairs(rows) do line(row) end
+end
+
+local function seconds(x)
+  if math.type(x) == "integer" then return tostring(x) end
+  return string.format("%.3f", x)
+end
+
+-- ------------------------------------------------------------------------
+-- Command lines
+
+-- Parses args (argv after the subcommand) against spec: { ["--name"] = "value" | "flag" }.
+-- Returns options (name without dashes -> string or true) and positional arguments, or
+-- "help" when -h/--help was given. Raises a usage Fail for anything else.
+local function parse(cmd, args, spec)
+  local opts, pos = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "-h" or a == "--help" then return "help" end
+    if a == "--" then
+      for j = i + 1, #args do pos[#pos + 1] = args[j] end
+      break
+    end
+    if a:sub(1, 1) == "-" and a ~= "-" then
+      local name, value = a:match("^(%-%-[^=]+)=(.*)$")
+      name = name or a
+      local kind = spec[name]
+      if not kind then fail(USAGE, "beeorm %s: unknown option '%s' (try 'beeorm %s --help')", cmd, one_line(name), cmd) end
+      if kind == "flag" then
+        if value then fail(USAGE, "beeorm %s: %s takes no value", cmd, name) end
+        opts[name:sub(3)] = true
+      else
+        if not value then
+          value = args[i + 1]
+          -- `--config --once`: the next word is an option, not this one's value
+          if value and (spec[value:match("^(%-%-[^=]+)") or ""] or value == "-h" or value == "--help") then
+            value = nil
+          end
+          i = i + 1
+        end
+        if value == nil or value == "" then fail(USAGE, "beeorm %s: missing value for %s %s", cmd, name, kind) end
+        opts[name:sub(3)] = value
+      end
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, pos
+end
+
+-- An integer option within [lo, hi] (hi may be nil).
+local function integer_option(cmd, opts, name, lo, hi, default)
+  local s = opts[name]
+  if s == nil then return default end
+  local n = s:match("^%s*[+]?%d+%s*$") and math.tointeger(tonumber(s))
+  if not n or n < lo or (hi and n > hi) then
+    if hi then
+      fail(USAGE, "beeorm %s: --%s must be an integer from %d to %d, got '%s'", cmd, name, lo, hi, one_line(s))
+    end
+    fail(USAGE, "beeorm %s: --%s must be an integer of %d or more, got '%s'", cmd, name, lo, one_line(s))
+  end
+  return n
+end
+
+local function no_positional(cmd, pos)
+  if pos[1] then fail(USAGE, "beeorm %s: unexpected argument '%s' (try 'beeorm %s --help')", cmd, one_line(pos[1]), cmd) end
+end
+
+local function need_config(cmd, opts)
+  if not opts.config then fail(USAGE, "beeorm %s: missing --config FILE (try 'beeorm %s --help')", cmd, cmd) end
+  return opts.config
+end
+
+-- Loads the config into a registry and connects: the engine, or a Fail.
+local function connect(cmd, path)
+  local registry = beeorm.registry()
+  local ok, err = registry:load_yaml(path)
+  if not ok then
+    local msg = one_line(err and err.message or tostring(err))
+    local why = msg:match("^cannot read .-: ([^:]+)$")
+    if why then fail(FAILED, "beeorm %s: cannot read config '%s': %s", cmd, one_line(path), why) end
+    fail(FAILED, "beeorm %s: invalid config '%s': %s", cmd, one_line(path), msg)
+  end
+  local engine
+  engine, err = registry:validate()
+  if not engine then
+    local code = type(err) == "table" and err.code
+    if type(err) == "table" and (err.temporary or math.type(code) == "integer" or code == "redis" or code == "timeout") then
+      fail(FAILED, "beeorm %s: cannot connect: %s", cmd, describe(err))
+    end
+    fail(FAILED, "beeorm %s: invalid config '%s': %s", cmd, one_line(path), describe(err))
+  end
+  return engine, registry
+end
+
+-- The engine's queues; a Fail when the config has no Redis pool to hold them.
+local function queues(cmd, engine)
+  local qs = engine:read_async_flush_events()
+  if #qs == 0 then
+    fail(FAILED, "beeorm %s: the config has no queues (they need a MySQL pool and a Redis pool)", cmd)
+  end
+  return qs
+end
+
+-- ------------------------------------------------------------------------
+-- consume
+
+local function load_resolver(path)
+  local chunk, err = loadfile(path, "t")
+  if not chunk then fail(FAILED, "beeorm consume: cannot load resolver '%s': %s", one_line(path), one_line(err)) end
+  local ok, fn = pcall(chunk)
+  if not ok then fail(FAILED, "beeorm consume: resolver '%s' raised: %s", one_line(path), one_line(fn)) end
+  if type(fn) ~= "function" then
+    fail(FAILED, "beeorm consume: resolver '%s' must return a function(ev), returned a %s", one_line(path), type(fn))
+  end
+  return fn
+end
+
+function M.consume(args)
+  local opts, pos = parse("consume", args, { ["--config"] = "FILE", ["--workers"] = "N",
+    ["--resolver"] = "FILE", ["--once"] = "flag" })
+  if opts == "help" then
+    out(M.usage.consume)
+    return OK
+  end
+  no_positional("consume", pos)
+  local workers = integer_option("consume", opts, "workers", 1, 256, nil)
+  local config = need_config("consume", opts)
+  local resolver = opts.resolver and load_resolver(opts.resolver)
+  local engine = connect("consume", config)
+  queues("consume", engine)
+  local consumer = engine:consumer { workers = workers, resolver = resolver }
+  local ok, st, err = pcall(consumer.run, consumer, { block = not opts.once })
+  if not ok then
+    fail(FAILED, "beeorm consume: %s", opts.resolver and ("resolver '" .. one_line(opts.resolver) .. "' failed: "
+      .. one_line(st)) or one_line(st))
+  end
+  if not st then fail(FAILED, "beeorm consume: consuming failed: %s", describe(err)) end
+  out(string.format("consumed: entries=%d events=%d batches=%d failed=%d skipped=%d retried=%d workers=%d\n",
+    st.entries, st.events, st.batches, st.failed, st.skipped, st.retried, st.workers))
+  engine:close()
+  return OK
+end
+
+-- ------------------------------------------------------------------------
+-- stats
+
+local STAT_KEYS = { "name", "len", "oldest_event_seconds", "lag", "pending", "errors" }
+
+function M.stats(args)
+  local opts, pos = parse("stats", args, { ["--config"] = "FILE", ["--json"] = "flag" })
+  if opts == "help" then
+    out(M.usage.stats)
+    return OK
+  end
+  no_positional("stats", pos)
+  local engine = connect("stats", need_config("stats", opts))
+  local list = { _array = true }
+  for _, q in ipairs(queues("stats", engine)) do
+    local s, err = q:stats()
+    if not s then fail(FAILED, "beeorm stats: cannot read queue %s: %s", q.name, describe(err)) end
+    list[#list + 1] = { _keys = STAT_KEYS, name = q.name, len = s.len, oldest_event_seconds = s.oldest_event_seconds,
+      lag = s.lag, pending = s.pending, errors = s.errors }
+  end
+  if opts.json then
+    out(json.encode({ _keys = { "queues" }, queues = list }), "\n")
+  else
+    local rows = {}
+    for i, s in ipairs(list) do
+      rows[i] = { s.name, tostring(s.len), seconds(s.oldest_event_seconds), seconds(s.lag), tostring(s.pending),
+        tostring(s.errors) }
+    end
+    print_table({ "queue", "len", "oldest_s", "lag_s", "pending", "errors" }, rows,
+      { false, true, true, true, true, true })
+  end
+  engine:close()
+  return OK
+end
+
+-- ------------------------------------------------------------------------
+-- errors
+
+local ERROR_KEYS = { "queue", "stream_id", "kind", "entity", "table", "id", "code", "message", "attempts",
+  "failed_at", "events", "sql", "values" }
+
+local function utc(t)
+  if type(t) ~= "number" then return "-" end
+  return os.date("!%Y-%m-%d %H:%M:%S", math.floor(t))
+end
+
+-- The matching error records as { q, ev } pairs, at most limit.
+local function matching(engine, opts, limit, code)
+  local qs = queues("errors", engine)
+  local selected = {}
+  if opts.queue then
+    for _, q in ipairs(qs) do
+      if q.name == opts.queue or q.name:match("^(.*):%d+$") == opts.queue then selected[#selected + 1] = q end
+    end
+    if #selected == 0 then
+      local names = {}
+      for _, q in ipairs(qs) do names[#names + 1] = q.name end
+      fail(USAGE, "beeorm errors: no queue '%s' (queues: %s)", one_line(opts.queue), table.concat(names, ", "))
+    end
+  else
+    selected = qs
+  end
+  local found = {}
+  for _, q in ipairs(selected) do
+    if #found >= limit then break end
+    -- with a code filter every record must be looked at; without, the first ones do
+    local want = limit - #found
+    if code then
+      local s, err = q:stats()
+      if not s then fail(FAILED, "beeorm errors: cannot read queue %s: %s", q.name, describe(err)) end
+      want = math.max(s.errors, 1)
+    end
+    local list, err = q:errors(want)
+    if not list then fail(FAILED, "beeorm errors: cannot read the error list of %s: %s", q.name, describe(err)) end
+    for _, ev in ipairs(list) do
+      if #found >= limit then break end
+      if not code or ev.error.code == code then found[#found + 1] = { q = q, ev = ev } end
+    end
+  end
+  return found
+end
+
+local function list_errors(found, as_json)
+  if as_json then
+    local arr = { _array = true }
+    for i, m in ipairs(found) do
+      local ev = m.ev
+      local values = { _keys = {} }
+      for k, v in pairs(ev.values or {}) do
+        values[k] = v
+        values._keys[#values._keys + 1] = k
+      end
+      table.sort(values._keys)
+      arr[i] = { _keys = ERROR_KEYS, queue = ev.queue, stream_id = ev.stream_id, kind = ev.kind, entity = ev.entity,
+        table = ev.table, id = ev.id, code = ev.error.code, message = ev.error.message, attempts = ev.attempts,
+        failed_at = ev.failed_at, events = ev.events, sql = ev.sql, values = values }
+    end
+    out(json.encode({ _keys = { "errors" }, errors = arr }), "\n")
+    return
+  end
+  local rows = {}
+  for i, m in ipairs(found) do
+    local ev = m.ev
+    rows[i] = { ev.queue, ev.stream_id, ev.kind, tostring(ev.entity), tostring(ev.id), tostring(ev.error.code),
+      tostring(ev.attempts), utc(ev.failed_at), one_line(ev.error.message) }
+  end
+  print_table({ "queue", "stream_id", "kind", "entity", "id", "code", "attempts", "failed_at", "message" }, rows,
+    { false, false, false, false, true, true, true, false, false })
+end
+
+function M.errors(args)
+  local opts, pos = parse("errors", args, { ["--config"] = "FILE", ["--queue"] = "Q", ["--code"] = "N",
+    ["--limit"] = "N", ["--json"] = "flag" })
+  if opts == "help" then
+    out(M.usage.errors)
+    return OK
+  end
+  local action = pos[1]
+  if not action then fail(USAGE, "beeorm errors: missing action: list, retry or skip (try 'beeorm errors --help')") end
+  if action ~= "list" and action ~= "retry" and action ~= "skip" then
+    fail(USAGE, "beeorm errors: unknown action '%s' (expected list, retry or skip)", one_line(action))
+  end
+  if pos[2] then fail(USAGE, "beeorm errors: unexpected argument '%s'", one_line(pos[2])) end
+  if opts.json and action ~= "list" then fail(USAGE, "beeorm errors: --json applies to 'errors list' only") end
+  local code = integer_option("errors", opts, "code", 1, nil, nil)
+  local limit = integer_option("errors", opts, "limit", 1, nil, 100)
+  local engine = connect("errors", need_config("errors", opts))
+  local found = matching(engine, opts, limit, code)
+  if action == "list" then
+    list_errors(found, opts.json)
+  else
+    local done = 0
+    for _, m in ipairs(found) do
+      local ok, err
+      if action == "retry" then ok, err = m.q:retry(m.ev) else ok, err = m.q:skip(m.ev) end
+      if not ok then
+        out(string.format("%s %d of %d error records\n", action == "retry" and "retried" or "skipped", done, #found))
+        fail(FAILED, "beeorm errors: %s of %s %s failed: %s", action, m.ev.queue, m.ev.stream_id, describe(err))
+      end
+      done = done + 1
+    end
+    out(string.format("%s %d error record%s\n", action == "retry" and "retried" or "skipped", done,
+      done == 1 and "" or "s"))
+  end
+  engine:close()
+  return OK
+end
+
+-- ------------------------------------------------------------------------
+
+M.commands = { consume = M.consume, stats = M.stats, errors = M.errors }
+
+--- Runs a subcommand: argv = { "consume" | "stats" | "errors", args... }. Returns the
+-- exit code. Usage problems and failed operations are reported on stderr; anything
+-- else raised (a bug) propagates to the host.
+function M.main(argv)
+  local cmd = argv[1]
+  local fn = M.commands[cmd]
+  if not fn then
+    io.stderr:write(string.format("beeorm: unknown command '%s' (try 'beeorm help')\n", one_line(cmd)))
+    return USAGE
+  end
+  local args = table.move(argv, 2, #argv, 1, {})
+  local ok, res = pcall(fn, args)
+  if ok then
+    io.stdout:flush()
+    return res
+  end
+  if getmetatable(res) == Fail then
+    io.stdout:flush()
+    io.stderr:write(res.message, "\n")
+    return res.code
+  end
+  error(res, 0)
+end
+
+return M

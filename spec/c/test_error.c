@@ -51,3 +51,8 @@ TEST_IMPL(mysql_errno_classification) {
     ASSERT_EQ(bee_mysql_errno_is_temporary(permanent[i]), 0);
   return 0;
 }
+
+TEST_IMPL(error_library_version_matches_header) {
+  ASSERT_STR_EQ(bee_version(), BEE_VERSION_STRING);
+  return 0;
+}

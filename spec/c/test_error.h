@@ -2,4 +2,5 @@
   T(error_table_names_every_code)         \
   T(error_format_is_one_line_with_code)   \
   T(error_scrub_removes_every_secret)     \
-  T(mysql_errno_classification)
+  T(mysql_errno_classification) \
+  T(error_library_version_matches_header)
