@@ -410,9 +410,15 @@ describe("consumers", function()
         m.produce(PAIR_OPS // 20)
         util.sleep(0.1)
       end
+      -- (a worker spinning on a queue held elsewhere burns a core: 2 s here; applying
+      -- this load takes 0.2-0.25 s. The sanitizer build needs 1.2-1.3 s for the same
+      -- work, too close to tell a spin apart: there the plain run's check stands.)
       for i = 1, 2 do
         local used = cpu_seconds(pids[i]) - cpu0[i]
-        assert(used < 1.0, "consumer " .. i .. " used " .. used .. " s of CPU in 2 s of light load")
+        say("consumer %d: %.2f s of CPU in 2 s of light load", i, used)
+        if not os.getenv("BEEORM_SANITIZE") then
+          assert(used < 1.0, "consumer " .. i .. " used " .. used .. " s of CPU in 2 s of light load")
+        end
       end
       -- the first dies: its queues move to the second once its heartbeat and leases run out
       au.kill(pids[1], "KILL")
