@@ -507,7 +507,9 @@ void bee_context_clear_flush(bee_context_t *ctx);
 
 /*
  * Writes the tracked changes (DESIGN G6): one transaction per MySQL pool, consecutive
- * inserts into a table as one multi-row INSERT, updates of the changed columns only.
+ * inserts into a table as one multi-row INSERT, updates of the changed columns only
+ * (changes that make a single statement in a single pool, such as new entities of one
+ * entity, run as that one statement, atomic by itself, without BEGIN and COMMIT).
  * Statements of all pools run before any commits; on any failure every pool is rolled
  * back, no cache changed, the changes stay tracked, and the MySQL error is returned.
  * After commit the Redis and local caches are updated and other processes' local
