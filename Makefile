@@ -29,7 +29,7 @@ demo: build
 	@scripts/demo.sh $(BUILD)
 
 bench: build
-	@scripts/bench.sh $(BUILD)
+	@BENCH_QUICK=$(QUICK) scripts/bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

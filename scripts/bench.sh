@@ -1,15 +1,9 @@
 #!/usr/bin/env bash
-# Runs every benchmark under bench/ against throwaway servers. Usage: scripts/bench.sh [BUILD_DIR]
+# Runs the benchmark (bench/run.lua: beeorm, the naive Lua peer, the raw limit) against
+# throwaway servers; results in BUILD_DIR/bench. Usage: [BENCH_QUICK=1] scripts/bench.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=$(cd "${1:-build}" && pwd)
-shopt -s nullglob
-benches=()
-for b in bench/*.lua; do [[ "$b" == bench/common.lua ]] || benches+=("$b"); done
-if [[ ${#benches[@]} -eq 0 ]]; then
-  echo "no benchmarks yet: the loader, flush and consumer benchmarks come with those features"
-  exit 0
-fi
 mkdir -p "$BUILD/servers"
 DIR=$(mktemp -d "$BUILD/servers/bench.XXXXXX")
 trap 'scripts/servers.sh stop "$DIR"' EXIT
@@ -17,6 +11,5 @@ trap 'exit 130' INT TERM
 scripts/servers.sh start "$DIR" $$
 # shellcheck disable=SC1091
 source "$DIR/env"
-for b in "${benches[@]}"; do
-  "$BUILD/beeorm" run "$b" "$BEEORM_TEST_MYSQL" "$BEEORM_TEST_REDIS" "$BUILD"
-done
+# BENCH_QUICK=1 (make bench QUICK=1): one short run per scenario, to catch a crash.
+"$BUILD/beeorm" run bench/run.lua "$BEEORM_TEST_MYSQL" "$BEEORM_TEST_REDIS" "$BUILD" "$BUILD/bench"

@@ -3,7 +3,9 @@
 # when everything is present. Needs root (or sudo) only when something must be installed.
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libhiredis-dev libmariadb-dev
-  mariadb-server mariadb-client redis-server redis-tools lua-busted libyaml-dev libmsgpack-dev luarocks)
+  mariadb-server mariadb-client redis-server redis-tools lua-busted libyaml-dev libmsgpack-dev luarocks
+  lua-sql-mysql lua-redis lua-socket lua-system
+  gnuplot-nox)
 missing=()
 for p in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

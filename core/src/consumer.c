@@ -342,7 +342,8 @@ static void event_sql(MYSQL *conn, const bee__event_t *ev, bee__buf_t *b) {
 
 /*
  * Runs the events of entries [a, b) inside the caller's transaction. Batched: runs of
- * inserts into one table with the same columns go as one multi-row INSERT. per_event:
+ * inserts into one table with the same columns go as one multi-row INSERT, runs of updates
+ * as one UPDATE ... JOIN, runs of deletes as one DELETE ... IN. per_event:
  * one statement per event, and *failed_event (entry-relative) says which one failed.
  */
 static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries, size_t a, size_t b, int per_event,
@@ -351,9 +352,10 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
   bee__buf_t *sql = &c->sql;
   int rc = 0;
   /*
-   * A pending group: a multi-row INSERT, or a multi-row UPDATE written as
+   * A pending group: a multi-row INSERT, a multi-row UPDATE written as
    *   UPDATE t JOIN (SELECT id, v1 UNION ALL SELECT ...) AS x ON t.id = x.id SET t.c = x.c
-   * of events with the same table and columns (and distinct ids, so each row changes once).
+   * of events with the same table and columns (and distinct ids, so each row changes
+   * once), or one DELETE ... WHERE id IN (...) of a run of deletes from one table.
    */
   char table[BEE__IDENT_MAX], kind = 0;
   size_t tlen = 0, pending = 0, pending_cols = 0;
@@ -368,6 +370,8 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
       for (size_t j_ = 0; j_ < pending_cols; j_++)                                                     \
         bee__buf_printf(sql, "%st.`%.*s` = x.`%.*s`", j_ ? ", " : "", (int)cols[j_].n, cols[j_].p,      \
                         (int)cols[j_].n, cols[j_].p);                                                  \
+    } else if (kind == 'D') {                                                                          \
+      bee__buf_puts(sql, ")");                                                                         \
     }                                                                                                  \
     if (sql->failed) return bee__error(err, BEE_ENOMEM, 0, "out of memory building a statement");      \
     rc = q(c, pool, conn, sql->data, sql->len, err);                                                   \
@@ -385,7 +389,7 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
         if (failed_event) *failed_event = k;
         return bee__error(err, BEE_EINVAL, 0, "queue entry %s holds a malformed event (#%zu)", entries[i].id, k + 1);
       }
-      int batchable = !per_event && (ev->kind == 'I' || ev->kind == 'U');
+      int batchable = !per_event;
       if (pending) {
         int same = batchable && ev->kind == kind && same_shape(ev, table, tlen, cols, pending_cols) &&
                    pending < 1000 && sql->len < (4u << 20);
@@ -408,6 +412,9 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
           }
           if (kind == 'I') {
             event_sql(conn, ev, sql); /* "INSERT ... VALUES (first row)" */
+          } else if (kind == 'D') {
+            bee__buf_printf(sql, "DELETE FROM `%.*s` WHERE `id` IN (", (int)tlen, table);
+            put_id(sql, ev->id);
           } else {
             bee__buf_printf(sql, "UPDATE `%.*s` AS t JOIN (SELECT ", (int)tlen, table);
             put_id(sql, ev->id);
@@ -418,6 +425,9 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
               bee__buf_printf(sql, " AS `%.*s`", (int)ev->cols[j].n, ev->cols[j].p);
             }
           }
+        } else if (kind == 'D') {
+          bee__buf_puts(sql, ",");
+          put_id(sql, ev->id);
         } else {
           bee__buf_puts(sql, kind == 'I' ? ",(" : " UNION ALL SELECT ");
           put_id(sql, ev->id);
