@@ -265,6 +265,7 @@ set yrange [100:*]
 set grid ytics
 set key top right
 set bmargin 9
+set rmargin 14
 set xtics rotate by -35 left
 set datafile missing "NaN"
 plot "%s/chart.dat" using 2:xtic(1) title columnheader(2) lc rgb "#e69f00", \
