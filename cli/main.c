@@ -114,6 +114,18 @@ static int run_cli(lua_State *L, int argc, char **argv) {
   return rc;
 }
 
+/* Lua 5.4 with its standard libraries and beeorm preloaded; NULL (said on stderr) when out of memory. */
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "%s: cannot create a Lua state (out of memory)\n", progname);
+    return NULL;
+  }
+  luaL_openlibs(L);
+  bee_lua_preload(L);
+  return L;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
@@ -147,13 +159,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (cli_argv) {
-    lua_State *L = luaL_newstate();
-    if (!L) {
-      fprintf(stderr, "%s: cannot create a Lua state (out of memory)\n", progname);
-      return 1;
-    }
-    luaL_openlibs(L);
-    bee_lua_preload(L);
+    lua_State *L = new_state();
+    if (!L) return 1;
     int rc = run_cli(L, cli_argc, cli_argv);
     lua_close(L);
     return rc;
@@ -166,13 +173,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s run: missing SCRIPT (usage: %s run SCRIPT [ARGS...])\n", progname, progname);
     return 2;
   }
-  lua_State *L = luaL_newstate();
-  if (!L) {
-    fprintf(stderr, "%s: cannot create a Lua state (out of memory)\n", progname);
-    return 1;
-  }
-  luaL_openlibs(L);
-  bee_lua_preload(L);
+  lua_State *L = new_state();
+  if (!L) return 1;
   int rc = run_script(L, argv[2], argc - 3, argv + 3);
   lua_close(L);
   return rc;
