@@ -754,6 +754,22 @@ static int engine_sql_exec(lua_State *L) {
   return 1;
 }
 
+/*
+ * Calls fn(ud [, value at idx1 [, value at idx2]]) under lua_pcall, from a core callback
+ * running inside the binding function whose stack holds idx1 and idx2 (absolute
+ * indexes; 0: not passed), so no Lua error unwinds through the core. Returns 0, or 1
+ * with the error object left on the stack (the binding re-raises it once the core
+ * returned).
+ */
+static int protected_call(lua_State *L, lua_CFunction fn, void *ud, int idx1, int idx2, int nresults) {
+  int nargs = 1;
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, ud);
+  if (idx1) lua_pushvalue(L, idx1), nargs++;
+  if (idx2) lua_pushvalue(L, idx2), nargs++;
+  return lua_pcall(L, nargs, nresults, 0) != LUA_OK;
+}
+
 typedef struct {
   lua_State *L;
   int rows;     /* stack index of the result table */
@@ -784,14 +800,7 @@ static int collect_row(void *ud, size_t ncols, const char *const *names, const c
   r->names = names;
   r->cells = cells;
   r->lens = lens;
-  lua_pushcfunction(r->L, push_row);
-  lua_pushlightuserdata(r->L, r);
-  lua_pushvalue(r->L, r->rows);
-  if (lua_pcall(r->L, 2, 0, 0) != LUA_OK) {
-    r->failed = 1;
-    return 1;
-  }
-  return 0;
+  return r->failed = protected_call(r->L, push_row, r, r->rows, 0, 0);
 }
 
 /*
@@ -1290,15 +1299,7 @@ static int collect(void *ud, size_t index, const bee_row_t *row) {
   lrows_t *r = ud;
   r->row = row;
   r->index = index;
-  lua_pushcfunction(r->L, build_row);
-  lua_pushlightuserdata(r->L, r);
-  lua_pushvalue(r->L, r->result);
-  lua_pushvalue(r->L, r->mt);
-  if (lua_pcall(r->L, 3, r->mode == 2, 0) != LUA_OK) {
-    r->failed = 1;
-    return 1;
-  }
-  return 0;
+  return r->failed = protected_call(r->L, build_row, r, r->result, r->mt, r->mode == 2);
 }
 
 /* Pushes the result table and the entity metatable; fills r. */
@@ -1569,10 +1570,7 @@ typedef struct {
 static bee_resolution_t lua_resolver(void *ud, const bee_failed_event_t *ev, bee_edit_t *edit) {
   lconsumer_t *c = ud;
   lresolve_t r = {c->L, c->fn, ev, edit, BEE_RESOLVE_KEEP};
-  lua_pushcfunction(c->L, call_resolver);
-  lua_pushlightuserdata(c->L, &r);
-  lua_pushvalue(c->L, c->fn); /* an index of this frame, passed on as an argument */
-  if (lua_pcall(c->L, 2, 0, 0) != LUA_OK) {
+  if (protected_call(c->L, call_resolver, &r, c->fn, 0, 0)) {
     /* A broken resolver keeps the entry (nothing lost) and is reported at the end. */
     if (!c->failed) {
       c->failed = 1;
@@ -1722,26 +1720,20 @@ typedef struct {
   int result;
   lua_Integer n;
   int failed;
+  const bee_failed_event_t *ev; /* the record being pushed */
 } lerrors_t;
 
 static int push_error_row(lua_State *L) {
-  lerrors_t *e = lua_touserdata(L, 1);
-  push_failed_event(L, lua_touserdata(L, 2));
-  lua_rawseti(L, 3, ++e->n);
+  lerrors_t *e = lua_touserdata(L, 1); /* 2: the result table */
+  push_failed_event(L, e->ev);
+  lua_rawseti(L, 2, ++e->n);
   return 0;
 }
 
 static int collect_error(void *ud, const bee_failed_event_t *ev) {
   lerrors_t *e = ud;
-  lua_pushcfunction(e->L, push_error_row);
-  lua_pushlightuserdata(e->L, e);
-  lua_pushlightuserdata(e->L, (void *)ev);
-  lua_pushvalue(e->L, e->result);
-  if (lua_pcall(e->L, 3, 0, 0) != LUA_OK) {
-    e->failed = 1;
-    return 1;
-  }
-  return 0;
+  e->ev = ev;
+  return e->failed = protected_call(e->L, push_error_row, e, e->result, 0, 0);
 }
 
 /* engine:queue_errors(i [, max]) -> array of failed events, oldest first | nil, err */
@@ -1752,7 +1744,7 @@ static int engine_queue_errors(lua_State *L) {
   luaL_argcheck(L, max >= 1, 3, "expected 1 or more");
   lua_settop(L, 3);
   lua_newtable(L);
-  lerrors_t e = {L, lua_gettop(L), 0, 0};
+  lerrors_t e = {L, lua_gettop(L), 0, 0, NULL};
   bee_error_t err;
   int rc = bee_engine_queue_errors(engine, i, (size_t)max, collect_error, &e, &err);
   if (e.failed) return lua_error(L);
