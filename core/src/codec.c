@@ -74,15 +74,6 @@ static int bits_ok(int bits) {
   return bits == 8 || bits == 16 || bits == 24 || bits == 32 || bits == 64;
 }
 
-static int int_in_range(int64_t v, int bits, int is_unsigned) {
-  if (is_unsigned) {
-    if (v < 0) return 0;
-    return bits == 64 || (uint64_t)v <= ((uint64_t)1 << bits) - 1;
-  }
-  if (bits == 64) return 1;
-  return v >= -((int64_t)1 << (bits - 1)) && v <= ((int64_t)1 << (bits - 1)) - 1;
-}
-
 /* 1 when v is a value the codec stores for f (the table in codec.h), 0 otherwise. */
 static int value_fits(const bee__field_t *f, const bee_value_t *v) {
   if (v->kind == BEE_VALUE_NIL) return 1;
@@ -92,7 +83,7 @@ static int value_fits(const bee__field_t *f, const bee_value_t *v) {
       int bits, is_unsigned;
       int_shape(f, &bits, &is_unsigned);
       if (!bits_ok(bits)) return 0;
-      if (v->kind == BEE_VALUE_INT) return int_in_range(v->i, bits, is_unsigned);
+      if (v->kind == BEE_VALUE_INT) return bee__int_in_range(v->i, bits, is_unsigned);
       return v->kind == BEE_VALUE_STRING && bits == 64 && is_unsigned &&
              big_unsigned_text(v->str, v->len);
     }
@@ -365,7 +356,7 @@ static int cell_int(const bee__field_t *f, const char *s, size_t n, bee_value_t 
   } else {
     v = (int64_t)mag;
   }
-  if (!int_in_range(v, bits, is_unsigned)) return BEE_EINVAL;
+  if (!bee__int_in_range(v, bits, is_unsigned)) return BEE_EINVAL;
   out->kind = BEE_VALUE_INT;
   out->i = v;
   out->f = 0;

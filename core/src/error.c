@@ -47,18 +47,23 @@ void bee_error_clear(bee_error_t *err) {
   if (err) memset(err, 0, sizeof *err);
 }
 
-int bee__error(bee_error_t *err, int code, int temporary, const char *fmt, ...) {
+int bee__verror(bee_error_t *err, int code, int temporary, const char *fmt, va_list ap) {
   if (!err) return code;
   memset(err, 0, sizeof *err);
   err->code = code;
   err->temporary = temporary ? 1 : 0;
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(err->message, sizeof err->message, fmt, ap);
-  va_end(ap);
   /* One line: a server message may carry newlines. */
   for (char *p = err->message; *p; p++)
     if (*p == '\n' || *p == '\r') *p = ' ';
+  return code;
+}
+
+int bee__error(bee_error_t *err, int code, int temporary, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  bee__verror(err, code, temporary, fmt, ap);
+  va_end(ap);
   return code;
 }
 

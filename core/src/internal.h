@@ -29,6 +29,7 @@ char *bee__strdup(const char *s);
  * returns code so callers can `return bee__error(...)`. Other fields are cleared.
  */
 int bee__error(bee_error_t *err, int code, int temporary, const char *fmt, ...) BEE__PRINTF(4, 5);
+int bee__verror(bee_error_t *err, int code, int temporary, const char *fmt, va_list ap);
 
 /* Sets err->pool (truncated to fit). */
 void bee__error_pool(bee_error_t *err, const char *pool);

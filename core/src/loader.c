@@ -647,9 +647,11 @@ static int skip_missing(void *ud, size_t index, const bee_row_t *row) {
   return s->fn(s->ud, s->next++, row);
 }
 
-static int deliver_list(bee_context_t *ctx, size_t ei, idlist_t *l, bee_row_fn fn, void *ud, bee_error_t *err) {
+/* Ends a list loader: delivers the rows of l unless rc (the listing's result) failed; frees l. */
+static int deliver_list(bee_context_t *ctx, size_t ei, int rc, idlist_t *l, bee_row_fn fn, void *ud,
+                        bee_error_t *err) {
   skip_t s = {fn, ud, 0};
-  int rc = bee__load_by_ids(ctx, ei, l->ids, l->n, skip_missing, &s, err);
+  if (!rc) rc = bee__load_by_ids(ctx, ei, l->ids, l->n, skip_missing, &s, err);
   bee__free(l->ids);
   return rc;
 }
@@ -828,11 +830,7 @@ int bee_context_get_by_reference(bee_context_t *ctx, const bee_entity_t *entity,
   bee__free(row);
   bee__buf_free(&key);
   bee__buf_free(&where);
-  if (rc) {
-    bee__free(l.ids);
-    return rc;
-  }
-  return deliver_list(ctx, ei, &l, fn, ud, err);
+  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
 }
 
 int bee_context_get_by_index(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
@@ -866,11 +864,7 @@ out:
   bee__buf_free(&strings);
   bee__buf_free(&key);
   bee__buf_free(&where);
-  if (rc) {
-    bee__free(l.ids);
-    return rc;
-  }
-  return deliver_list(ctx, ei, &l, fn, ud, err);
+  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
 }
 
 int bee_context_get_all(bee_context_t *ctx, const bee_entity_t *entity, bee_row_fn fn, void *ud, bee_error_t *err) {
@@ -884,11 +878,7 @@ int bee_context_get_all(bee_context_t *ctx, const bee_entity_t *entity, bee_row_
   list_spec_t spec = {'a', "", NULL, 0};
   rc = list_ids(ctx, ei, cached ? &key : NULL, &spec, "", NULL, 0, &l, err);
   bee__buf_free(&key);
-  if (rc) {
-    bee__free(l.ids);
-    return rc;
-  }
-  return deliver_list(ctx, ei, &l, fn, ud, err);
+  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
 }
 
 int bee_context_search(bee_context_t *ctx, const bee_entity_t *entity, const char *where, const bee_value_t *args,
@@ -901,9 +891,5 @@ int bee_context_search(bee_context_t *ctx, const bee_entity_t *entity, const cha
   else if (offset) snprintf(tail, sizeof tail, " LIMIT %zu, 18446744073709551615", offset);
   idlist_t l = {0};
   rc = query_ids(ctx, ei, where, args, nargs, tail, &l, err);
-  if (rc) {
-    bee__free(l.ids);
-    return rc;
-  }
-  return deliver_list(ctx, ei, &l, fn, ud, err);
+  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
 }

@@ -180,11 +180,9 @@ static int entity_error(bee_error_t *err, const bee__entity_t *e, const char *fi
     BEE__PRINTF(4, 5);
 static int entity_error(bee_error_t *err, const bee__entity_t *e, const char *field, const char *fmt, ...) {
   if (!err) return BEE_EDEFINITION;
-  memset(err, 0, sizeof *err);
-  err->code = BEE_EDEFINITION;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  bee__verror(err, BEE_EDEFINITION, 0, fmt, ap);
   va_end(ap);
   snprintf(err->entity, sizeof err->entity, "%s", e->name);
   if (field) snprintf(err->field, sizeof err->field, "%s", field);

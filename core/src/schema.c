@@ -69,28 +69,15 @@ static void quote_name(char *dst, size_t size, const char *s, size_t n) {
   dst[o] = '\0';
 }
 
-static const char *kind_name(const bee_value_t *v) {
-  switch (v->kind) {
-    case BEE_VALUE_NIL: return "nil";
-    case BEE_VALUE_INT: return "integer";
-    case BEE_VALUE_FLOAT: return "float";
-    case BEE_VALUE_BOOL: return "boolean";
-    case BEE_VALUE_STRING: return "string";
-  }
-  return "?";
-}
-
 /* Records (the first) error and returns BEE_EDEFINITION. field may be NULL. */
 static int def_fail(bee_entity_def_t *def, const char *field, const char *fmt, ...) BEE__PRINTF(3, 4);
 static int def_fail(bee_entity_def_t *def, const char *field, const char *fmt, ...) {
   if (def->failed) return BEE_EDEFINITION;
   def->failed = 1;
   bee_error_t *err = &def->error;
-  memset(err, 0, sizeof *err);
-  err->code = BEE_EDEFINITION;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  bee__verror(err, BEE_EDEFINITION, 0, fmt, ap);
   va_end(ap);
   quote_name(err->entity, sizeof err->entity, def->e.name, strlen(def->e.name));
   if (field) quote_name(err->field, sizeof err->field, field, strlen(field));
@@ -113,7 +100,8 @@ static int def_nomem(bee_entity_def_t *def) {
 /* A string option value as a NUL-terminated name into dst; fails unless it fits. */
 static int opt_name(bee_entity_def_t *def, const char *field, const char *key, const bee_value_t *v,
                     char *dst, size_t size) {
-  if (v->kind != BEE_VALUE_STRING) return def_fail(def, field, "option '%s' must be a string, got %s", key, kind_name(v));
+  if (v->kind != BEE_VALUE_STRING) return def_fail(def, field, "option '%s' must be a string, got %s", key,
+                                                   bee__value_kind_name(v->kind));
   if (v->len >= size || memchr(v->str, 0, v->len)) {
     char q[80];
     quote_name(q, sizeof q, v->str, v->len);
@@ -125,7 +113,8 @@ static int opt_name(bee_entity_def_t *def, const char *field, const char *key, c
 }
 
 static int opt_bool(bee_entity_def_t *def, const char *field, const char *key, const bee_value_t *v, int *out) {
-  if (v->kind != BEE_VALUE_BOOL) return def_fail(def, field, "option '%s' must be a boolean, got %s", key, kind_name(v));
+  if (v->kind != BEE_VALUE_BOOL) return def_fail(def, field, "option '%s' must be a boolean, got %s", key,
+                                                 bee__value_kind_name(v->kind));
   *out = v->i != 0;
   return 0;
 }
@@ -139,7 +128,7 @@ static int opt_int(bee_entity_def_t *def, const char *field, const char *key, co
     *out = (int64_t)v->f;
     return 0;
   }
-  return def_fail(def, field, "option '%s' must be an integer, got %s", key, kind_name(v));
+  return def_fail(def, field, "option '%s' must be an integer, got %s", key, bee__value_kind_name(v->kind));
 }
 
 bee_entity_def_t *bee_entity_def_new(const char *name) {
@@ -198,7 +187,8 @@ int bee_entity_def_option(bee_entity_def_t *def, const char *key, const bee_valu
       return 0;
     }
     if (v->kind != BEE_VALUE_STRING)
-      return def_fail(def, NULL, "option 'redis_cache' must be true, false or a Redis pool name, got %s", kind_name(v));
+      return def_fail(def, NULL, "option 'redis_cache' must be true, false or a Redis pool name, got %s",
+                      bee__value_kind_name(v->kind));
     return opt_name(def, NULL, key, v, e->redis_pool, sizeof e->redis_pool);
   }
   if (!strcmp(key, "local_cache")) {
@@ -216,7 +206,7 @@ int bee_entity_def_option(bee_entity_def_t *def, const char *key, const bee_valu
       return def_fail(def, NULL, "option 'local_cache' must be true, false or a capacity from 1 to 1000000000, got %lld",
                       (long long)v->i);
     return def_fail(def, NULL, "option 'local_cache' must be true, false or a capacity from 1 to 1000000000, got %s",
-                    kind_name(v));
+                    bee__value_kind_name(v->kind));
   }
   if (!strcmp(key, "cache_all")) return opt_bool(def, NULL, key, v, &e->cache_all);
   char q[80];
@@ -294,7 +284,8 @@ int bee_entity_def_field_option(bee_entity_def_t *def, int field, const char *ke
       return 0;
     }
     if (v->kind != BEE_VALUE_STRING)
-      return def_fail(def, f->name, "option 'unique' must be true or an index name, got %s", kind_name(v));
+      return def_fail(def, f->name, "option 'unique' must be true or an index name, got %s",
+                      bee__value_kind_name(v->kind));
     if ((rc = opt_name(def, f->name, key, v, x->unique_name, sizeof x->unique_name))) return rc;
     if (!bee__ident_ok(x->unique_name))
       return def_fail(def, f->name, "bad index name '%s' (use letters, digits and '_', not starting with a digit, at most 64)",

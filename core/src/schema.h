@@ -63,8 +63,14 @@ typedef struct bee__entity_s {
 int bee__value_check(const bee__entity_t *e, const bee__field_t *f, const bee_value_t *in,
                      bee_value_t *out, char *buf, size_t bufsize, bee_error_t *err);
 
+/* 1 when v fits an int column of `bits` bits (8, 16, 24, 32, 64), signed or unsigned. */
+int bee__int_in_range(int64_t v, int bits, int is_unsigned);
+
 /* Size of buf that bee__value_check needs for a value of len bytes. */
 #define BEE__VALUE_BUF(len) ((len) + 80)
+
+/* The Lua-side name of a value kind ("integer", "string", ...), as messages show it. */
+const char *bee__value_kind_name(bee_value_kind_t k);
 
 /* The name of a field type ("int", "decimal", ...); "?" when unknown. */
 const char *bee__field_type_name(bee_field_type_t t);

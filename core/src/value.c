@@ -51,8 +51,7 @@ const char *bee__field_type_name(bee_field_type_t t) {
   return "?";
 }
 
-/* The Lua-side name of a value kind, as messages show it. */
-static const char *kind_name(bee_value_kind_t k) {
+const char *bee__value_kind_name(bee_value_kind_t k) {
   switch (k) {
     case BEE_VALUE_NIL: return "nil";
     case BEE_VALUE_INT: return "integer";
@@ -91,7 +90,7 @@ static int fail(check_t *c, int code, const char *fmt, ...) {
 }
 
 static int wrong_kind(check_t *c, const char *what) {
-  return fail(c, BEE_EVALIDATION, "expected %s, got %s", what, kind_name(c->in->kind));
+  return fail(c, BEE_EVALIDATION, "expected %s, got %s", what, bee__value_kind_name(c->in->kind));
 }
 
 /*
@@ -269,7 +268,7 @@ static int out_of_range(check_t *c, int bits, int is_unsigned, const char *value
               is_unsigned ? "unsigned" : "signed", bits, lo, hi);
 }
 
-static int int_in_range(int64_t v, int bits, int is_unsigned) {
+int bee__int_in_range(int64_t v, int bits, int is_unsigned) {
   if (is_unsigned) {
     if (v < 0) return 0;
     return bits == 64 || (uint64_t)v <= ((uint64_t)1 << bits) - 1;
@@ -342,7 +341,7 @@ static int check_int(check_t *c) {
   if (is_ref) {
     if (v < 1)
       return fail(c, BEE_EVALIDATION, "%" PRId64 " is not a valid id (ids are 1 or more)", v);
-  } else if (!int_in_range(v, bits, is_unsigned)) {
+  } else if (!bee__int_in_range(v, bits, is_unsigned)) {
     snprintf(text, sizeof text, "%" PRId64, v);
     return out_of_range(c, bits, is_unsigned, text);
   }
