@@ -10,7 +10,8 @@
  *
  * With "--results": the raw limit of every scenario of bench/beeorm.lua (same ids, same
  * order), the most the client libraries reach with the best batching and pipelining.
- * One line per scenario on stdout, "RESULT <id> <value> <unit>" or "SKIP <id> <reason>";
+ * One line per scenario on stdout, "RESULT <id> <value> <unit>" or "SKIP <id> <reason>"
+ * (plus update_per_statement: one UPDATE per statement, 1000 per transaction);
  * each value is the median of 3 runs of <seconds> (with BENCH_QUICK=1: 1 run, and a
  * smaller local cache). Everything else goes to stderr. A scenario that fails prints a
  * SKIP line and makes the exit status 1. The table and Redis keys it creates are removed.
@@ -177,16 +178,24 @@ static MYSQL *mysql_open(const char *dsn) {
   return m;
 }
 
+/*
+ * "INSERT INTO raw_bench (...) VALUES (...),..." of n new rows into q (sized by the caller),
+ * ids from *next_id on; returns the statement's length.
+ */
+static size_t insert_sql(char *q, int n, long *next_id) {
+  size_t at = (size_t)sprintf(q, "INSERT INTO raw_bench (id, name, status, price) VALUES ");
+  for (int i = 0; i < n; i++, (*next_id)++)
+    at += (size_t)sprintf(q + at, "%s(%ld,'name %ld','active','12.50')", i ? "," : "", *next_id, *next_id);
+  return at;
+}
+
 /* One transaction with one multi-row INSERT of 100 rows: rows per second. */
 static double mysql_insert100(MYSQL *m, double secs, long *next_id) {
   char *sql = malloc(100 * 128 + 256);
   long n = 0;
   double t0 = now(), t;
   do {
-    size_t at = (size_t)sprintf(sql, "INSERT INTO raw_bench (id, name, status, price) VALUES ");
-    for (int i = 0; i < 100; i++)
-      at += (size_t)sprintf(sql + at, "%s(%ld,'name %ld','active','12.50')", i ? "," : "", *next_id, *next_id),
-          (*next_id)++;
+    size_t at = insert_sql(sql, 100, next_id);
     mysql_query(m, "START TRANSACTION");
     if (mysql_real_query(m, sql, (unsigned long)at)) fprintf(stderr, "raw_limits: %s\n", mysql_error(m));
     mysql_query(m, "COMMIT");
@@ -202,10 +211,7 @@ static double mysql_insert1000(MYSQL *m, double secs, long *next_id) {
   long n = 0;
   double t0 = now(), t;
   do {
-    size_t at = (size_t)sprintf(sql, "INSERT INTO raw_bench (id, name, status, price) VALUES ");
-    for (int i = 0; i < 1000; i++)
-      at += (size_t)sprintf(sql + at, "%s(%ld,'name %ld','active','12.50')", i ? "," : "", *next_id, *next_id),
-          (*next_id)++;
+    size_t at = insert_sql(sql, 1000, next_id);
     if (mysql_real_query(m, sql, (unsigned long)at)) fprintf(stderr, "raw_limits: %s\n", mysql_error(m));
     n += 1000;
   } while ((t = now()) - t0 < secs);
@@ -290,16 +296,16 @@ static double mysql_bulk1000(MYSQL *m, double secs, long *next_id) {
 }
 
 /* One UPDATE by primary key per statement, 1000 per transaction: rows per second. */
-static double mysql_update_tx1000(MYSQL *m, double secs, long max_id) {
+static double mysql_update_tx1000(MYSQL *m, double secs, long first_id, long last_id) {
   char sql[256];
-  long n = 0, id = 1;
+  long n = 0, id = first_id;
   double t0 = now(), t;
   do {
     mysql_query(m, "START TRANSACTION");
     for (int i = 0; i < 1000; i++) {
       int len = sprintf(sql, "UPDATE raw_bench SET name = 'upd %ld', price = '3.25' WHERE id = %ld", n + i, id);
       if (mysql_real_query(m, sql, (unsigned long)len)) fprintf(stderr, "raw_limits: %s\n", mysql_error(m));
-      id = id % max_id + 1;
+      id = id < last_id ? id + 1 : first_id;
     }
     mysql_query(m, "COMMIT");
     n += 1000;
@@ -321,12 +327,6 @@ static int sql(MYSQL *m, const char *q, size_t len, const char *what) {
 }
 #define SQL(m, lit, what) sql(m, lit, sizeof lit - 1, what)
 
-/* Appends "(id,'name id','active','12.50')" for n new ids from *next_id on; returns at. */
-static size_t values_rows(char *q, size_t at, int n, long *next_id) {
-  for (int i = 0; i < n; i++, (*next_id)++)
-    at += (size_t)sprintf(q + at, "%s(%ld,'name %ld','active','12.50')", i ? "," : "", *next_id, *next_id);
-  return at;
-}
 
 /*
  * get_local: hits of the project's own LRU (core/src/lru.c) on ids drawn uniformly at
@@ -381,8 +381,7 @@ static double flush1(MYSQL *m, redisContext *c, double secs, long *next_id) {
   double t0 = now(), t;
   do {
     long id = *next_id;
-    size_t len = values_rows(q, (size_t)sprintf(q, "INSERT INTO raw_bench (id, name, status, price) VALUES "), 1,
-                             next_id);
+    size_t len = insert_sql(q, 1, next_id);
     if (sql(m, q, len, "flush1 INSERT")) break;
     redisAppendCommand(c, "SET raw:bench:e:%ld %b", id, value100, sizeof value100);
     if (redis_replies(c, 1)) break;
@@ -403,8 +402,7 @@ static double flush100(MYSQL *m, redisContext *c, double secs, long *next_id) {
   double t0 = now(), t;
   do {
     long id = *next_id;
-    size_t len = values_rows(q, (size_t)sprintf(q, "INSERT INTO raw_bench (id, name, status, price) VALUES "), 100,
-                             next_id);
+    size_t len = insert_sql(q, 100, next_id);
     if (SQL(m, "START TRANSACTION", "flush100") || sql(m, q, len, "flush100 INSERT") || SQL(m, "COMMIT", "flush100"))
       break;
     for (int i = 0; i < 100; i++) redisAppendCommand(c, "SET raw:bench:e:%ld %b", id + i, value100, sizeof value100);
@@ -694,6 +692,8 @@ static int results(redisContext *c, MYSQL *m, double secs) {
   if (!d.ins || !d.upd || !d.ups) fail("consume_mixed", "statements not prepared");
   else fprintf(stderr, "raw_limits: consume_mixed: updates by %s\n", upd_names[method]);
   RUNS("consume_mixed", mixed1000(&d, method, secs));
+  /* Not a limit: the per-statement peer of the consumer-update target (issue 5). */
+  RUNS("update_per_statement", mysql_update_tx1000(m, secs, d.del_from, d.next_id - 1));
   if (d.ins) mysql_stmt_close(d.ins);
   if (d.upd) mysql_stmt_close(d.upd);
   if (d.ups) mysql_stmt_close(d.ups);
@@ -747,7 +747,7 @@ int main(int argc, char **argv) {
   printf("mysql_insert1000 %.0f\n", median3(r));
   for (int i = 0; i < 3; i++) r[i] = mysql_bulk1000(m, secs, &next_id);
   printf("mysql_bulk1000 %.0f\n", median3(r));
-  for (int i = 0; i < 3; i++) r[i] = mysql_update_tx1000(m, secs, next_id - 1);
+  for (int i = 0; i < 3; i++) r[i] = mysql_update_tx1000(m, secs, 1, next_id - 1);
   printf("mysql_update_tx1000 %.0f\n", median3(r));
   mysql_query(m, "DROP TABLE IF EXISTS raw_bench");
   freeReplyObject(redisCommand(c, "DEL raw:bench:key"));

@@ -77,18 +77,6 @@ side("beeorm", "beeorm", q(build_dir .. "/beeorm") .. " run " .. q(bench_dir .. 
   .. " " .. q(redis_addr))
 side("naive", "naive Lua peer", "env -u LUA_PATH -u LUA_CPATH lua5.4 " .. q(bench_dir .. "/naive.lua") .. " "
   .. q(mysql_dsn) .. " " .. q(redis_addr))
--- The per-statement peers of the earlier issues' targets (one raw run, legacy mode).
-local legacy = {}
-do
-  local f = assert(io.popen(q(build_dir .. "/bee_raw_limits") .. " " .. q(redis_addr) .. " " .. q(mysql_dsn) .. " "
-    .. seconds .. " 2>/dev/null"))
-  for line in f:lines() do
-    local name, value = line:match("^(%S+) (%S+)$")
-    if name then legacy[name] = tonumber(value) end
-  end
-  f:close()
-end
-
 -- The machine, for the record.
 local function first_line(cmd)
   local f = io.popen(cmd .. " 2>/dev/null")
@@ -179,7 +167,8 @@ check_abs("flush100", 5e4, "sync flush of 100 ≥ 50k entities/s")
 check_abs("async100", 1e5, "flush_async of 100 ≥ 100k entities/s")
 check_ratio("async1", v("get_redis", "raw"), "raw GET", 0.8, "flush_async of 1 ≥ 0.8× a raw GET")
 check_ratio("consume_insert", v("consume_insert", "raw"), "raw bulk insert", 0.6, "consumer inserts ≥ 0.6× raw bulk insert")
-check_ratio("consume_update", legacy.mysql_update_tx1000, "raw UPDATE per statement", 4,
+check_ratio("consume_update", sides.raw.update_per_statement and sides.raw.update_per_statement.value,
+  "raw UPDATE per statement", 4,
   "consumer updates ≥ 4× raw UPDATE per statement (tx of 1000)")
 
 local title = string.format("%s, %d cores, %d GB; %s; MariaDB %s, Redis %s; %s%s", machine.cpu, machine.cores,
@@ -232,7 +221,7 @@ local function json(value)
 end
 f = assert(io.open(out_dir .. "/results.json", "w"))
 f:write(json({ machine = machine, quick = quick, seconds_per_run = tonumber(seconds), scenarios = rows,
-  targets = targets, per_statement_peers = legacy }), "\n")
+  targets = targets, update_per_statement = sides.raw.update_per_statement }), "\n")
 f:close()
 
 -- The chart: rates on a log scale, one cluster per scenario (memory is in the table). --
