@@ -70,9 +70,8 @@ describe("flush_async", function()
 
   teardown(function()
     if engine then
-      au.drain(engine)
+      au.finish(engine, REDIS_DB)
       engine = nil
-      util.flushdb(REDIS_DB) -- no entry left behind (not even applied ones the consumer did not remove)
     end
     collectgarbage()
   end)

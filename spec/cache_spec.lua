@@ -307,14 +307,6 @@ describe("caches", function()
   describe("a reader held between its Redis read and its MySQL read", function()
     local locker, reader
 
-    local function mysql_cli(sql)
-      local p = servers.mysql_parts()
-      return assert(io.popen(string.format(
-        "MYSQL_PWD=%s mariadb --no-defaults --protocol=tcp -h %s -P %d -u %s %s -e %s 2>&1",
-        util.shell_quote(p.password), p.host, p.port, util.shell_quote(p.user), util.shell_quote(p.database),
-        util.shell_quote(sql))))
-    end
-
     -- The processlist row whose INFO matches pattern (a Lua pattern) and, when given,
     -- whose STATE matches state, waiting up to 10 s.
     local function wait_for_query(pattern, state)
@@ -355,7 +347,7 @@ describe("caches", function()
       assert.is_true(c:flush())
       util.redis_cli(REDIS_DB, "DEL", assert(row_key(t.id)))
       reader = util.start_reader("cache", REDIS_DB)
-      locker = { pipe = mysql_cli("LOCK TABLES `" .. I .. "` WRITE; SELECT SLEEP(30); UNLOCK TABLES;") }
+      locker = { pipe = util.mysql_cli("LOCK TABLES `" .. I .. "` WRITE; SELECT SLEEP(30); UNLOCK TABLES;") }
       locker.id = wait_for_query("^SELECT SLEEP%(30%)$").id
       local n = reader:post("get " .. I .. " " .. t.id)
       local waiting = wait_for_query("^SELECT `id`.* FROM `" .. I .. "` WHERE `id` IN %(" .. t.id .. "%)$", "lock")

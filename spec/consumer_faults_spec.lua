@@ -61,9 +61,8 @@ describe("consumer faults", function()
 
   teardown(function()
     if engine then
-      au.drain(engine)
+      au.finish(engine, REDIS_DB)
       engine = nil
-      util.flushdb(REDIS_DB) -- no entry left behind (not even applied ones the consumer did not remove)
     end
     collectgarbage()
   end)
@@ -385,19 +384,11 @@ describe("consumer faults", function()
   end)
 
   describe("a temporary error", function()
-    local function mysql_cli(sql)
-      local p = servers.mysql_parts()
-      return assert(io.popen(string.format(
-        "MYSQL_PWD=%s mariadb --no-defaults --protocol=tcp -h %s -P %d -u %s %s -e %s 2>&1",
-        util.shell_quote(p.password), p.host, p.port, util.shell_quote(p.user), util.shell_quote(p.database),
-        util.shell_quote(sql))))
-    end
-
     -- Another session locks the row, holds the lock for `seconds`, then commits. Returns
     -- the session's pipe once it holds the lock (read it to wait for its end).
     local function hold_row_lock(id, seconds)
       local sleep = "SELECT SLEEP(" .. seconds .. ")"
-      local locker = mysql_cli("START TRANSACTION; SELECT `id` FROM `" .. F .. "` WHERE `id` = " .. id
+      local locker = util.mysql_cli("START TRANSACTION; SELECT `id` FROM `" .. F .. "` WHERE `id` = " .. id
         .. " FOR UPDATE; " .. sleep .. "; COMMIT;")
       assert(util.eventually(function()
         for _, r in ipairs(assert(engine:sql_query("SELECT `INFO` AS info FROM information_schema.PROCESSLIST"))) do
@@ -410,6 +401,20 @@ describe("consumer faults", function()
 
     local old_timeout
 
+    -- A row whose update to n = 2 is queued, and the context of a new engine to consume
+    -- it: its connections start after innodb_lock_wait_timeout was lowered to 1 s
+    -- (restored after the test).
+    local function queued_update_with_short_lock_wait(name)
+      local row = sync_row(name, 1)
+      old_timeout = assert(engine:sql_query("SELECT @@GLOBAL.innodb_lock_wait_timeout AS t"))[1].t
+      assert(engine:sql_exec("SET GLOBAL innodb_lock_wait_timeout = 1"))
+      local ctx = util.engine(REDIS_DB, { item_def }):context()
+      local e = ctx:edit_entity(ctx:get_by_id(F, row.id))
+      e.n = 2
+      assert.is_true(ctx:flush_async())
+      return row, ctx
+    end
+
     after_each(function()
       if old_timeout then
         assert(engine:sql_exec("SET GLOBAL innodb_lock_wait_timeout = " .. old_timeout))
@@ -419,15 +424,7 @@ describe("consumer faults", function()
 
     it("(lock wait timeout 1205) is retried until the lock is released, then applied, not parked", function()
       if servers.run("command -v mariadb") ~= 0 then pending("needs the mariadb command-line client") end
-      local row = sync_row("lock-row", 1)
-      old_timeout = assert(engine:sql_query("SELECT @@GLOBAL.innodb_lock_wait_timeout AS t"))[1].t
-      assert(engine:sql_exec("SET GLOBAL innodb_lock_wait_timeout = 1"))
-      -- a new engine: its connections start after the change, with the 1 s timeout
-      local consumer_engine = util.engine(REDIS_DB, { item_def })
-      local ctx = consumer_engine:context()
-      local e = ctx:edit_entity(ctx:get_by_id(F, row.id))
-      e.n = 2
-      assert.is_true(ctx:flush_async())
+      local row, ctx = queued_update_with_short_lock_wait("lock-row")
       local locker = hold_row_lock(row.id, 3)
       local t0 = util.now()
       local st, err = beeorm.consume_async_flush_events(ctx, false, { max_retries = 10 })
@@ -467,14 +464,7 @@ describe("consumer faults", function()
 
     it("(lock wait timeout 1205) in non-blocking mode is returned after max_retries, nothing parked or skipped", function()
       if servers.run("command -v mariadb") ~= 0 then pending("needs the mariadb command-line client") end
-      local row = sync_row("lock-row2", 1)
-      old_timeout = assert(engine:sql_query("SELECT @@GLOBAL.innodb_lock_wait_timeout AS t"))[1].t
-      assert(engine:sql_exec("SET GLOBAL innodb_lock_wait_timeout = 1"))
-      local consumer_engine = util.engine(REDIS_DB, { item_def })
-      local ctx = consumer_engine:context()
-      local e = ctx:edit_entity(ctx:get_by_id(F, row.id))
-      e.n = 2
-      assert.is_true(ctx:flush_async())
+      local row, ctx = queued_update_with_short_lock_wait("lock-row2")
       local locker = hold_row_lock(row.id, 4)
       local st, err = beeorm.consume_async_flush_events(ctx, false, { max_retries = 2 })
       local lock_was_held = #assert(engine:sql_query("SELECT 1 FROM information_schema.PROCESSLIST WHERE `INFO` = "

@@ -250,9 +250,8 @@ describe("consumers", function()
   teardown(function()
     for _, p in ipairs(tmp) do os.remove(p) end
     if engine then
-      au.drain(engine)
+      au.finish(engine, REDIS_DB)
       engine = nil
-      util.flushdb(REDIS_DB) -- no entry left behind (not even applied ones the consumer did not remove)
     end
     collectgarbage()
   end)

@@ -109,9 +109,8 @@ describe("the beeorm host's operator commands", function()
 
   teardown(function()
     if engine then
-      au.drain(engine)
+      au.finish(engine, REDIS_DB)
       engine = nil
-      util.flushdb(REDIS_DB)
     end
     for _, path in ipairs(tmp) do os.remove(path) end
     collectgarbage()

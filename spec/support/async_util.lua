@@ -109,6 +109,13 @@ function M.drain(engine)
   return M.total(engine, "len")
 end
 
+--- Ends a spec using queues on Redis db: applies or drops what is queued, then empties
+--- db (no entry left behind, not even applied ones a consumer did not remove).
+function M.finish(engine, db)
+  M.drain(engine)
+  util.flushdb(db)
+end
+
 --- Forgets the applied marks of every queue (all queues share _beeorm_applied).
 function M.reset_marks(engine, pool)
   local ok, err = engine:sql_exec("DELETE FROM `_beeorm_applied`", nil, pool or "default")

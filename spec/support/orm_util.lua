@@ -45,6 +45,15 @@ function M.redis_get(db, key)
   return (v:gsub("\n$", ""))
 end
 
+--- Runs sql in another MySQL session (the mariadb command-line client) in the
+--- background; returns its pipe (read it to wait for the session's end).
+function M.mysql_cli(sql)
+  local p = servers.mysql_parts()
+  return assert(io.popen(string.format(
+    "MYSQL_PWD=%s mariadb --no-defaults --protocol=tcp -h %s -P %d -u %s %s -e %s 2>&1",
+    shell_quote(p.password), p.host, p.port, shell_quote(p.user), shell_quote(p.database), shell_quote(sql))))
+end
+
 --- Keys of db matching pattern, sorted.
 function M.redis_keys(db, pattern)
   local out = M.redis_cli(db, "--scan", "--pattern", pattern)
