@@ -1792,6 +1792,34 @@ static int engine_cache_stats(lua_State *L) {
   return 1;
 }
 
+/*
+ * engine:clear_cache(entity [, { ids }]) -> true | nil, err
+ * Drops what the caches hold of those rows (without ids: of the whole entity), in Redis
+ * and in every process's local cache (DESIGN G8), after plain SQL changed them.
+ */
+static int engine_clear_cache(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  const bee_entity_t *e = check_entity(L, engine, 2);
+  lua_settop(L, 3);
+  uint64_t *ids = NULL;
+  lua_Integer n = 0;
+  if (!lua_isnil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    n = (lua_Integer)lua_rawlen(L, 3);
+    ids = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ids, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, 3, i);
+      if (!check_id(L, -1)) return luaL_error(L, "ids[%d] is not an id", (int)i);
+      ids[i - 1] = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : strtoull(lua_tostring(L, -1), NULL, 10);
+      lua_pop(L, 1);
+    }
+  }
+  bee_error_t err;
+  if (bee_engine_clear_cache(engine, e, ids, (size_t)n, &err) != 0) return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Connection strings                                                       */
 
@@ -1913,6 +1941,7 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"queue_retry", engine_queue_retry},
       {"queue_skip", engine_queue_skip},
       {"cache_stats", engine_cache_stats},
+      {"clear_cache", engine_clear_cache},
       {"sql_query", engine_sql_query},
       {"close", engine_gc},
       {NULL, NULL},

@@ -65,10 +65,10 @@ describe("a sync flush that fails on a duplicate unique key", function()
     assert.equal("old-" .. tag, reader:get_by_id(I, r.id).name)
     assert.is_nil(reader:get_by_unique_index(I, "name", "fresh-" .. tag)) -- cached as not found
     local s = { tag = tag, taken = taken, r = r, reader = reader }
-    s.row_key = one_key("*:r:" .. r.id)
-    s.row_bytes = util.redis_get(REDIS_DB, s.row_key)
-    s.fresh_key = one_key("*:u:name:fresh-" .. tag)
-    s.taken_key = one_key("*:u:name:taken-" .. tag)
+    s.row_key = one_key("r:" .. r.id)
+    s.row_hash = assert(util.redis_hash(REDIS_DB, s.row_key))
+    s.fresh_key = one_key("u:name:fresh-" .. tag)
+    s.taken_key = one_key("u:name:taken-" .. tag)
     s.stats = engine:cache_stats(I)
 
     s.ctx = engine:context()
@@ -100,10 +100,11 @@ describe("a sync flush that fails on a duplicate unique key", function()
   it("leaves Redis as it was: row bytes and unique keys unchanged, nothing for the new row", function()
     local s = failed_flush("redis")
     assert.is_nil(s.ok)
-    assert.equal(s.row_bytes, util.redis_get(REDIS_DB, s.row_key))
-    assert.equal("N", util.redis_get(REDIS_DB, s.fresh_key))
-    assert.equal(tostring(s.taken.id), util.redis_get(REDIS_DB, s.taken_key))
-    assert.same({}, util.redis_keys(REDIS_DB, key_prefix() .. "*:r:" .. s.dup.id))
+    assert.same(s.row_hash, util.redis_hash(REDIS_DB, s.row_key))
+    assert.equal("old-redis", s.row_hash.name:sub(2)) -- "=" and the value
+    assert.equal("N" .. util.redis_get(REDIS_DB, key_prefix() .. "g:name"), util.redis_get(REDIS_DB, s.fresh_key))
+    assert.equal(s.taken.id .. ":taken-redis", util.redis_get(REDIS_DB, s.taken_key))
+    assert.same({}, util.redis_keys(REDIS_DB, key_prefix() .. "r:" .. s.dup.id))
   end)
 
   it("leaves the local cache as it was: the old row is served from it", function()
@@ -132,7 +133,7 @@ describe("a sync flush that fails on a duplicate unique key", function()
     assert.equal(s.r.id, c:get_by_unique_index(I, "name", "fresh-retry").id)
     assert.is_nil(c:get_by_unique_index(I, "name", "old-retry"))
     assert.equal(s.dup.id, c:get_by_unique_index(I, "name", "other-retry").id)
-    assert.are_not.equal(s.row_bytes, util.redis_get(REDIS_DB, s.row_key))
+    assert.equal("=fresh-retry", util.redis_hash(REDIS_DB, s.row_key).name)
     assert.is_true(s.ctx:flush()) -- nothing left to write
   end)
 end)
@@ -167,7 +168,7 @@ describe("a sync flush over two MySQL pools", function()
   end
 
   local function redis_rows(tbl, database, id)
-    return util.redis_keys(REDIS_DB, "bee:{" .. database .. "." .. tbl .. "}:*:r:" .. id)
+    return util.redis_keys(REDIS_DB, "bee:{" .. database .. "." .. tbl .. "}:r:" .. id)
   end
 
   it("rolls back the first pool when a statement of the second pool fails", function()

@@ -500,6 +500,19 @@ int bee_context_insert(bee_context_t *ctx, const bee_entity_t *entity, uint64_t 
 int bee_context_update(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, const bee_value_t *values,
                        const unsigned char *changed, bee_error_t *err);
 int bee_context_delete(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, bee_error_t *err);
+/*
+ * Tracks an atomic increment of an int or decimal field (DESIGN G8): `f = f + delta` in
+ * MySQL by the next flush or flush_async, in order with the other tracked changes; the
+ * row is not read first, so increments from many contexts and processes sum exactly, in
+ * MySQL and in the caches. delta: an integer for int fields (of any sign: MySQL judges
+ * the result against the column's range, a failure being a MySQL error like any other),
+ * a decimal string or an integer with at most the field's scale for decimal fields.
+ * NULL + delta stays NULL, as in MySQL. An increment right after another change of the
+ * same row merges with it (into the value set, or into the sum of increments).
+ * Returns 0, BEE_EINVAL (no such field, not an int or decimal field), BEE_EVALIDATION.
+ */
+int bee_context_increment(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, size_t field,
+                          const bee_value_t *delta, bee_error_t *err);
 /* The number of tracked changes waiting for a flush. */
 size_t bee_context_pending(const bee_context_t *ctx);
 /* Forgets the tracked changes without writing them. */
@@ -574,6 +587,17 @@ int bee_context_get_all(bee_context_t *ctx, const bee_entity_t *entity, bee_row_
 int bee_context_search(bee_context_t *ctx, const bee_entity_t *entity, const char *where, const bee_value_t *args,
                        size_t nargs, size_t offset, size_t limit, bee_row_fn fn, void *ud, bee_error_t *err);
 
+/*
+ * Drops what the caches hold of an entity (DESIGN G8), for rows changed behind them
+ * (bee_engine_sql_exec): with ids (n > 0), those rows in Redis and in the local caches of
+ * every process, and the unique keys and id lists they were or are now in; with ids NULL,
+ * everything cached for the entity. The next reads load from MySQL. Changes queued by
+ * flush_async and not yet applied are not in MySQL: clear rows whose queues are drained.
+ * Returns 0, BEE_EINVAL, BEE_EREDIS/BEE_ETIMEOUT, BEE_EMYSQL, BEE_ENOMEM.
+ */
+int bee_engine_clear_cache(bee_engine_t *engine, const bee_entity_t *entity, const uint64_t *ids, size_t n,
+                           bee_error_t *err);
+
 /* Local cache counters of an entity (zeros when it has no local cache). */
 typedef struct bee_cache_stats_s {
   uint64_t hits, misses, evictions, inserts, stale_skips;
@@ -598,6 +622,7 @@ typedef struct bee_failed_event_s {
   size_t ncols;          /* the event's columns and values (canonical) */
   const char *const *cols;
   const bee_value_t *values;
+  const unsigned char *increments; /* per column: 1 when it is an increment (`col = col + value`) */
   int code;              /* MySQL errno */
   const char *message;
   int attempts;

@@ -295,8 +295,10 @@ static int ident(const bee__str_t *s) {
 /* Checks an event's identifiers; a malformed event is a permanent failure. */
 static int event_ok(const bee__event_t *ev) {
   if (!ident(&ev->table)) return 0;
-  for (size_t i = 0; i < ev->ncols; i++)
+  for (size_t i = 0; i < ev->ncols; i++) {
     if (!ident(&ev->cols[i]) || (ev->cols[i].n == 2 && !memcmp(ev->cols[i].p, "id", 2))) return 0;
+    if (ev->add[i] && (ev->kind != 'U' || !bee__sql_number_ok(&ev->values[i]))) return 0; /* increments: numbers */
+  }
   if (ev->kind == 'U' && ev->ncols == 0) return 0;
   return 1;
 }
@@ -306,11 +308,18 @@ static void put_id(bee__buf_t *b, uint64_t id) {
   bee__buf_append(b, num, bee__id_format(id, num));
 }
 
-static int same_shape(const bee__event_t *a, const char *table, size_t tlen, const bee__str_t *cols, size_t ncols) {
+static int same_shape(const bee__event_t *a, const char *table, size_t tlen, const bee__str_t *cols,
+                      const unsigned char *add, size_t ncols) {
   if (a->table.n != tlen || memcmp(a->table.p, table, tlen) || a->ncols != ncols) return 0;
   for (size_t i = 0; i < ncols; i++)
-    if (a->cols[i].n != cols[i].n || memcmp(a->cols[i].p, cols[i].p, cols[i].n)) return 0;
+    if (a->cols[i].n != cols[i].n || memcmp(a->cols[i].p, cols[i].p, cols[i].n) || a->add[i] != add[i]) return 0;
   return 1;
+}
+
+/* Appends the value of column i of ev: a literal, or for an increment a plain number (event_ok checked it). */
+static void col_value(MYSQL *conn, const bee__event_t *ev, size_t i, bee__buf_t *b) {
+  if (ev->add[i]) bee__sql_number(&ev->values[i], b);
+  else bee__sql_literal(conn, &ev->values[i], b);
 }
 
 /* The statement of a single event (for error reports and the one-event mode). */
@@ -330,7 +339,8 @@ static void event_sql(MYSQL *conn, const bee__event_t *ev, bee__buf_t *b) {
     bee__buf_printf(b, "UPDATE `%.*s` SET ", (int)ev->table.n, ev->table.p);
     for (size_t i = 0; i < ev->ncols; i++) {
       bee__buf_printf(b, "%s`%.*s`=", i ? "," : "", (int)ev->cols[i].n, ev->cols[i].p);
-      bee__sql_literal(conn, &ev->values[i], b);
+      if (!ev->add[i]) bee__sql_literal(conn, &ev->values[i], b);
+      else bee__sql_add(ev->cols[i].p, ev->cols[i].n, &ev->values[i], b); /* a number: event_ok */
     }
     bee__buf_puts(b, " WHERE `id`=");
     put_id(b, ev->id);
@@ -360,6 +370,7 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
   char table[BEE__IDENT_MAX], kind = 0;
   size_t tlen = 0, pending = 0, pending_cols = 0;
   static _Thread_local bee__str_t cols[1024];
+  static _Thread_local unsigned char adds[1024];
   static _Thread_local char colbuf[1024 * BEE__IDENT_MAX];
   static _Thread_local uint64_t ids[1000];
   sql->len = 0;
@@ -368,8 +379,9 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
     if (kind == 'U') {                                                                                 \
       bee__buf_puts(sql, ") AS x ON t.`id` = x.`id` SET ");                                           \
       for (size_t j_ = 0; j_ < pending_cols; j_++)                                                     \
-        bee__buf_printf(sql, "%st.`%.*s` = x.`%.*s`", j_ ? ", " : "", (int)cols[j_].n, cols[j_].p,      \
-                        (int)cols[j_].n, cols[j_].p);                                                  \
+        bee__buf_printf(sql, "%st.`%.*s` = %s%.*s%sx.`%.*s`", j_ ? ", " : "", (int)cols[j_].n, cols[j_].p,\
+                        adds[j_] ? "t.`" : "", adds[j_] ? (int)cols[j_].n : 0, cols[j_].p,             \
+                        adds[j_] ? "` + " : "", (int)cols[j_].n, cols[j_].p);                         \
     } else if (kind == 'D') {                                                                          \
       bee__buf_puts(sql, ")");                                                                         \
     }                                                                                                  \
@@ -391,7 +403,7 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
       }
       int batchable = !per_event;
       if (pending) {
-        int same = batchable && ev->kind == kind && same_shape(ev, table, tlen, cols, pending_cols) &&
+        int same = batchable && ev->kind == kind && same_shape(ev, table, tlen, cols, adds, pending_cols) &&
                    pending < 1000 && sql->len < (4u << 20);
         for (size_t j = 0; same && kind == 'U' && j < pending; j++) same = ids[j] != ev->id;
         if (!same) {
@@ -409,6 +421,7 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
             memcpy(colbuf + j * BEE__IDENT_MAX, ev->cols[j].p, ev->cols[j].n);
             cols[j].p = colbuf + j * BEE__IDENT_MAX;
             cols[j].n = ev->cols[j].n;
+            adds[j] = ev->add[j];
           }
           if (kind == 'I') {
             event_sql(conn, ev, sql); /* "INSERT ... VALUES (first row)" */
@@ -421,7 +434,7 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
             bee__buf_puts(sql, " AS `id`");
             for (size_t j = 0; j < ev->ncols; j++) {
               bee__buf_puts(sql, ", ");
-              bee__sql_literal(conn, &ev->values[j], sql);
+              col_value(conn, ev, j, sql);
               bee__buf_printf(sql, " AS `%.*s`", (int)ev->cols[j].n, ev->cols[j].p);
             }
           }
@@ -433,7 +446,7 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
           put_id(sql, ev->id);
           for (size_t j = 0; j < ev->ncols; j++) {
             bee__buf_puts(sql, kind == 'I' ? "," : ", ");
-            bee__sql_literal(conn, &ev->values[j], sql);
+            col_value(conn, ev, j, sql);
           }
           if (kind == 'I') bee__buf_puts(sql, ")");
         }
@@ -554,7 +567,7 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
       if (failed && engine->inval_redis == rp) {
         char num[BEE__ID_BUF];
         size_t nl = bee__id_format(ev->id, num);
-        redisAppendCommand(r, "PUBLISH %s -\n\n%b\n%b", BEE__CHANNEL, ev->entity.p, ev->entity.n, num, nl);
+        redisAppendCommand(r, "PUBLISH %s -\n\n%b\n%b", BEE__CHANNEL, ev->prefix.p, ev->prefix.n, num, nl);
         sent[rp]++;
       }
     }
@@ -727,7 +740,7 @@ static int reencode(consumer_t *c, entry_t *e, size_t index, bee__event_t *edite
     for (size_t i = 0; i < src->ncols; i++) {
       char col[BEE__IDENT_MAX + 1];
       snprintf(col, sizeof col, "%.*s", (int)src->cols[i].n, src->cols[i].p);
-      bee__batch_col(&w, col, &src->values[i]);
+      bee__batch_col(&w, col, &src->values[i], src->add[i]);
     }
     bee__batch_keys_begin(&w);
     for (size_t j = 0; j < src->nkeys; j++) {
@@ -778,6 +791,7 @@ static int describe(consumer_t *c, const char *queue, entry_t *e, size_t index, 
   out->ncols = ev->ncols;
   out->cols = colp;
   out->values = ev->values;
+  out->increments = ev->add;
   out->code = err->code == BEE_EMYSQL ? err->server_code : err->code;
   out->message = err->message;
   out->attempts = attempts;
@@ -1559,8 +1573,9 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
       snprintf(cols[c2], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[c2].n, ev->cols[c2].p);
       colp[c2] = cols[c2];
     }
-    bee_failed_event_t view = {queue, names[k]->str, ev->kind, entity, table, ev->id, sql.data ? sql.data : "",
-                               ev->ncols, colp, ev->values, rec.code, message, rec.attempts, rec.at, count};
+    bee_failed_event_t view = {queue,     names[k]->str, ev->kind,     entity,  table, ev->id,
+                               sql.data ? sql.data : "", ev->ncols, colp, ev->values, ev->add, rec.code,
+                               message,   rec.attempts,  rec.at,       count};
     int stop = fn(ud, &view);
     bee__buf_free(&sql);
     if (stop) break;

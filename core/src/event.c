@@ -7,6 +7,7 @@
 #define HEAD_SAME 1
 #define COL_NAMED 0
 #define COL_SAME 1
+#define COL_ADD 2 /* added to COL_NAMED or COL_SAME: an increment */
 
 static void put_u8(bee__buf_t *b, unsigned v) {
   char c = (char)(unsigned char)v;
@@ -80,7 +81,7 @@ void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char 
   w->nkeys_at = (size_t)-1;
 }
 
-void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v) {
+void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v, int add) {
   bee__buf_t *b = w->b;
   size_t i = w->ncols, n = strlen(name);
   if (i >= 1024) {
@@ -107,10 +108,10 @@ void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v) {
   size_t(*cur)[2] = w->names + w->names_cap / 2;
   w->ncols++;
   if (i < w->prev_ncols && w->names[i][1] == n && !b->failed && memcmp(b->data + w->names[i][0], name, n) == 0) {
-    put_u8(b, COL_SAME);
+    put_u8(b, COL_SAME | (add ? COL_ADD : 0));
     cur[i][0] = w->names[i][0];
   } else {
-    put_u8(b, COL_NAMED);
+    put_u8(b, COL_NAMED | (add ? COL_ADD : 0));
     put_le(b, n, 4);
     cur[i][0] = b->len;
     bee__buf_append(b, name, n);
@@ -189,7 +190,8 @@ int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos) {
   rd_t r = {(const unsigned char *)data, len, 0};
   uint64_t c;
   uint64_t token;
-  if (len < 14 || data[0] != 'B' || (unsigned char)data[1] != BEE__EVENT_VERSION) return BEE_EINVAL;
+  if (len < 14 || data[0] != 'B' || (unsigned char)data[1] < 2 || (unsigned char)data[1] > BEE__EVENT_VERSION)
+    return BEE_EINVAL;
   r.pos = 2;
   if (get_le(&r, 4, &c) || get_le(&r, 8, &token)) return BEE_EINVAL;
   *count = (size_t)c;
@@ -206,7 +208,9 @@ void bee__token_format(uint64_t token, char out[17]) {
 uint64_t bee__batch_token(const char *data, size_t len) {
   rd_t r = {(const unsigned char *)data, len, 6};
   uint64_t token;
-  if (len < 14 || data[0] != 'B' || (unsigned char)data[1] != BEE__EVENT_VERSION || get_le(&r, 8, &token)) return 0;
+  if (len < 14 || data[0] != 'B' || (unsigned char)data[1] < 2 || (unsigned char)data[1] > BEE__EVENT_VERSION ||
+      get_le(&r, 8, &token))
+    return 0;
   return token;
 }
 
@@ -233,6 +237,9 @@ int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev)
     memset(val, 0, sizeof *val);
     if (r.pos >= len) return BEE_EINVAL;
     unsigned mark = r.p[r.pos++];
+    ev->add[i] = (mark & COL_ADD) != 0;
+    if (ev->add[i] && (unsigned char)data[1] < 3) return BEE_EINVAL;
+    mark &= ~(unsigned)COL_ADD;
     if (mark == COL_SAME) {
       if (i >= prev_ncols) return BEE_EINVAL; /* ev->cols[i] still holds the previous event's name */
     } else if (mark != COL_NAMED || get_str(&r, &ev->cols[i])) {

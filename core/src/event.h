@@ -13,7 +13,7 @@
  * An entry ("batch") is self-contained: a consumer needs no application code. Events
  * repeat little: a header or a column name equal to the previous event's is not written
  * again, so a run of events on one entity costs its ids and values, not its names.
- *   batch := 'B' u8 version=2 u32 count u64 token event*
+ *   batch := 'B' u8 version=3 u32 count u64 token event*   (version 2, without increments, is read too)
  *            token: one random number per flush_async, shared by its entries
  *   event := u8 kind ('I' insert, 'U' update, 'D' delete), u8 flags
  *            [str table, str entity, str cache_pool, str cache_prefix]
@@ -21,8 +21,10 @@
  *                 event's (never on the first event)
  *            u64 id
  *            u16 ncols (col)*            insert: every field; update: changed ones
+ *                                       (an increment `c = c + value` is a col too)
  *            u16 nkeys (u8 when, str key)*  cache keys the consumer handles:
- *                                           'A' deleted after applying and on failure,
+ *                                           'A' deleted after applying and on failure
+ *                                               (a unique index's generation),
  *                                           'F' deleted only when the event fails,
  *                                           'P' a pending-list hash: its field <id>
  *                                           is removed if it still holds this
@@ -32,6 +34,8 @@
  *   col   := u8 0, str name, value      (tag + payload as in codec.h)
  *          | u8 1, value                the name of the previous event's column at the
  *                                       same position
+ *          | u8 2, str name, value      an increment: the column plus value (an int, or a
+ *          | u8 3, value                decimal's text), named as in 0 and 1 (version 3)
  *   str   := u32 length, bytes
  * All integers little-endian.
  */
@@ -46,7 +50,7 @@
  * insert land in few entries and a consumer inserts id runs, not every 8th id.
  */
 #define bee__shard(id) ((size_t)(((id) >> 6) % BEE__SHARDS))
-#define BEE__EVENT_VERSION 2
+#define BEE__EVENT_VERSION 3
 
 typedef struct bee__str_s {
   const char *p;
@@ -61,6 +65,7 @@ typedef struct bee__event_s {
   size_t ncols;
   bee__str_t cols[1024]; /* an entity has at most 1000 fields */
   bee_value_t values[1024];
+  unsigned char add[1024]; /* 1: the column is an increment, `col = col + value` */
   size_t nkeys;
   const char *keys_at; /* raw key list, walk it with bee__event_key */
   size_t keys_len;
@@ -84,7 +89,8 @@ typedef struct bee__batch_s {
 void bee__batch_begin(bee__batch_t *w, bee__buf_t *b, uint64_t token);
 void bee__batch_event(bee__batch_t *w, char kind, const char *table, const char *entity, const char *cache_pool,
                       const char *prefix, uint64_t id);
-void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v);
+/* A column of the event: its value, or with add != 0 an increment by it. */
+void bee__batch_col(bee__batch_t *w, const char *name, const bee_value_t *v, int add);
 void bee__batch_keys_begin(bee__batch_t *w);
 void bee__batch_key(bee__batch_t *w, char when, const char *key, size_t len);
 /* Finishes the batch and frees the writer's scratch: 0, BEE_ENOMEM or BEE_EINVAL. */

@@ -112,9 +112,9 @@ static int fetch_range(bee_context_t *ctx, size_t entity, uint32_t want, uint64_
     *end = to + 1;
     return 0;
   }
-  char counter[sizeof rt->tag + 8], limit[sizeof rt->tag + 8], n[24];
-  snprintf(counter, sizeof counter, "%sids", rt->tag);
-  snprintf(limit, sizeof limit, "%sidmax", rt->tag);
+  char counter[sizeof rt->prefix + 8], limit[sizeof rt->prefix + 8], n[24];
+  snprintf(counter, sizeof counter, "%sids", rt->prefix);
+  snprintf(limit, sizeof limit, "%sidmax", rt->prefix);
   snprintf(n, sizeof n, "%u", want);
   for (int attempt = 0; attempt < 4; attempt++) {
     long long v;

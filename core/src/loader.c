@@ -1,32 +1,88 @@
 /*
- * loader.c: reading entities through the local cache, Redis and MySQL (DESIGN §2, G8).
+ * loader.c: reading rows by id through the local cache, Redis and MySQL (DESIGN §2, G8),
+ * and what the other loaders (lists.c, unique.c) share.
  *
  * Every loader ends in bee__load_by_ids: local cache hits first, then one pipelined
- * Redis round trip for the misses, then one SQL query for what is still missing. What
- * MySQL returns (rows and not-found markers) is written back to Redis by a script that
- * compares the entity's version with the one read before asking MySQL, and to the
- * local cache with the epoch taken before asking Redis: a concurrent flush wins.
+ * Redis round trip for the misses, then one SQL query for what is still missing. A row
+ * hash in Redis may lack columns (rowhash.h): MySQL gives them, and what Redis has wins,
+ * since a flush_async's columns are in Redis before MySQL has them. What MySQL gives is
+ * written back to Redis by a script that checks the entity's version read before asking
+ * MySQL and only adds what is missing (HSETNX), and to the local cache with the epoch
+ * taken before asking Redis: a concurrent flush always wins.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "orm.h"
+#include "loader.h"
+#include "rcmd.h"
+#include "rowhash.h"
 #include "sql.h"
 
 #define BEE__SQL_IDS 1000
 
 /*
- * Sets every missing KEYS[i>1] to ARGV[i] unless the version KEYS[1] moved from ARGV[1].
- * A key that exists was written since this reader missed it (by a flush, or by another
- * reader): never older than what this reader has, so it stays (NX). The version fences
- * the other race, a key dropped (DEL) by a flush while this reader asked MySQL.
+ * KEYS[1] the version, KEYS[2..] row hashes; ARGV[1] the version the reader read before
+ * asking MySQL, ARGV[2] a fresh version to start with when there is none (then nothing
+ * is filled: a reader that read "none" cannot tell a dropped version from a new one),
+ * then per row: n and n field/value pairs to add where missing (HSETNX: what a flush
+ * wrote is never older), or n = 0 for "no such row", written only where nothing is.
  */
-static const char *const fill_script =
-    "local v = redis.call('GET', KEYS[1]) or '' "
+static const char *const fill_rows_script =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v then redis.call('SET', KEYS[1], ARGV[2], 'NX') return 0 end "
     "if v ~= ARGV[1] then return 0 end "
-    "for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'NX') end "
+    "local a = 3 "
+    "for i = 2, #KEYS do "
+    "local n = tonumber(ARGV[a]) a = a + 1 "
+    "if n == 0 then "
+    "if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('HSET', KEYS[i], '!', 'N') end "
+    "else for j = a, a + 2 * n - 1, 2 do redis.call('HSETNX', KEYS[i], ARGV[j], ARGV[j + 1]) end end "
+    "a = a + 2 * n end "
     "return 1";
+
+/* Like the script above for one string key (lists): SET NX when the version is unchanged. */
+static const char *const fill_string_script =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v then redis.call('SET', KEYS[1], ARGV[3], 'NX') return 0 end "
+    "if v ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[2], ARGV[2], 'NX') return 1";
+
+/* A fresh version: a random number INCR can count up from. */
+static void fresh_version(char out[24]) {
+  snprintf(out, 24, "%llu", (unsigned long long)(bee__flush_token() >> 2));
+}
+
+void bee__reply_text(const redisReply *r, char *out, size_t size) {
+  if (r && r->type == REDIS_REPLY_STRING) snprintf(out, size, "%.*s", (int)r->len, r->str);
+  else if (r && r->type == REDIS_REPLY_INTEGER) snprintf(out, size, "%lld", r->integer);
+  else out[0] = '\0';
+}
+
+void bee__fill_string(bee_context_t *ctx, const bee__entity_rt_t *rt, const char *version, const char *key,
+                      size_t key_len, const char *val, size_t val_len) {
+  redisContext *c;
+  bee_error_t ignored;
+  if (rt->redis < 0 || bee__ctx_redis(ctx, (size_t)rt->redis, &c, &ignored)) return;
+  char vkey[BEE__KEY_ROW_MAX], fresh[24];
+  bee__key_version(rt->prefix, vkey, sizeof vkey);
+  fresh_version(fresh);
+  redisReply *r = redisCommand(c, "EVAL %s 2 %s %b %s %b %s", fill_string_script, vkey, key, key_len, version, val,
+                               val_len, fresh);
+  if (r) freeReplyObject(r);
+  else bee__ctx_redis_broken(ctx, (size_t)rt->redis);
+}
+
+int bee__entity_index(bee_context_t *ctx, const bee_entity_t *entity, size_t *out, bee_error_t *err) {
+  if (!ctx || !entity) return bee__error(err, BEE_EINVAL, 0, "context or entity is NULL");
+  size_t i = (size_t)(entity - ctx->engine->entities);
+  if (i >= ctx->engine->entity_count) return bee__error(err, BEE_EINVAL, 0, "entity of another engine");
+  *out = i;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rows by id                                                               */
 
 typedef struct {
   bee_context_t *ctx;
@@ -49,49 +105,6 @@ static int deliver_encoded(load_t *l, size_t index, uint64_t id, const char *dat
   return (l->stopped = l->fn(l->ud, index, &row));
 }
 
-/* Reads the version key; "" when absent. */
-static void version_text(redisReply *r, char *out, size_t size) {
-  if (r && r->type == REDIS_REPLY_STRING) snprintf(out, size, "%.*s", (int)r->len, r->str);
-  else if (r && r->type == REDIS_REPLY_INTEGER) snprintf(out, size, "%lld", r->integer);
-  else out[0] = '\0';
-}
-
-/* Writes keys/values to Redis with the version check, in chunks. Failures only cost a later miss. */
-static void fill_redis(bee_context_t *ctx, int pool, const char *version_key, const char *version, char **keys,
-                       size_t *key_lens, char **vals, size_t *val_lens, size_t n) {
-  redisContext *c;
-  bee_error_t ignored;
-  if (pool < 0 || !n || bee__ctx_redis(ctx, (size_t)pool, &c, &ignored)) return;
-  for (size_t at = 0; at < n; at += 500) {
-    size_t m = n - at < 500 ? n - at : 500;
-    size_t argc = 3 + (m + 1) * 2;
-    const char **argv = bee__malloc(argc * sizeof *argv);
-    size_t *lens = bee__malloc(argc * sizeof *lens);
-    char nk[16];
-    if (!argv || !lens) {
-      bee__free(argv);
-      bee__free(lens);
-      return;
-    }
-    snprintf(nk, sizeof nk, "%zu", m + 1);
-    argv[0] = "EVAL", lens[0] = 4;
-    argv[1] = fill_script, lens[1] = strlen(fill_script);
-    argv[2] = nk, lens[2] = strlen(nk);
-    argv[3] = version_key, lens[3] = strlen(version_key);
-    for (size_t i = 0; i < m; i++) argv[4 + i] = keys[at + i], lens[4 + i] = key_lens[at + i];
-    argv[4 + m] = version, lens[4 + m] = strlen(version);
-    for (size_t i = 0; i < m; i++) argv[5 + m + i] = vals[at + i], lens[5 + m + i] = val_lens[at + i];
-    redisReply *r = redisCommandArgv(c, (int)argc, argv, lens);
-    bee__free(argv);
-    bee__free(lens);
-    if (!r) {
-      bee__ctx_redis_broken(ctx, (size_t)pool);
-      return;
-    }
-    freeReplyObject(r);
-  }
-}
-
 /* Where the encoded row of one index sits in the context's scratch buffer (len 0: not yet). */
 typedef struct {
   size_t off, len;
@@ -112,25 +125,84 @@ static int keep(bee__buf_t *rows, slot_t *slot, const char *data, size_t len) {
   return rows->failed ? BEE_ENOMEM : 0;
 }
 
-/* Asks MySQL for the indexes still missing; keeps rows and not-found markers; fills caches. */
-static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slots, int local, uint64_t epoch,
-                           int redis_ok, const char *version_key, const char *version, bee_error_t *err) {
+/* Encodes values (id) and keeps them as the answer for a slot. */
+static int keep_values(load_t *l, bee__buf_t *rows, slot_t *slot, uint64_t id, const bee_value_t *values) {
+  slot->off = rows->len;
+  if (bee__row_encode(l->e, id, values, rows)) return rows->failed ? BEE_ENOMEM : BEE_EINVAL;
+  slot->len = rows->len - slot->off;
+  return 0;
+}
+
+/* Reads a row hash reply into values/present; returns its info. */
+static void read_hash(const bee__entity_t *e, const redisReply *r, bee_value_t *values, unsigned char *present,
+                      bee__rowhash_info_t *info) {
+  bee__rowhash_begin(info, present, e->field_count);
+  if (r->type != REDIS_REPLY_ARRAY) return;
+  for (size_t k = 0; k + 1 < r->elements; k += 2) {
+    const redisReply *f = r->element[k], *v = r->element[k + 1];
+    if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+      bee__rowhash_pair(e, f->str, f->len, v->str, v->len, values, present, info);
+  }
+}
+
+/* Appends a row's fill arguments (n, then the mark and every column) to cmd. */
+static void fill_args(bee__rcmd_t *cmd, const bee__entity_t *e, const bee_value_t *values) {
+  char num[24];
+  snprintf(num, sizeof num, "%zu", e->field_count + 1);
+  bee__rcmd_str(cmd, num);
+  bee__rcmd_str(cmd, BEE__ROWHASH_MARK);
+  bee__rcmd_str(cmd, "R");
+  for (size_t f = 0; f < e->field_count; f++) {
+    bee__rcmd_str(cmd, e->fields[f].name);
+    bee__rcmd_open(cmd);
+    bee__rowhash_text(&values[f], &cmd->text);
+    bee__rcmd_close(cmd);
+  }
+}
+
+/* Sends a fill script built in cmd and reads its reply (failures only cost a later miss). */
+static void fill_send(bee_context_t *ctx, int pool, bee__rcmd_t *cmd) {
+  redisContext *c;
+  bee_error_t ignored;
+  size_t count = 0;
+  if (pool < 0 || bee__ctx_redis(ctx, (size_t)pool, &c, &ignored)) return;
+  bee__rcmd_send(c, cmd, &count);
+  if (!count) return;
+  void *reply = NULL;
+  if (redisGetReply(c, &reply) != REDIS_OK) bee__ctx_redis_broken(ctx, (size_t)pool);
+  else freeReplyObject(reply);
+}
+
+/*
+ * Asks MySQL for the indexes still missing, merges what partial Redis rows hold (they
+ * win), keeps rows and not-found markers, and fills the caches.
+ */
+static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slots, redisReply **partial, int local,
+                           uint64_t epoch, int redis_ok, const char *version, bee_error_t *err) {
   bee_context_t *ctx = l->ctx;
   bee__buf_t *rows = &ctx->scratch;
-  size_t nf = l->e->field_count;
+  const bee__entity_t *e = l->e;
+  size_t nf = e->field_count;
   const bee__mysql_pool_t *pool = &ctx->engine->mysql[l->rt->mysql];
   MYSQL *conn;
   int rc = bee__ctx_mysql(ctx, l->rt->mysql, &conn, err);
   if (rc) return rc;
-  bee__buf_t sql = {0}, miss = {0}, found_rows = {0};
-  bee__row_encode_missing(l->e, &miss);
+  bee__buf_t sql = {0}, miss = {0};
+  bee__rcmd_t fill = {0}, keys = {0}, vals = {0}; /* the fill script, its row keys, its arguments */
+  bee_value_t *over = bee__calloc(nf ? nf : 1, sizeof *over);
+  unsigned char *present = bee__calloc(nf ? nf : 1, 1), *got = bee__calloc(n, 1);
+  bee__row_encode_missing(e, &miss);
+  if (!over || !present || !got || miss.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", e->name);
+  char vkey[BEE__KEY_ROW_MAX], fresh[24];
+  bee__key_version(l->rt->prefix, vkey, sizeof vkey);
+  fresh_version(fresh);
   size_t i = 0;
   while (i < n && !rc) {
     size_t chunk_start = i, count = 0;
     sql.len = 0;
     bee__buf_puts(&sql, "SELECT `id`");
-    for (size_t f = 0; f < nf; f++) bee__buf_printf(&sql, ",`%s`", l->e->fields[f].name);
-    bee__buf_printf(&sql, " FROM `%s` WHERE `id` IN (", l->e->table);
+    for (size_t f = 0; f < nf; f++) bee__buf_printf(&sql, ",`%s`", e->fields[f].name);
+    bee__buf_printf(&sql, " FROM `%s` WHERE `id` IN (", e->table);
     for (; i < n && count < BEE__SQL_IDS; i++) {
       if (slots[i].len) continue;
       char num[BEE__ID_BUF];
@@ -139,7 +211,7 @@ static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slo
     }
     if (!count) break;
     bee__buf_puts(&sql, ")");
-    if (sql.failed || miss.failed) {
+    if (sql.failed) {
       rc = bee__error(err, BEE_ENOMEM, 0, "out of memory building a query");
       break;
     }
@@ -153,90 +225,86 @@ static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slo
       rc = bee__mysql_error(err, conn, pool, "loading failed on");
       break;
     }
-    /* Encode every row found into found_rows: [u64 id][u32 len][bytes]... */
-    found_rows.len = 0;
     MYSQL_ROW row;
-    bee__buf_t enc = {0};
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    /* Rows found: merged with the partial Redis rows, kept, cached. */
+    bee__rcmd_reset(&keys);
+    bee__rcmd_reset(&vals);
+    while ((row = mysql_fetch_row(res)) != NULL && !rc) {
       unsigned long *lens = mysql_fetch_lengths(res);
       uint64_t id;
       int bad = !row[0] || bee__id_parse(row[0], lens[0], &id);
       for (size_t f = 0; f < nf && !bad; f++)
-        bad = bee__cell_value(&l->e->fields[f], row[f + 1], row[f + 1] ? lens[f + 1] : 0, &l->values[f]) != 0;
-      enc.len = 0;
-      if (bad || bee__row_encode(l->e, id, l->values, &enc)) {
+        bad = bee__cell_value(&e->fields[f], row[f + 1], row[f + 1] ? lens[f + 1] : 0, &l->values[f]) != 0;
+      if (bad) {
         rc = bee__error(err, BEE_EMYSQL, 0, "table '%s' holds a value that does not fit its definition (id %s)",
-                        l->e->table, row[0] ? row[0] : "NULL");
+                        e->table, row[0] ? row[0] : "NULL");
         break;
       }
-      uint32_t len = (uint32_t)enc.len;
-      bee__buf_append(&found_rows, (const char *)&id, sizeof id);
-      bee__buf_append(&found_rows, (const char *)&len, sizeof len);
-      bee__buf_append(&found_rows, enc.data, enc.len);
+      int filled = 0; /* an id asked twice is filled once */
+      for (size_t j = chunk_start; j < i; j++) {
+        if (slots[j].len || got[j] || ids[j] != id) continue;
+        got[j] = 1;
+        if (partial && partial[j]) { /* what Redis has is newer than MySQL */
+          bee__rowhash_info_t info;
+          read_hash(e, partial[j], over, present, &info);
+          for (size_t f = 0; f < nf; f++)
+            if (present[f]) l->values[f] = over[f];
+        }
+        if ((rc = keep_values(l, rows, &slots[j], id, l->values))) break;
+        if (local) bee__lru_put(l->rt->lru, id, rows->data + slots[j].off, slots[j].len, epoch);
+        if (redis_ok && !filled) {
+          char key[BEE__KEY_ROW_MAX];
+          bee__rcmd_arg(&keys, key, bee__key_row(l->rt->prefix, id, key, sizeof key));
+          fill_args(&vals, e, l->values);
+          filled = 1;
+        }
+      }
     }
-    bee__buf_free(&enc);
     mysql_free_result(res);
-    if (rc) break;
-    if (found_rows.failed) {
-      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l->e->name);
-      break;
-    }
-    size_t count_filled = 0;
-    size_t *from_mysql = bee__malloc((i - chunk_start) * sizeof *from_mysql + 1); /* indexes answered here */
+    /* Rows MySQL does not have: a row a flush_async wrote (marked existing) stands with
+       what Redis has; otherwise not found. */
     for (size_t j = chunk_start; j < i && !rc; j++) {
-      if (slots[j].len) continue;
-      const char *data = miss.data;
-      size_t len = miss.len;
-      for (size_t at = 0; at < found_rows.len;) {
-        uint64_t id;
-        uint32_t rl;
-        memcpy(&id, found_rows.data + at, sizeof id);
-        memcpy(&rl, found_rows.data + at + sizeof id, sizeof rl);
-        if (id == ids[j]) {
-          data = found_rows.data + at + sizeof id + sizeof rl;
-          len = rl;
-          break;
-        }
-        at += sizeof id + sizeof rl + rl;
+      if (slots[j].len || got[j]) continue;
+      bee__rowhash_info_t info = {0};
+      if (partial && partial[j]) read_hash(e, partial[j], l->values, present, &info);
+      if (info.mark == 'R') {
+        for (size_t f = 0; f < nf; f++)
+          if (!present[f]) l->values[f] = (bee_value_t){.kind = BEE_VALUE_NIL};
+        rc = keep_values(l, rows, &slots[j], ids[j], l->values);
+        continue;
       }
-      rc = keep(rows, &slots[j], data, len);
-      if (!rc && local) bee__lru_put(l->rt->lru, ids[j], data, len, epoch);
-      if (from_mysql) from_mysql[count_filled] = j;
-      count_filled++;
-    }
-    if (rc) {
-      bee__free(from_mysql);
-      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l->e->name);
-      break;
-    }
-    if (redis_ok && count_filled && from_mysql) {
-      /* rows no longer grows in this chunk: pointers into it stay valid for the fill */
-      char **keys = bee__calloc(count_filled, sizeof *keys), **vals = bee__calloc(count_filled, sizeof *vals);
-      size_t *klens = bee__calloc(count_filled, sizeof *klens), *vlens = bee__calloc(count_filled, sizeof *vlens);
-      char *keybuf = bee__malloc(count_filled * (sizeof l->rt->prefix + 32));
-      if (keys && vals && klens && vlens && keybuf) {
-        size_t k = 0;
-        for (size_t m = 0; m < count_filled; m++) {
-          size_t j = from_mysql[m];
-          keys[k] = keybuf + k * (sizeof l->rt->prefix + 32);
-          klens[k] = bee__row_key(l->rt, ids[j], keys[k], sizeof l->rt->prefix + 32);
-          vals[k] = rows->data + slots[j].off;
-          vlens[k] = slots[j].len;
-          k++;
-        }
-        fill_redis(ctx, l->rt->redis, version_key, version, keys, klens, vals, vlens, k);
+      if ((rc = keep(rows, &slots[j], miss.data, miss.len))) break;
+      if (partial && partial[j]) continue; /* columns without a row: leave them to the writer */
+      if (local) bee__lru_put(l->rt->lru, ids[j], miss.data, miss.len, epoch);
+      if (redis_ok) {
+        char key[BEE__KEY_ROW_MAX];
+        bee__rcmd_arg(&keys, key, bee__key_row(l->rt->prefix, ids[j], key, sizeof key));
+        bee__rcmd_str(&vals, "0");
       }
-      bee__free(keys);
-      bee__free(vals);
-      bee__free(klens);
-      bee__free(vlens);
-      bee__free(keybuf);
     }
-    bee__free(from_mysql);
+    if (!rc && redis_ok && keys.n) {
+      char num[24];
+      snprintf(num, sizeof num, "%zu", keys.n + 1);
+      bee__rcmd_begin(&fill, "EVAL");
+      bee__rcmd_str(&fill, fill_rows_script);
+      bee__rcmd_str(&fill, num);
+      bee__rcmd_str(&fill, vkey);
+      for (size_t k = 0; k < keys.n; k++) bee__rcmd_arg(&fill, keys.text.data + keys.spans[k][0], keys.spans[k][1]);
+      bee__rcmd_str(&fill, version);
+      bee__rcmd_str(&fill, fresh);
+      for (size_t k = 0; k < vals.n; k++) bee__rcmd_arg(&fill, vals.text.data + vals.spans[k][0], vals.spans[k][1]);
+      fill_send(ctx, l->rt->redis, &fill);
+    }
   }
+  if (!rc && rows->failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", e->name);
   bee__buf_free(&sql);
   bee__buf_free(&miss);
-  bee__buf_free(&found_rows);
+  bee__rcmd_free(&fill);
+  bee__rcmd_free(&keys);
+  bee__rcmd_free(&vals);
+  bee__free(over);
+  bee__free(present);
+  bee__free(got);
   return rc;
 }
 
@@ -248,14 +316,18 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   size_t nf = l.e->field_count;
   /* Small lookups (the common get_by_id) use the stack and the context's scratch buffer. */
   bee_value_t values_small[32];
+  unsigned char present_small[32];
   slot_t slots_small[64];
+  redisReply *partial_small[64];
   l.values = nf <= 32 ? values_small : bee__calloc(nf, sizeof *l.values);
+  unsigned char *present = nf <= 32 ? present_small : bee__calloc(nf, 1);
   slot_t *slots = n <= 64 ? slots_small : bee__calloc(n, sizeof *slots);
+  redisReply **partial = NULL;
   if (n <= 64) memset(slots_small, 0, n * sizeof *slots);
   bee__buf_t *rows = &ctx->scratch;
   rows->len = 0;
   int rc = 0;
-  if (!l.values || !slots) {
+  if (!l.values || !slots || !present) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l.e->name);
     goto out;
   }
@@ -276,8 +348,8 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   } else if (local) {
     for (size_t i = 0; i < n; i++) {
       size_t off = rows->len;
-      int got = bee__lru_get(l.rt->lru, ids[i], rows);
-      if (got == 1 && valid_for(&l, ids[i], rows->data + off, rows->len - off)) {
+      int hit = bee__lru_get(l.rt->lru, ids[i], rows);
+      if (hit == 1 && valid_for(&l, ids[i], rows->data + off, rows->len - off)) {
         slots[i].off = off;
         slots[i].len = rows->len - off;
         missing--;
@@ -289,18 +361,17 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
 
   /* 2. Redis: the version, then every missing row, in one round trip */
   char version[32] = "";
-  char version_key[sizeof l.rt->prefix + 4];
-  snprintf(version_key, sizeof version_key, "%sv", l.rt->prefix);
   int redis_ok = 0;
   if (missing && l.rt->redis >= 0) {
     redisContext *c;
     if ((rc = bee__ctx_redis(ctx, (size_t)l.rt->redis, &c, err))) goto out;
-    redisAppendCommand(c, "GET %s", version_key);
+    char key[BEE__KEY_ROW_MAX];
+    bee__key_version(l.rt->prefix, key, sizeof key);
+    redisAppendCommand(c, "GET %s", key);
     for (size_t i = 0; i < n; i++) {
       if (slots[i].len) continue;
-      char key[sizeof l.rt->prefix + 32];
-      size_t kl = bee__row_key(l.rt, ids[i], key, sizeof key);
-      redisAppendCommand(c, "GET %b", key, kl);
+      size_t kl = bee__key_row(l.rt->prefix, ids[i], key, sizeof key);
+      redisAppendCommand(c, "HGETALL %b", key, kl);
     }
     redis_ok = 1;
     size_t want = missing;
@@ -313,28 +384,46 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
       }
       redisReply *r = reply;
       if (k == 0) {
-        version_text(r, version, sizeof version);
+        bee__reply_text(r, version, sizeof version);
         freeReplyObject(r);
         continue;
       }
       while (slots[i].len) i++;
-      if (!rc && r->type == REDIS_REPLY_STRING && valid_for(&l, ids[i], r->str, r->len)) {
-        rc = keep(rows, &slots[i], r->str, r->len);
-        if (!rc && local) bee__lru_put(l.rt->lru, ids[i], r->str, r->len, epoch);
-        missing--;
+      bee__rowhash_info_t info;
+      read_hash(l.e, r, l.values, present, &info);
+      if (!rc && info.mark == 'N') {
+        bee__buf_t miss = {0};
+        bee__row_encode_missing(l.e, &miss);
+        rc = miss.failed ? BEE_ENOMEM : keep(rows, &slots[i], miss.data, miss.len);
+        bee__buf_free(&miss);
+      } else if (!rc && bee__rowhash_complete(l.e, &info)) {
+        rc = keep_values(&l, rows, &slots[i], ids[i], l.values);
+      } else if (!rc && r->type == REDIS_REPLY_ARRAY && r->elements) { /* kept for the merge with MySQL */
+        if (!partial) {
+          partial = n <= 64 ? partial_small : bee__calloc(n, sizeof *partial);
+          if (partial == partial_small) memset(partial_small, 0, n * sizeof *partial);
+        }
+        if (partial) {
+          partial[i] = r;
+          r = NULL;
+        }
       }
-      freeReplyObject(r);
+      if (slots[i].len) {
+        missing--;
+        if (!rc && local) bee__lru_put(l.rt->lru, ids[i], rows->data + slots[i].off, slots[i].len, epoch);
+      }
+      if (r) freeReplyObject(r);
       i++;
     }
     if (rc) {
-      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory loading '%s'", l.e->name);
+      rc = bee__error(err, rc == BEE_ENOMEM ? BEE_ENOMEM : BEE_EINVAL, 0, "cannot keep a cached row of '%s'",
+                      l.e->name);
       goto out;
     }
   }
 
   /* 3. MySQL for the rest */
-  if (missing && (rc = load_from_mysql(&l, ids, n, slots, local, epoch, redis_ok, version_key, version, err)))
-    goto out;
+  if (missing && (rc = load_from_mysql(&l, ids, n, slots, partial, local, epoch, redis_ok, version, err))) goto out;
 
   /* 4. every answer, in the order of ids */
   for (size_t i = 0; i < n; i++) {
@@ -346,24 +435,22 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
     }
   }
 out:
+  if (partial) {
+    for (size_t i = 0; i < n; i++)
+      if (partial[i]) freeReplyObject(partial[i]);
+    if (partial != partial_small) bee__free(partial);
+  }
   if (rows->cap > 65536) bee__buf_free(rows); /* do not keep a huge result's buffer */
   if (l.values != values_small) bee__free(l.values);
+  if (present != present_small) bee__free(present);
   if (slots != slots_small) bee__free(slots);
   return rc;
-}
-
-static int entity_index(bee_context_t *ctx, const bee_entity_t *entity, size_t *out, bee_error_t *err) {
-  if (!ctx || !entity) return bee__error(err, BEE_EINVAL, 0, "context or entity is NULL");
-  size_t i = (size_t)(entity - ctx->engine->entities);
-  if (i >= ctx->engine->entity_count) return bee__error(err, BEE_EINVAL, 0, "entity of another engine");
-  *out = i;
-  return 0;
 }
 
 int bee_context_get_by_ids(bee_context_t *ctx, const bee_entity_t *entity, const uint64_t *ids, size_t n,
                            bee_row_fn fn, void *ud, bee_error_t *err) {
   size_t ei;
-  int rc = entity_index(ctx, entity, &ei, err);
+  int rc = bee__entity_index(ctx, entity, &ei, err);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++)
     if (ids[i] == 0) return bee__error(err, BEE_EINVAL, 0, "id 0 is not a valid id");
@@ -371,14 +458,9 @@ int bee_context_get_by_ids(bee_context_t *ctx, const bee_entity_t *entity, const
 }
 
 /* ------------------------------------------------------------------------ */
-/* Id lists: references, indexes, all                                       */
+/* What the other loaders share                                             */
 
-typedef struct {
-  uint64_t *ids;
-  size_t n, cap;
-} idlist_t;
-
-static int idlist_push(idlist_t *l, uint64_t id) {
+int bee__idlist_push(bee__idlist_t *l, uint64_t id) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 64;
     uint64_t *p = bee__realloc(l->ids, cap * sizeof *p);
@@ -390,9 +472,8 @@ static int idlist_push(idlist_t *l, uint64_t id) {
   return 0;
 }
 
-/* Runs "SELECT `id` FROM t WHERE <where>" and collects the ids. */
-static int query_ids(bee_context_t *ctx, size_t ei, const char *where, const bee_value_t *args, size_t nargs,
-                     const char *tail, idlist_t *out, bee_error_t *err) {
+int bee__query_ids(bee_context_t *ctx, size_t ei, const char *where, const bee_value_t *args, size_t nargs,
+                   const char *tail, bee__idlist_t *out, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
   const bee__entity_t *e = &engine->entities[ei];
   size_t p = engine->rt[ei].mysql;
@@ -425,7 +506,7 @@ static int query_ids(bee_context_t *ctx, size_t ei, const char *where, const bee
   while ((row = mysql_fetch_row(res)) != NULL) {
     uint64_t id;
     if (!row[0] || bee__id_parse(row[0], mysql_fetch_lengths(res)[0], &id)) continue;
-    if (idlist_push(out, id)) {
+    if (bee__idlist_push(out, id)) {
       rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
       break;
     }
@@ -436,8 +517,8 @@ static int query_ids(bee_context_t *ctx, size_t ei, const char *where, const bee
 
 int bee__select_ids(bee_context_t *ctx, size_t entity, const char *where, const bee_value_t *args, size_t nargs,
                     uint64_t **ids, size_t *n, bee_error_t *err) {
-  idlist_t l = {0};
-  int rc = query_ids(ctx, entity, where, args, nargs, NULL, &l, err);
+  bee__idlist_t l = {0};
+  int rc = bee__query_ids(ctx, entity, where, args, nargs, NULL, &l, err);
   if (rc) {
     bee__free(l.ids);
     return rc;
@@ -447,218 +528,8 @@ int bee__select_ids(bee_context_t *ctx, size_t entity, const char *where, const 
   return 0;
 }
 
-/*
- * Reads the entity's version and one key in one round trip. On success *out is the
- * key's reply (the caller frees it) and version holds the version text ("" if none).
- */
-static int get_versioned(bee_context_t *ctx, const bee__entity_rt_t *rt, const char *key, size_t key_len,
-                         char *version, size_t version_size, redisReply **out, bee_error_t *err) {
-  char version_key[sizeof rt->prefix + 4];
-  snprintf(version_key, sizeof version_key, "%sv", rt->prefix);
-  redisContext *c;
-  int rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err);
-  if (rc) return rc;
-  redisAppendCommand(c, "GET %s", version_key);
-  redisAppendCommand(c, "GET %b", key, key_len);
-  void *r1 = NULL, *r2 = NULL;
-  if (redisGetReply(c, &r1) != REDIS_OK || redisGetReply(c, &r2) != REDIS_OK) {
-    if (r1) freeReplyObject(r1);
-    rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, NULL, "reading the cache failed");
-    bee__ctx_redis_broken(ctx, (size_t)rt->redis);
-    return rc;
-  }
-  version_text(r1, version, version_size);
-  freeReplyObject(r1);
-  *out = r2;
-  return 0;
-}
-
-/* Which rows a cached list holds: kind 'a' (all), 'i' (index) or 'f' (reference field). */
-typedef struct {
-  char kind;
-  const char *name;
-  const size_t *fields;
-  size_t n;
-} list_spec_t;
-
-typedef struct {
-  bee_context_t *ctx;
-  size_t ei;
-  const list_spec_t *spec;
-  const bee__buf_t *key;
-  bee__buf_t scratch;
-  unsigned char *member; /* per pending id: 1 when its row as cached now belongs to the list */
-} judge_t;
-
-static int judge_row(void *ud, size_t index, const bee_row_t *row) {
-  judge_t *j = ud;
-  if (!row) return 0;
-  if (j->spec->kind == 'a') {
-    j->member[index] = 1;
-    return 0;
-  }
-  const bee__entity_rt_t *rt = &j->ctx->engine->rt[j->ei];
-  if (bee__list_key(rt, row->entity, j->spec->kind, j->spec->name, j->spec->fields, j->spec->n, row->values,
-                    &j->scratch))
-    return BEE_ENOMEM;
-  j->member[index] = j->scratch.len == j->key->len && !memcmp(j->scratch.data, j->key->data, j->key->len);
-  return 0;
-}
-
-static int cmp_id(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* The pending ids of a list (flush_async changes a consumer has not applied yet). */
-static int pending_ids(bee_context_t *ctx, const bee__entity_rt_t *rt, const bee__buf_t *key, idlist_t *out,
-                       bee_error_t *err) {
-  bee__buf_t pkey = {0};
-  bee__buf_append(&pkey, key->data, key->len);
-  if (pkey.failed) return bee__error(err, BEE_ENOMEM, 0, "out of memory");
-  bee__pending_key(rt, &pkey);
-  redisContext *c;
-  int rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err);
-  redisReply *r = rc ? NULL : redisCommand(c, "HKEYS %b", pkey.data, pkey.len);
-  bee__buf_free(&pkey);
-  if (rc) return rc;
-  if (!r || r->type != REDIS_REPLY_ARRAY) {
-    rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, r, "reading the cache failed");
-    if (r) freeReplyObject(r);
-    else bee__ctx_redis_broken(ctx, (size_t)rt->redis);
-    return rc;
-  }
-  for (size_t i = 0; i < r->elements && !rc; i++) {
-    uint64_t id;
-    redisReply *it = r->element[i];
-    if (it->type != REDIS_REPLY_STRING || bee__id_parse(it->str, it->len, &id)) continue;
-    if (idlist_push(out, id)) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
-  }
-  freeReplyObject(r);
-  return rc;
-}
-
-/*
- * MySQL's ids for a list corrected by its pending ids: a row with a queued change is in
- * the list when its current row (the caches hold it since the flush_async) says so.
- */
-static int apply_pending(bee_context_t *ctx, size_t ei, const list_spec_t *spec, const bee__buf_t *key,
-                         const idlist_t *pending, idlist_t *out, bee_error_t *err) {
-  judge_t j = {ctx, ei, spec, key, {0}, bee__calloc(pending->n, 1)};
-  if (!j.member) return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
-  int rc = bee__load_by_ids(ctx, ei, pending->ids, pending->n, judge_row, &j, err);
-  bee__buf_free(&j.scratch);
-  if (rc == BEE_ENOMEM) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
-  if (rc) {
-    bee__free(j.member);
-    return rc;
-  }
-  uint64_t *sorted = bee__malloc(pending->n * sizeof *sorted);
-  if (!sorted) {
-    bee__free(j.member);
-    return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
-  }
-  memcpy(sorted, pending->ids, pending->n * sizeof *sorted);
-  qsort(sorted, pending->n, sizeof *sorted, cmp_id);
-  size_t w = 0; /* drop MySQL's ids that are pending: their rows decide */
-  for (size_t i = 0; i < out->n; i++)
-    if (!bsearch(&out->ids[i], sorted, pending->n, sizeof *sorted, cmp_id)) out->ids[w++] = out->ids[i];
-  out->n = w;
-  bee__free(sorted);
-  for (size_t i = 0; i < pending->n && !rc; i++)
-    if (j.member[i] && idlist_push(out, pending->ids[i])) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
-  bee__free(j.member);
-  if (rc) return rc;
-  qsort(out->ids, out->n, sizeof *out->ids, cmp_id);
-  w = 0;
-  for (size_t i = 0; i < out->n; i++)
-    if (!w || out->ids[w - 1] != out->ids[i]) out->ids[w++] = out->ids[i];
-  out->n = w;
-  return 0;
-}
-
-/*
- * The ids for a list key: from Redis when cached there, else from MySQL corrected by
- * the list's pending ids (then cached with the version check). key NULL: never cached.
- */
-static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const list_spec_t *spec, const char *where,
-                    const bee_value_t *args, size_t nargs, idlist_t *out, bee_error_t *err) {
-  bee__entity_rt_t *rt = &ctx->engine->rt[ei];
-  char version[32] = "";
-  char version_key[sizeof rt->prefix + 4];
-  snprintf(version_key, sizeof version_key, "%sv", rt->prefix);
-  int cached = key && rt->redis >= 0;
-  idlist_t pending = {0};
-  if (cached) {
-    redisReply *r;
-    int rc = get_versioned(ctx, rt, key->data, key->len, version, sizeof version, &r, err);
-    if (rc) return rc;
-    int hit = r->type == REDIS_REPLY_STRING && r->len >= 1 && r->str[0] == 'L' && (r->len - 1) % 8 == 0;
-    if (hit) {
-      for (size_t i = 1; i < r->len; i += 8) {
-        uint64_t id = 0;
-        for (int b = 7; b >= 0; b--) id = (id << 8) | (unsigned char)r->str[i + (size_t)b];
-        if (idlist_push(out, id)) {
-          hit = -1;
-          break;
-        }
-      }
-    }
-    freeReplyObject(r);
-    if (hit == -1) return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
-    if (hit) return 0;
-    /* Before MySQL: an id that stops being pending was applied before it left the hash. */
-    if ((rc = pending_ids(ctx, rt, key, &pending, err))) {
-      bee__free(pending.ids);
-      return rc;
-    }
-  }
-  int rc = query_ids(ctx, ei, where, args, nargs, " ORDER BY `id`", out, err);
-  if (!rc && pending.n) rc = apply_pending(ctx, ei, spec, key, &pending, out, err);
-  bee__free(pending.ids);
-  if (rc || !cached) return rc;
-  bee__buf_t val = {0};
-  bee__buf_append(&val, "L", 1);
-  for (size_t i = 0; i < out->n; i++) {
-    unsigned char b[8];
-    for (int k = 0; k < 8; k++) b[k] = (unsigned char)(out->ids[i] >> (8 * k));
-    bee__buf_append(&val, (const char *)b, 8);
-  }
-  if (!val.failed) {
-    char *k = key->data, *v = val.data;
-    size_t kl = key->len, vl = val.len;
-    fill_redis(ctx, rt->redis, version_key, version, &k, &kl, &v, &vl, 1);
-  }
-  bee__buf_free(&val);
-  return 0;
-}
-
-/* Delivers rows for a list of ids in order, skipping ids whose row is gone. */
-typedef struct {
-  bee_row_fn fn;
-  void *ud;
-  size_t next;
-} skip_t;
-
-static int skip_missing(void *ud, size_t index, const bee_row_t *row) {
-  skip_t *s = ud;
-  (void)index;
-  if (!row) return 0;
-  return s->fn(s->ud, s->next++, row);
-}
-
-/* Ends a list loader: delivers the rows of l unless rc (the listing's result) failed; frees l. */
-static int deliver_list(bee_context_t *ctx, size_t ei, int rc, idlist_t *l, bee_row_fn fn, void *ud,
-                        bee_error_t *err) {
-  skip_t s = {fn, ud, 0};
-  if (!rc) rc = bee__load_by_ids(ctx, ei, l->ids, l->n, skip_missing, &s, err);
-  bee__free(l->ids);
-  return rc;
-}
-
-/* "`a` = ? AND `b` IS NULL ..." for the fields of an index, with args for the non-NULLs. */
-static int index_where(const bee__entity_t *e, const size_t *fields, size_t n, const bee_value_t *values,
-                       bee__buf_t *where, bee_value_t *args, size_t *nargs) {
+int bee__index_where(const bee__entity_t *e, const size_t *fields, size_t n, const bee_value_t *values,
+                     bee__buf_t *where, bee_value_t *args, size_t *nargs) {
   *nargs = 0;
   for (size_t k = 0; k < n; k++) {
     const char *name = e->fields[fields[k]].name;
@@ -673,9 +544,8 @@ static int index_where(const bee__entity_t *e, const size_t *fields, size_t n, c
   return where->failed ? BEE_ENOMEM : 0;
 }
 
-/* Validates lookup values against their fields into canonical form (strings in buf). */
-static int canonical_lookup(const bee__entity_t *e, const size_t *fields, size_t n, const bee_value_t *in,
-                            bee_value_t *out, bee__buf_t *buf, bee_error_t *err) {
+int bee__canonical_lookup(const bee__entity_t *e, const size_t *fields, size_t n, const bee_value_t *in,
+                          bee_value_t *out, bee__buf_t *buf, bee_error_t *err) {
   size_t need = 0;
   for (size_t k = 0; k < n; k++) need += BEE__VALUE_BUF(in[k].kind == BEE_VALUE_STRING ? in[k].len : 0);
   buf->len = 0;
@@ -715,9 +585,8 @@ static const bee__index_t *find_index(const bee__entity_t *e, const char *name, 
   return NULL;
 }
 
-/* The (unique or non-unique) index a lookup names, checked against the number of values given. */
-static int lookup_index(const bee__entity_t *e, const char *index, int unique, size_t n, const bee__index_t **out,
-                        bee_error_t *err) {
+int bee__lookup_index(const bee__entity_t *e, const char *index, int unique, size_t n, const bee__index_t **out,
+                      bee_error_t *err) {
   const char *what = unique ? "unique index" : "index";
   const bee__index_t *ix = index ? find_index(e, index, unique) : NULL;
   if (!ix) return bee__error(err, BEE_EINVAL, 0, "entity '%s' has no %s '%s'", e->name, what, index ? index : "");
@@ -728,168 +597,25 @@ static int lookup_index(const bee__entity_t *e, const char *index, int unique, s
   return 0;
 }
 
-int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
-                              const bee_value_t *values, size_t n, bee_row_fn fn, void *ud, bee_error_t *err) {
-  size_t ei;
-  int rc = entity_index(ctx, entity, &ei, err);
-  if (rc) return rc;
-  const bee__entity_t *e = &ctx->engine->entities[ei];
-  bee__entity_rt_t *rt = &ctx->engine->rt[ei];
-  const bee__index_t *ix;
-  if ((rc = lookup_index(e, index, 1, n, &ix, err))) return rc;
-  bee_value_t canon[16], args[16];
-  bee__buf_t strings = {0}, key = {0}, where = {0};
-  if ((rc = canonical_lookup(e, ix->fields, n, values, canon, &strings, err))) goto out;
-  for (size_t k = 0; k < n; k++)
-    if (canon[k].kind == BEE_VALUE_NIL) { /* NULLs are never unique: no row is identified */
-      rc = fn(ud, 0, NULL);
-      goto out;
-    }
-  /* A row's values laid out by field, for bee__unique_key. */
-  bee_value_t *row = bee__calloc(e->field_count ? e->field_count : 1, sizeof *row);
-  if (!row) {
-    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
-    goto out;
-  }
-  for (size_t k = 0; k < n; k++) row[ix->fields[k]] = canon[k];
-  int has_key = bee__unique_key(rt, e, ix, row, &key) == 0;
-  bee__free(row);
-  uint64_t id = 0;
-  int known = 0; /* 1: id from cache, -1: cached as absent */
-  char version[32] = "", version_key[sizeof rt->prefix + 4];
-  snprintf(version_key, sizeof version_key, "%sv", rt->prefix);
-  if (has_key && rt->redis >= 0) {
-    redisReply *r;
-    if ((rc = get_versioned(ctx, rt, key.data, key.len, version, sizeof version, &r, err))) goto out;
-    if (r->type == REDIS_REPLY_STRING) {
-      if (r->len == 1 && r->str[0] == 'N') known = -1;
-      else if (bee__id_parse(r->str, r->len, &id) == 0) known = 1;
-    }
-    freeReplyObject(r);
-  }
-  if (!known) {
-    size_t nargs;
-    if (index_where(e, ix->fields, n, canon, &where, args, &nargs)) {
-      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
-      goto out;
-    }
-    idlist_t l = {0};
-    rc = query_ids(ctx, ei, where.data, args, nargs, " LIMIT 1", &l, err);
-    if (rc) {
-      bee__free(l.ids);
-      goto out;
-    }
-    known = l.n ? 1 : -1;
-    if (l.n) id = l.ids[0];
-    bee__free(l.ids);
-    if (has_key && rt->redis >= 0) {
-      char num[BEE__ID_BUF];
-      size_t nl = known == 1 ? bee__id_format(id, num) : (num[0] = 'N', 1);
-      char *k = key.data, *v = num;
-      size_t kl = key.len;
-      fill_redis(ctx, rt->redis, version_key, version, &k, &kl, &v, &nl, 1);
-    }
-  }
-  if (known == -1) {
-    rc = fn(ud, 0, NULL);
-    goto out;
-  }
-  rc = bee__load_by_ids(ctx, ei, &id, 1, fn, ud, err);
-out:
-  bee__buf_free(&strings);
-  bee__buf_free(&key);
-  bee__buf_free(&where);
+/* Delivers rows for a list of ids in order, skipping ids whose row is gone. */
+typedef struct {
+  bee_row_fn fn;
+  void *ud;
+  size_t next;
+} skip_t;
+
+static int skip_missing(void *ud, size_t index, const bee_row_t *row) {
+  skip_t *s = ud;
+  (void)index;
+  if (!row) return 0;
+  return s->fn(s->ud, s->next++, row);
+}
+
+int bee__deliver_list(bee_context_t *ctx, size_t ei, int rc, bee__idlist_t *l, bee_row_fn fn, void *ud,
+                      bee_error_t *err) {
+  skip_t s = {fn, ud, 0};
+  if (!rc) rc = bee__load_by_ids(ctx, ei, l->ids, l->n, skip_missing, &s, err);
+  bee__free(l->ids);
   return rc;
 }
 
-int bee_context_get_by_reference(bee_context_t *ctx, const bee_entity_t *entity, const char *field, uint64_t id,
-                                 bee_row_fn fn, void *ud, bee_error_t *err) {
-  size_t ei;
-  int rc = entity_index(ctx, entity, &ei, err);
-  if (rc) return rc;
-  const bee__entity_t *e = &ctx->engine->entities[ei];
-  int f = bee_entity_field_index(e, field);
-  if (f < 0 || e->fields[f].type != BEE_FIELD_REF)
-    return bee__error(err, BEE_EINVAL, 0, "entity '%s' has no ref field '%s'", e->name, field ? field : "");
-  bee_value_t *row = bee__calloc(e->field_count, sizeof *row);
-  if (!row) return bee__error(err, BEE_ENOMEM, 0, "out of memory");
-  row[f].kind = BEE_VALUE_INT;
-  row[f].i = (int64_t)id;
-  char num[BEE__ID_BUF];
-  row[f].kind = BEE_VALUE_STRING;
-  row[f].str = num;
-  row[f].len = bee__id_format(id, num);
-  bee__buf_t key = {0}, where = {0};
-  size_t fi = (size_t)f;
-  int cached = e->fields[f].cached && bee__list_key(&ctx->engine->rt[ei], e, 'f', e->fields[f].name, &fi, 1, row, &key) == 0;
-  list_spec_t spec = {'f', e->fields[f].name, &fi, 1};
-  bee__buf_printf(&where, "`%s` = ?", e->fields[f].name);
-  idlist_t l = {0};
-  rc = where.failed ? bee__error(err, BEE_ENOMEM, 0, "out of memory")
-                    : list_ids(ctx, ei, cached ? &key : NULL, &spec, where.data, &row[f], 1, &l, err);
-  bee__free(row);
-  bee__buf_free(&key);
-  bee__buf_free(&where);
-  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
-}
-
-int bee_context_get_by_index(bee_context_t *ctx, const bee_entity_t *entity, const char *index,
-                             const bee_value_t *values, size_t n, bee_row_fn fn, void *ud, bee_error_t *err) {
-  size_t ei;
-  int rc = entity_index(ctx, entity, &ei, err);
-  if (rc) return rc;
-  const bee__entity_t *e = &ctx->engine->entities[ei];
-  const bee__index_t *ix;
-  if ((rc = lookup_index(e, index, 0, n, &ix, err))) return rc;
-  bee_value_t canon[16], args[16];
-  bee__buf_t strings = {0}, key = {0}, where = {0};
-  idlist_t l = {0};
-  if ((rc = canonical_lookup(e, ix->fields, n, values, canon, &strings, err))) goto out;
-  bee_value_t *row = bee__calloc(e->field_count, sizeof *row);
-  if (!row) {
-    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
-    goto out;
-  }
-  for (size_t k = 0; k < n; k++) row[ix->fields[k]] = canon[k];
-  int cached = ix->cached && bee__list_key(&ctx->engine->rt[ei], e, 'i', ix->name, ix->fields, n, row, &key) == 0;
-  bee__free(row);
-  size_t nargs;
-  if (index_where(e, ix->fields, n, canon, &where, args, &nargs)) {
-    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
-    goto out;
-  }
-  list_spec_t spec = {'i', ix->name, ix->fields, n};
-  rc = list_ids(ctx, ei, cached ? &key : NULL, &spec, where.data, args, nargs, &l, err);
-out:
-  bee__buf_free(&strings);
-  bee__buf_free(&key);
-  bee__buf_free(&where);
-  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
-}
-
-int bee_context_get_all(bee_context_t *ctx, const bee_entity_t *entity, bee_row_fn fn, void *ud, bee_error_t *err) {
-  size_t ei;
-  int rc = entity_index(ctx, entity, &ei, err);
-  if (rc) return rc;
-  const bee__entity_t *e = &ctx->engine->entities[ei];
-  bee__buf_t key = {0};
-  int cached = e->cache_all && bee__list_key(&ctx->engine->rt[ei], e, 'a', "", NULL, 0, NULL, &key) == 0;
-  idlist_t l = {0};
-  list_spec_t spec = {'a', "", NULL, 0};
-  rc = list_ids(ctx, ei, cached ? &key : NULL, &spec, "", NULL, 0, &l, err);
-  bee__buf_free(&key);
-  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
-}
-
-int bee_context_search(bee_context_t *ctx, const bee_entity_t *entity, const char *where, const bee_value_t *args,
-                       size_t nargs, size_t offset, size_t limit, bee_row_fn fn, void *ud, bee_error_t *err) {
-  size_t ei;
-  int rc = entity_index(ctx, entity, &ei, err);
-  if (rc) return rc;
-  char tail[64] = "";
-  if (limit) snprintf(tail, sizeof tail, " LIMIT %zu, %zu", offset, limit);
-  else if (offset) snprintf(tail, sizeof tail, " LIMIT %zu, 18446744073709551615", offset);
-  idlist_t l = {0};
-  rc = query_ids(ctx, ei, where, args, nargs, tail, &l, err);
-  return deliver_list(ctx, ei, rc, &l, fn, ud, err);
-}

@@ -105,9 +105,10 @@ static void clear_local_caches(bee_engine_t *engine) {
 }
 
 /*
- * "<nonce>\n<ack key>\n<entity>\n<id> <id> ..." (or "*" for everything). Drops the ids
- * from the local cache (unless the message is this engine's own: its flush already
- * updated the cache) and copies the ack key into ack (size BEE__ACK_KEY) for the ack.
+ * "<nonce>\n<ack key>\n<table prefix>\n<id> <id> ..." (or "*" for everything). Drops the
+ * ids from the local cache of the entity on that table, whatever definition the writer
+ * had (unless the message is this engine's own: its flush already updated the cache),
+ * and copies the ack key into ack (size BEE__ACK_KEY) for the ack.
  */
 static void handle_message(bee_engine_t *engine, const char *msg, size_t len, char *ack) {
   const char *end = msg + len;
@@ -115,14 +116,15 @@ static void handle_message(bee_engine_t *engine, const char *msg, size_t len, ch
   if (!nl) return;
   int own = (size_t)(nl - msg) == strlen(engine->subscriber->nonce) &&
             !memcmp(msg, engine->subscriber->nonce, (size_t)(nl - msg));
+  if (own) return; /* its flush updated this cache already, and does not wait for this ack */
   msg = nl + 1;
   if (!(nl = memchr(msg, '\n', (size_t)(end - msg)))) return;
   if ((size_t)(nl - msg) < BEE__ACK_KEY) snprintf(ack, BEE__ACK_KEY, "%.*s", (int)(nl - msg), msg);
   msg = nl + 1;
-  if (own || !(nl = memchr(msg, '\n', (size_t)(end - msg)))) return;
+  if (!(nl = memchr(msg, '\n', (size_t)(end - msg)))) return;
   size_t name_len = (size_t)(nl - msg);
   for (size_t i = 0; i < engine->entity_count; i++) {
-    const char *name = engine->entities[i].name;
+    const char *name = engine->rt[i].prefix;
     if (!engine->rt[i].lru || strlen(name) != name_len || memcmp(name, msg, name_len)) continue;
     const char *p = nl + 1;
     while (p < end) {
@@ -265,9 +267,8 @@ int bee__engine_orm_init(bee_engine_t *engine, bee_error_t *err) {
     rt->mysql = (size_t)(pool - engine->mysql);
     rt->hash = bee__entity_hash(e);
     engine->entities[i].layout_hash = rt->hash; /* rows are encoded with it on every cache write */
-    snprintf(rt->tag, sizeof rt->tag, "bee:{%s.%s}:", pool->settings.database, e->table);
-    snprintf(rt->prefix, sizeof rt->prefix, "%s%08x:", rt->tag, rt->hash);
-    rt->prefix_len = strlen(rt->prefix);
+    snprintf(rt->prefix, sizeof rt->prefix, "bee:{%s.%s}:", pool->settings.database, e->table);
+    pthread_mutex_init(&rt->collation_lock, NULL);
     rt->redis = e->redis_pool[0] ? bee__engine_redis_index(engine, e->redis_pool) : -1;
     rt->id_redis = rt->redis >= 0 ? rt->redis : default_redis;
     rt->id_batch = 100;
@@ -289,6 +290,8 @@ void bee__engine_orm_free(bee_engine_t *engine) {
   for (size_t i = 0; i < engine->entity_count; i++) {
     bee__lru_free(engine->rt[i].lru);
     pthread_mutex_destroy(&engine->rt[i].id_lock);
+    pthread_mutex_destroy(&engine->rt[i].collation_lock);
+    bee__free(engine->rt[i].collation);
   }
   bee__free(engine->rt);
   engine->rt = NULL;
@@ -309,13 +312,6 @@ void bee_entity_cache_stats(const bee_engine_t *engine, const bee_entity_t *enti
   out->entries = s.entries;
   out->capacity = s.capacity;
   out->bytes = s.bytes;
-}
-
-size_t bee__row_key(const bee__entity_rt_t *rt, uint64_t id, char *buf, size_t size) {
-  char num[BEE__ID_BUF];
-  size_t n = bee__id_format(id, num);
-  int len = snprintf(buf, size, "%sr:%.*s", rt->prefix, (int)n, num);
-  return len < 0 ? 0 : (size_t)len;
 }
 
 /*
@@ -348,20 +344,23 @@ static int wait_acks(bee_context_t *ctx, redisContext *c, const char *ack, long 
 
 int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
-  if (!n || engine->inval_redis < 0 || !engine->rt[entity].lru) return 0;
+  /* Published whether or not this engine caches the entity locally: another process may,
+     under another definition of the table. */
+  if ((ids && !n) || engine->inval_redis < 0) return 0;
   redisContext *c;
   int rc = bee__ctx_redis(ctx, (size_t)engine->inval_redis, &c, err);
   if (rc) return rc;
   bee__buf_t msg = {0};
   size_t sent = 0;
   static atomic_ulong seq;
-  while (sent < n && !rc) {
+  do {
     char ack[BEE__ACK_KEY];
     snprintf(ack, sizeof ack, "beeorm:ack:%s:%lu", process_nonce(), (unsigned long)atomic_fetch_add(&seq, 1));
     msg.len = 0;
     bee__buf_printf(&msg, "%s\n%s\n%s\n", engine->subscriber ? engine->subscriber->nonce : "-", ack,
-                    engine->entities[entity].name);
-    for (size_t k = 0; sent < n && k < 10000; k++, sent++) {
+                    engine->rt[entity].prefix);
+    if (!ids) bee__buf_puts(&msg, "*");
+    for (size_t k = 0; ids && sent < n && k < 10000; k++, sent++) {
       char num[BEE__ID_BUF];
       size_t l = bee__id_format(ids[sent], num);
       if (k) bee__buf_puts(&msg, " ");
@@ -380,8 +379,10 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
     }
     long long receivers = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
+    /* this engine's own subscriber received it too, and does not acknowledge its own */
+    if (engine->subscriber && atomic_load(&engine->subscriber->healthy) && receivers > 0) receivers--;
     rc = wait_acks(ctx, c, ack, receivers, err);
-  }
+  } while (ids && sent < n && !rc);
   bee__buf_free(&msg);
   return rc;
 }

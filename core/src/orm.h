@@ -1,16 +1,11 @@
 /*
  * orm.h: contexts, tracked changes, ids, caches and loaders (DESIGN §2, G6-G9).
  *
- * Redis keys of an entity all share the hash tag {<database>.<table>} (one Cluster slot
- * per entity) and, except the id keys, carry the schema hash so that a changed
- * definition never reads entries written for the old one:
- *   bee:{db.t}:<hash>:r:<id>             encoded row, or the not-found marker
- *   bee:{db.t}:<hash>:u:<index>:<key>    id of the row with that unique key, or not-found
- *   bee:{db.t}:<hash>:l:<list key>       sorted id list (reference, cached index, all)
- *   bee:{db.t}:<hash>:v                  version, bumped by every write of the entity
- *   bee:{db.t}:ids, bee:{db.t}:idmax     id counter and the limit reserved in MySQL
- * Readers fill Redis only through a script that checks the version they read before
- * asking MySQL, so a reader can never put back a value older than a committed write.
+ * Redis keys of an entity are named in keys.h (one hash tag per table, no definition
+ * hash: every definition of a table shares them); a cached row is a hash of named
+ * columns (rowhash.h). Readers fill Redis only through scripts that check a version (or
+ * a unique index's generation) they read before asking MySQL, and never overwrite what
+ * a flush wrote, so a reader can never put back a value older than a committed write.
  */
 #ifndef BEE_ORM_H
 #define BEE_ORM_H
@@ -20,16 +15,15 @@
 
 #include "codec.h"
 #include "engine.h"
+#include "keys.h"
 #include "lru.h"
 
 #define BEE__CHANNEL "beeorm:invalidate"
 #define BEE__ACK_KEY 96 /* "beeorm:ack:<nonce>:<seq>" */
 
 typedef struct bee__entity_rt_s {
-  uint32_t hash;
-  char prefix[BEE_DSN_FIELD_MAX + 2 * BEE__IDENT_MAX + 16]; /* "bee:{db.t}:<hash>:" */
-  size_t prefix_len;
-  char tag[BEE_DSN_FIELD_MAX + 2 * BEE__IDENT_MAX]; /* "bee:{db.t}:" */
+  uint32_t hash;                       /* layout hash: local cache rows are encoded with it */
+  char prefix[BEE__KEY_PREFIX_MAX];    /* "bee:{db.t}:", the start of every cache key (keys.h) */
   size_t mysql;  /* MySQL pool index */
   int redis;     /* Redis pool of redis_cache, or -1 */
   int id_redis;  /* Redis pool holding the id counter, or -1 (ranges straight from MySQL) */
@@ -37,6 +31,9 @@ typedef struct bee__entity_rt_s {
   pthread_mutex_t id_lock;
   uint64_t id_next, id_end; /* this process's range: next <= id < end */
   uint32_t id_batch;
+  pthread_mutex_t collation_lock;
+  char (*collation)[2][BEE__IDENT_MAX]; /* per field: charset and collation of its column, read when first
+                                           needed (loader.c); NULL until then */
 } bee__entity_rt_t;
 
 typedef struct bee__subscriber_s {
@@ -85,11 +82,11 @@ int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, redisConte
 /* 1 when local caches may be read and filled now (the subscriber is connected). */
 int bee__local_cache_ok(const bee_engine_t *engine);
 
-/* Tells other processes to drop ids of entity from their local caches. */
-int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err);
+/* A number no other flush (of any process) is likely to draw: random seed + counter (flush_async.c). */
+uint64_t bee__flush_token(void);
 
-/* Row key "bee:{db.t}:<hash>:r:<id>" into buf (size >= sizeof rt->prefix + 24). */
-size_t bee__row_key(const bee__entity_rt_t *rt, uint64_t id, char *buf, size_t size);
+/* Tells other processes to drop ids of entity (of its table, under any definition) from their local caches. */
+int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err);
 
 /*
  * Loads rows by id through local cache, Redis and MySQL, filling the caches on the
@@ -98,18 +95,6 @@ size_t bee__row_key(const bee__entity_rt_t *rt, uint64_t id, char *buf, size_t s
  */
 int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_row_fn fn, void *ud,
                      bee_error_t *err);
-
-/*
- * Cache key of a unique index for a row's values ("...u:<index>:<v1>\x1f<v2>"); returns 1
- * (no key) when a value is NULL, since NULLs are not unique. List keys hold sorted ids:
- * kind 'f' (reference field), 'i' (cached index), 'a' (all). 0, 1 or BEE_ENOMEM.
- */
-int bee__unique_key(const bee__entity_rt_t *rt, const bee__entity_t *e, const bee__index_t *ix,
-                    const bee_value_t *values, bee__buf_t *out);
-int bee__list_key(const bee__entity_rt_t *rt, const bee__entity_t *e, char kind, const char *name,
-                  const size_t *fields, size_t n, const bee_value_t *values, bee__buf_t *out);
-/* The pending-ids hash of a cached list: rewrites list_key ("<prefix>l:...") in place. */
-void bee__pending_key(const bee__entity_rt_t *rt, bee__buf_t *list_key);
 
 /* "beeorm:{q:<pool>:<shard>}:<suffix>" (see event.h) into buf. */
 size_t bee__queue_key(const bee_engine_t *engine, size_t pool, size_t shard, const char *suffix, char *buf,

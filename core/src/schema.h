@@ -66,6 +66,16 @@ int bee__value_check(const bee__entity_t *e, const bee__field_t *f, const bee_va
 /* 1 when v fits an int column of `bits` bits (8, 16, 24, 32, 64), signed or unsigned. */
 int bee__int_in_range(int64_t v, int bits, int is_unsigned);
 
+/*
+ * base + delta for an int or decimal field f, as MySQL computes `f = f + delta`: NULL
+ * stays NULL. base is a canonical value of f, delta an integer (int fields) or a
+ * canonical decimal of f (decimal fields). Writes the canonical result to *out (strings
+ * in buf, at least 80 bytes). Returns 0, or BEE_EINVAL when the result does not fit f
+ * (MySQL would refuse it too) or f is neither int nor decimal.
+ */
+int bee__value_add(const bee__field_t *f, const bee_value_t *base, const bee_value_t *delta, bee_value_t *out,
+                   char *buf, size_t size);
+
 /* Size of buf that bee__value_check needs for a value of len bytes. */
 #define BEE__VALUE_BUF(len) ((len) + 80)
 

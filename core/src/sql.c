@@ -65,6 +65,37 @@ void bee__sql_literal(MYSQL *conn, const bee_value_t *v, bee__buf_t *out) {
   bee__buf_puts(out, "'");
 }
 
+int bee__sql_number_ok(const bee_value_t *v) {
+  if (v->kind == BEE_VALUE_INT) return 1;
+  if (v->kind != BEE_VALUE_STRING || !v->len || v->len > 100) return 0;
+  size_t i = v->str[0] == '-', digits = 0, points = 0;
+  for (; i < v->len; i++) {
+    char c = v->str[i];
+    if (c >= '0' && c <= '9') digits++;
+    else if (c == '.' && digits && !points && i + 1 < v->len) points++;
+    else return 0;
+  }
+  return digits > 0;
+}
+
+int bee__sql_number(const bee_value_t *v, bee__buf_t *out) {
+  if (!bee__sql_number_ok(v)) return -1;
+  if (v->kind == BEE_VALUE_INT) bee__buf_printf(out, "%lld", (long long)v->i);
+  else bee__buf_append(out, v->str, v->len);
+  return 0;
+}
+
+int bee__sql_add(const char *column, size_t len, const bee_value_t *v, bee__buf_t *out) {
+  size_t at = out->len;
+  bee__buf_printf(out, "`%.*s`+(", (int)len, column);
+  if (bee__sql_number(v, out)) {
+    out->len = at;
+    return -1;
+  }
+  bee__buf_puts(out, ")");
+  return 0;
+}
+
 int bee__sql_interpolate(MYSQL *conn, const char *sql, const bee_value_t *args, size_t nargs, bee__buf_t *out,
                          bee_error_t *err) {
   size_t used = 0;

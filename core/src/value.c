@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "schema.h"
@@ -675,4 +676,147 @@ int bee__value_check(const bee__entity_t *e, const bee__field_t *f, const bee_va
   }
   if (rc == 0) *out = c.o;
   return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Increments                                                               */
+
+#define DIGITS_MAX 100 /* 65 digits of decimal(65,30) plus carries, or a 20-digit int */
+
+/*
+ * A canonical decimal (or integer) text as sign and digits with exactly sc digits after
+ * an implied point, right-aligned in d[DIGITS_MAX]. 0, or -1 when it does not parse.
+ */
+static int digits_of(const char *s, size_t n, int sc, int *neg, unsigned char *d) {
+  memset(d, 0, DIGITS_MAX);
+  size_t i = 0;
+  *neg = n > 0 && s[0] == '-';
+  i = (size_t)*neg;
+  size_t int_start = i;
+  while (i < n && is_digit(s[i])) i++;
+  size_t int_len = i - int_start, frac_start = i, frac_len = 0;
+  if (i < n && s[i] == '.') {
+    frac_start = ++i;
+    while (i < n && is_digit(s[i])) i++;
+    frac_len = i - frac_start;
+  }
+  if (i != n || int_len == 0 || frac_len > (size_t)sc || int_len + (size_t)sc >= DIGITS_MAX) return -1;
+  size_t at = DIGITS_MAX - (size_t)sc; /* where the fraction starts */
+  for (size_t k = 0; k < frac_len; k++) d[at + k] = (unsigned char)(s[frac_start + k] - '0');
+  for (size_t k = 0; k < int_len; k++) d[at - int_len + k] = (unsigned char)(s[int_start + k] - '0');
+  return 0;
+}
+
+/* Compares two digit arrays. */
+static int digits_cmp(const unsigned char *a, const unsigned char *b) {
+  for (size_t i = 0; i < DIGITS_MAX; i++)
+    if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+  return 0;
+}
+
+/* Writes sign and digits (sc after the point) as canonical text into buf; returns the length, 0 when it does not fit. */
+static size_t digits_text(int neg, const unsigned char *d, int sc, char *buf, size_t size, size_t *int_digits) {
+  size_t first = 0, point = DIGITS_MAX - (size_t)sc;
+  while (first < point && d[first] == 0) first++;
+  int zero = 1;
+  for (size_t i = 0; i < DIGITS_MAX && zero; i++) zero = d[i] == 0;
+  size_t need = (neg && !zero) + (first < point ? point - first : 1) + (sc ? 1 + (size_t)sc : 0);
+  if (need >= size) return 0;
+  size_t o = 0;
+  if (neg && !zero) buf[o++] = '-';
+  if (first == point) buf[o++] = '0';
+  for (size_t i = first; i < point; i++) buf[o++] = (char)('0' + d[i]);
+  if (sc) {
+    buf[o++] = '.';
+    for (size_t i = point; i < DIGITS_MAX; i++) buf[o++] = (char)('0' + d[i]);
+  }
+  buf[o] = '\0';
+  *int_digits = point - first;
+  return o;
+}
+
+/* a + b of two canonical texts with sc fraction digits, as canonical text into buf. 0 or -1. */
+static int text_add(const char *a, size_t al, const char *b, size_t bl, int sc, char *buf, size_t size, size_t *len,
+                    size_t *int_digits) {
+  unsigned char x[DIGITS_MAX], y[DIGITS_MAX], r[DIGITS_MAX];
+  int nx, ny, nr;
+  if (digits_of(a, al, sc, &nx, x) || digits_of(b, bl, sc, &ny, y)) return -1;
+  if (nx == ny) {
+    int carry = 0;
+    for (size_t i = DIGITS_MAX; i-- > 0;) {
+      int v = x[i] + y[i] + carry;
+      r[i] = (unsigned char)(v % 10);
+      carry = v / 10;
+    }
+    if (carry) return -1;
+    nr = nx;
+  } else {
+    int c = digits_cmp(x, y);
+    const unsigned char *big = c >= 0 ? x : y, *small = c >= 0 ? y : x;
+    nr = c >= 0 ? nx : ny;
+    int borrow = 0;
+    for (size_t i = DIGITS_MAX; i-- > 0;) {
+      int v = big[i] - small[i] - borrow;
+      borrow = v < 0;
+      r[i] = (unsigned char)(v < 0 ? v + 10 : v);
+    }
+  }
+  *len = digits_text(nr, r, sc, buf, size, int_digits);
+  return *len ? 0 : -1;
+}
+
+int bee__value_add(const bee__field_t *f, const bee_value_t *base, const bee_value_t *delta, bee_value_t *out,
+                   char *buf, size_t size) {
+  memset(out, 0, sizeof *out);
+  if (base->kind == BEE_VALUE_NIL) { /* NULL + x is NULL */
+    out->kind = BEE_VALUE_NIL;
+    return 0;
+  }
+  char num[32];
+  size_t len, int_digits;
+  if (f->type == BEE_FIELD_INT) {
+    if (delta->kind != BEE_VALUE_INT) return BEE_EINVAL;
+    const char *b = base->str;
+    size_t bl = base->len;
+    if (base->kind == BEE_VALUE_INT) {
+      bl = (size_t)snprintf(num, sizeof num, "%" PRId64, base->i);
+      b = num;
+    } else if (base->kind != BEE_VALUE_STRING) {
+      return BEE_EINVAL;
+    }
+    char d[32];
+    size_t dl = (size_t)snprintf(d, sizeof d, "%" PRId64, delta->i);
+    if (text_add(b, bl, d, dl, 0, buf, size, &len, &int_digits) || int_digits > 20) return BEE_EINVAL;
+    int neg = buf[0] == '-';
+    const char *digits = buf + neg;
+    size_t n = len - (size_t)neg;
+    if (neg) { /* negative: fits int64 unless below INT64_MIN */
+      if (f->is_unsigned || n > 19 || (n == 19 && memcmp(digits, "9223372036854775808", 19) > 0)) return BEE_EINVAL;
+    } else if (n == 20 && memcmp(digits, UINT64_MAX_TEXT, 20) > 0) {
+      return BEE_EINVAL;
+    }
+    if (!neg && (n > 19 || (n == 19 && memcmp(digits, INT64_MAX_TEXT, 19) > 0))) {
+      if (f->bits != 64 || !f->is_unsigned) return BEE_EINVAL;
+      out->kind = BEE_VALUE_STRING; /* unsigned 64-bit above INT64_MAX: digits (codec.h) */
+      out->str = buf;
+      out->len = len;
+      return 0;
+    }
+    long long v = strtoll(buf, NULL, 10);
+    if (!bee__int_in_range((int64_t)v, f->bits, f->is_unsigned)) return BEE_EINVAL;
+    out->kind = BEE_VALUE_INT;
+    out->i = (int64_t)v;
+    return 0;
+  }
+  if (f->type == BEE_FIELD_DECIMAL) {
+    if (base->kind != BEE_VALUE_STRING || delta->kind != BEE_VALUE_STRING) return BEE_EINVAL;
+    if (text_add(base->str, base->len, delta->str, delta->len, f->scale, buf, size, &len, &int_digits) ||
+        int_digits > (size_t)(f->precision - f->scale))
+      return BEE_EINVAL;
+    out->kind = BEE_VALUE_STRING;
+    out->str = buf;
+    out->len = len;
+    return 0;
+  }
+  return BEE_EINVAL;
 }

@@ -14,13 +14,13 @@ static int build(bee__buf_t *b) {
                       {.kind = BEE_VALUE_BOOL, .i = 1}};
   bee__batch_event(&w, 'I', "item", "item", "default", "bee:{db.item}:0000abcd:", 7);
   const char *cols[5] = {"n", "s", "z", "f", "b"};
-  for (int i = 0; i < 5; i++) bee__batch_col(&w, cols[i], &v[i]);
+  for (int i = 0; i < 5; i++) bee__batch_col(&w, cols[i], &v[i], 0);
   bee__batch_keys_begin(&w);
   bee__batch_key(&w, 'F', "k:row", 5);
   bee__batch_key(&w, 'A', "k:list", 6);
   bee__batch_key(&w, 'P', "k:pending", 9);
   bee__batch_event(&w, 'U', "item", "item", "", "", 8);
-  bee__batch_col(&w, "n", &v[0]);
+  bee__batch_col(&w, "n", &v[0], 0);
   bee__batch_keys_begin(&w);
   bee__batch_event(&w, 'D', "other", "other", "", "", UINT64_MAX);
   bee__batch_keys_begin(&w);
@@ -137,8 +137,8 @@ static int build_run(bee__buf_t *b, size_t n, int renamed_at) {
   for (size_t i = 0; i < n; i++) {
     bee_value_t v[2] = {{.kind = BEE_VALUE_INT, .i = (int64_t)i}, {.kind = BEE_VALUE_STRING, .str = "x", .len = 1}};
     bee__batch_event(&w, 'I', "item", "item", "default", "bee:{db.item}:0000abcd:", 100 + i);
-    bee__batch_col(&w, "n", &v[0]);
-    bee__batch_col(&w, (int)i == renamed_at ? "other" : "s", &v[1]);
+    bee__batch_col(&w, "n", &v[0], 0);
+    bee__batch_col(&w, (int)i == renamed_at ? "other" : "s", &v[1], 0);
     bee__batch_keys_begin(&w);
   }
   return bee__batch_end(&w);
@@ -188,11 +188,11 @@ TEST_IMPL(event_batch_rejects_repeats_with_nothing_before) {
   bee__batch_begin(&w, &c, 1);
   bee_value_t v = {.kind = BEE_VALUE_INT, .i = 1};
   bee__batch_event(&w, 'U', "t", "t", "", "", 1);
-  bee__batch_col(&w, "a", &v);
+  bee__batch_col(&w, "a", &v, 0);
   bee__batch_keys_begin(&w);
   bee__batch_event(&w, 'U', "t", "t", "", "", 2);
-  bee__batch_col(&w, "a", &v);
-  bee__batch_col(&w, "b", &v);
+  bee__batch_col(&w, "a", &v, 0);
+  bee__batch_col(&w, "b", &v, 0);
   bee__batch_keys_begin(&w);
   ASSERT_EQ(bee__batch_end(&w), 0);
   ASSERT_EQ(decode_all(c.data, c.len, ev), 0);

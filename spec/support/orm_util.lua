@@ -45,6 +45,24 @@ function M.redis_get(db, key)
   return (v:gsub("\n$", ""))
 end
 
+--- The fields of a Redis hash (a cached row) as a table field -> raw value, or nil when
+-- the key does not exist.
+function M.redis_hash(db, key)
+  local host, port = M.redis_host_port()
+  local f = assert(io.popen(string.format("redis-cli -h %s -p %d -n %d --no-raw EXISTS %s", host, port, db,
+    shell_quote(key))))
+  local exists = f:read("a")
+  f:close()
+  if not exists:match("1") then return nil end
+  -- one field or value per line (cached values here hold no newline)
+  local out = M.redis_cli(db, "HGETALL", key)
+  local lines = {}
+  for line in out:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+  local h = {}
+  for i = 1, #lines - 1, 2 do h[lines[i]] = lines[i + 1] end
+  return h
+end
+
 --- Runs sql in another MySQL session (the mariadb command-line client) in the
 --- background; returns its pipe (read it to wait for the session's end).
 function M.mysql_cli(sql)
