@@ -397,6 +397,34 @@ static int drop_keys(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_value_
   return rc;
 }
 
+/*
+ * Appends the PUBLISH of entity ei's invalidation (every id of the flush) to the MULTI
+ * and records it in s->published, with its place in EXEC's reply in exec_at. Out of
+ * memory, nothing is recorded: write_local publishes it then.
+ */
+static void publish_in_multi(redisContext *c, bee_context_t *ctx, size_t ei, bee__states_t *s, size_t *count,
+                            size_t *exec_at) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->count; i++) n += s->items[i].entity == ei;
+  uint64_t *ids = bee__malloc((n ? n : 1) * sizeof *ids);
+  bee__buf_t msg = {0};
+  bee__published_t *p = &s->published[s->npublished];
+  int ok = ids != NULL;
+  n = 0;
+  for (size_t i = 0; ok && i < s->count; i++)
+    if (s->items[i].entity == ei) ids[n++] = s->items[i].id;
+  if (ok) ok = bee__invalidation_message(ctx->engine, ei, ids, n, p->ack, &msg) == 0;
+  if (ok) {
+    redisAppendCommand(c, "PUBLISH %s %b", BEE__CHANNEL, msg.data, msg.len);
+    exec_at[s->npublished] = (*count)++ - 1; /* its place in EXEC's reply (MULTI is not in it) */
+    p->entity = ei;
+    p->receivers = 0;
+    s->npublished++;
+  }
+  bee__free(ids);
+  bee__buf_free(&msg);
+}
+
 int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_value_t *values, const bee__qentry_t *q,
                            size_t nq, const char *token, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
@@ -408,6 +436,13 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
   if (!async) fresh_token(gen);
   bee__rcmd_t cmd = {0};
   size_t count = 0;
+  size_t *exec_at = bee__calloc(engine->entity_count, sizeof *exec_at);
+  if (!s->published) s->published = bee__calloc(engine->entity_count, sizeof *s->published);
+  if (!s->published || !exec_at) {
+    bee__free(exec_at);
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory updating the cache");
+  }
+  size_t first_published = s->npublished;
   redisAppendCommand(c, "MULTI");
   count++;
   for (size_t i = 0; i < nq; i++) {
@@ -435,29 +470,43 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
       redisAppendCommand(c, "INCR %sv", rt->prefix);
       count++;
     }
+    /* Other processes' local caches: the invalidation goes with the writes (no round trip
+       of its own); its receivers are waited for after (write_local). */
+    if (touched && engine->inval_redis == (int)rp) publish_in_multi(c, ctx, ei, s, &count, exec_at);
   }
-  redisAppendCommand(c, "EXEC");
-  count++;
+  /* A command that could not be built (out of memory): nothing of the MULTI is applied. */
   int cmd_failed = cmd.failed || cmd.text.failed;
+  redisAppendCommand(c, cmd_failed ? "DISCARD" : "EXEC");
+  count++;
   for (size_t i = 0; i < count; i++) {
     void *reply = NULL;
     if (redisGetReply(c, &reply) != REDIS_OK) {
       rc = bee__redis_error(err, &engine->redis[rp], c, NULL, "updating the cache failed");
       bee__ctx_redis_broken(ctx, rp);
       bee__rcmd_free(&cmd);
+      bee__free(exec_at);
+      s->npublished = first_published;
       return rc;
     }
     redisReply *r = reply;
     /* The first refusal tells why (out of memory ...), not EXEC's EXECABORT after it. */
     if (!rc && r->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
-    if (!rc && i == count - 1) {
+    if (!rc && i == count - 1 && !cmd_failed) {
       if (r->type != REDIS_REPLY_ARRAY) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
       for (size_t k = 0; !rc && k < r->elements; k++)
         if (r->element[k]->type == REDIS_REPLY_ERROR)
           rc = bee__redis_error(err, &engine->redis[rp], c, r->element[k], "updating the cache failed");
+      for (size_t p = first_published; !rc && p < s->npublished; p++) {
+        size_t at = exec_at[p - first_published];
+        s->published[p].receivers = at < r->elements && r->element[at]->type == REDIS_REPLY_INTEGER
+                                        ? r->element[at]->integer
+                                        : 0;
+      }
     }
     freeReplyObject(r);
   }
+  bee__free(exec_at);
+  if (rc) s->npublished = first_published; /* not published: write_local publishes them */
   if (!rc && cmd_failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory updating the cache");
   if (rc && !async) {
     /* MySQL committed: what could not be updated must not stay. */
@@ -497,8 +546,13 @@ static int write_local(bee_context_t *ctx, bee__states_t *s, bee_error_t *err) {
       }
     }
     bee__buf_free(&miss);
-    /* Published for every entity: other processes may cache it locally under another definition. */
-    int prc = bee__publish_invalidation(ctx, ei, ids, n, err);
+    /* Published for every entity: other processes may cache it locally under another
+       definition. Most went with the cache writes: only their acknowledgements remain. */
+    const bee__published_t *pub = NULL;
+    for (size_t p = 0; p < s->npublished && !pub; p++)
+      if (s->published[p].entity == ei) pub = &s->published[p];
+    int prc = pub ? bee__invalidation_wait(ctx, pub->ack, pub->receivers, err)
+                  : bee__publish_invalidation(ctx, ei, ids, n, err);
     if (!rc) rc = prc;
   }
   bee__free(ids);

@@ -143,3 +143,13 @@ int bee_mysql_errno_is_temporary(unsigned int e) {
 }
 
 const char *bee_version(void) { return BEE_VERSION_STRING; }
+
+int bee__redis_reply_temporary(const char *reply) {
+  /* Refusals that pass: loading a dataset, a busy script, a failover or resharding in
+     progress, a replica asked to write, too few replicas, out of memory. */
+  static const char *const now[] = {"OOM ",      "LOADING ", "BUSY ",      "TRYAGAIN ", "CLUSTERDOWN ",
+                                    "MASTERDOWN ", "READONLY ", "NOREPLICAS ", "MOVED ",    "ASK "};
+  for (size_t i = 0; reply && i < sizeof now / sizeof now[0]; i++)
+    if (!strncmp(reply, now[i], strlen(now[i]))) return 1;
+  return 0;
+}

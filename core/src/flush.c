@@ -254,8 +254,10 @@ void bee__states_free(bee__states_t *s) {
     bee__free(s->items[i].deltas);
   }
   bee__free(s->items);
+  bee__free(s->published);
   s->items = NULL;
-  s->count = 0;
+  s->published = NULL;
+  s->count = s->npublished = 0;
 }
 
 size_t bee__max_fields(const bee_engine_t *engine) {

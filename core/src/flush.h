@@ -28,9 +28,18 @@ typedef struct {
                                 (BEE__DELTA_TEXT bytes a field; NULL when there is none) */
 } bee__state_t;
 
+/* An invalidation published in the cache MULTI of a flush: its receivers are waited for after. */
+typedef struct {
+  size_t entity;
+  long long receivers;
+  char ack[BEE__ACK_KEY];
+} bee__published_t;
+
 typedef struct {
   bee__state_t *items; /* sorted by (entity, id) */
   size_t count;
+  bee__published_t *published; /* entities whose invalidation went with the cache writes */
+  size_t npublished;
 } bee__states_t;
 
 /* One state per (entity, id) of the context's ops, with cols and deltas. 0 or BEE_ENOMEM. */

@@ -31,6 +31,9 @@ char *bee__strdup(const char *s);
 int bee__error(bee_error_t *err, int code, int temporary, const char *fmt, ...) BEE__PRINTF(4, 5);
 int bee__verror(bee_error_t *err, int code, int temporary, const char *fmt, va_list ap);
 
+/* 1 when a Redis error reply says a refusal that passes (out of memory, loading, failover ...): temporary. */
+int bee__redis_reply_temporary(const char *reply);
+
 /* Sets err->pool (truncated to fit). */
 void bee__error_pool(bee_error_t *err, const char *pool);
 

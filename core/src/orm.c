@@ -24,8 +24,12 @@
 int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, redisContext *c, const redisReply *r,
                      const char *doing) {
   int rc;
-  if (r && r->type == REDIS_REPLY_ERROR)
-    rc = bee__error(err, BEE_EREDIS, 0, "%s on %s: %.300s", doing, pool->address, r->str);
+  if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "OOM ", 4))
+    rc = bee__error(err, BEE_EREDIS, 1, "%s on %s: Redis is out of memory (maxmemory reached; it refuses writes "
+                    "until memory is freed): %.300s", doing, pool->address, r->str);
+  else if (r && r->type == REDIS_REPLY_ERROR)
+    rc = bee__error(err, BEE_EREDIS, bee__redis_reply_temporary(r->str), "%s on %s: %.300s", doing, pool->address,
+                    r->str);
   else if (c && c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == ETIMEDOUT))
     rc = bee__error(err, BEE_ETIMEOUT, 1, "%s on %s: timed out", doing, pool->address);
   else
@@ -342,6 +346,33 @@ static int wait_acks(bee_context_t *ctx, redisContext *c, const char *ack, long 
   return 0;
 }
 
+int bee__invalidation_message(const bee_engine_t *engine, size_t entity, const uint64_t *ids, size_t n,
+                               char ack[BEE__ACK_KEY], bee__buf_t *msg) {
+  static atomic_ulong seq;
+  snprintf(ack, BEE__ACK_KEY, "beeorm:ack:%s:%lu", process_nonce(), (unsigned long)atomic_fetch_add(&seq, 1));
+  msg->len = 0;
+  bee__buf_printf(msg, "%s\n%s\n%s\n", engine->subscriber ? engine->subscriber->nonce : "-", ack,
+                  engine->rt[entity].prefix);
+  if (!ids) bee__buf_puts(msg, "*");
+  for (size_t k = 0; ids && k < n; k++) {
+    char num[BEE__ID_BUF];
+    size_t l = bee__id_format(ids[k], num);
+    if (k) bee__buf_puts(msg, " ");
+    bee__buf_append(msg, num, l);
+  }
+  return msg->failed ? BEE_ENOMEM : 0;
+}
+
+int bee__invalidation_wait(bee_context_t *ctx, const char *ack, long long receivers, bee_error_t *err) {
+  bee_engine_t *engine = ctx->engine;
+  /* this engine's own subscriber received it too, and does not acknowledge its own */
+  if (engine->subscriber && atomic_load(&engine->subscriber->healthy) && receivers > 0) receivers--;
+  if (receivers <= 0) return 0;
+  redisContext *c;
+  int rc = bee__ctx_redis(ctx, (size_t)engine->inval_redis, &c, err);
+  return rc ? rc : wait_acks(ctx, c, ack, receivers, err);
+}
+
 int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
   /* Published whether or not this engine caches the entity locally: another process may,
@@ -351,40 +382,22 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
   int rc = bee__ctx_redis(ctx, (size_t)engine->inval_redis, &c, err);
   if (rc) return rc;
   bee__buf_t msg = {0};
-  size_t sent = 0;
-  static atomic_ulong seq;
-  do {
-    char ack[BEE__ACK_KEY];
-    snprintf(ack, sizeof ack, "beeorm:ack:%s:%lu", process_nonce(), (unsigned long)atomic_fetch_add(&seq, 1));
-    msg.len = 0;
-    bee__buf_printf(&msg, "%s\n%s\n%s\n", engine->subscriber ? engine->subscriber->nonce : "-", ack,
-                    engine->rt[entity].prefix);
-    if (!ids) bee__buf_puts(&msg, "*");
-    for (size_t k = 0; ids && sent < n && k < 10000; k++, sent++) {
-      char num[BEE__ID_BUF];
-      size_t l = bee__id_format(ids[sent], num);
-      if (k) bee__buf_puts(&msg, " ");
-      bee__buf_append(&msg, num, l);
-    }
-    if (msg.failed) {
-      rc = bee__error(err, BEE_ENOMEM, 0, "out of memory publishing invalidations");
-      break;
-    }
-    redisReply *r = redisCommand(c, "PUBLISH %s %b", BEE__CHANNEL, msg.data, msg.len);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], c, r, "publishing invalidations failed");
-      if (!r) bee__ctx_redis_broken(ctx, (size_t)engine->inval_redis);
-      if (r) freeReplyObject(r);
-      break;
-    }
-    long long receivers = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    /* this engine's own subscriber received it too, and does not acknowledge its own */
-    if (engine->subscriber && atomic_load(&engine->subscriber->healthy) && receivers > 0) receivers--;
-    rc = wait_acks(ctx, c, ack, receivers, err);
-  } while (ids && sent < n && !rc);
+  char ack[BEE__ACK_KEY];
+  if (bee__invalidation_message(engine, entity, ids, n, ack, &msg)) {
+    bee__buf_free(&msg);
+    return bee__error(err, BEE_ENOMEM, 0, "out of memory publishing invalidations");
+  }
+  redisReply *r = redisCommand(c, "PUBLISH %s %b", BEE__CHANNEL, msg.data, msg.len);
   bee__buf_free(&msg);
-  return rc;
+  if (!r || r->type == REDIS_REPLY_ERROR) {
+    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], c, r, "publishing invalidations failed");
+    if (!r) bee__ctx_redis_broken(ctx, (size_t)engine->inval_redis);
+    if (r) freeReplyObject(r);
+    return rc;
+  }
+  long long receivers = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+  freeReplyObject(r);
+  return bee__invalidation_wait(ctx, ack, receivers, err);
 }
 
 /* ------------------------------------------------------------------------ */

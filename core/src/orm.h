@@ -85,6 +85,15 @@ int bee__local_cache_ok(const bee_engine_t *engine);
 /* A number no other flush (of any process) is likely to draw: random seed + counter (flush_async.c). */
 uint64_t bee__flush_token(void);
 
+/*
+ * The invalidation message of ids of entity (ids NULL: all of them) for BEE__CHANNEL, and
+ * the key its receivers acknowledge on (ack). 0 or BEE_ENOMEM.
+ */
+int bee__invalidation_message(const bee_engine_t *engine, size_t entity, const uint64_t *ids, size_t n,
+                              char ack[BEE__ACK_KEY], bee__buf_t *msg);
+/* Waits until the receivers of a published message (but this engine's own) acknowledged it, at most 20 ms. */
+int bee__invalidation_wait(bee_context_t *ctx, const char *ack, long long receivers, bee_error_t *err);
+
 /* Tells other processes to drop ids of entity (of its table, under any definition) from their local caches. */
 int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err);
 

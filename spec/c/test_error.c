@@ -56,3 +56,20 @@ TEST_IMPL(error_library_version_matches_header) {
   ASSERT_STR_EQ(bee_version(), BEE_VERSION_STRING);
   return 0;
 }
+
+TEST_IMPL(redis_refusals_that_pass_are_temporary) {
+  static const char *const temporary[] = {
+      "OOM command not allowed when used memory > 'maxmemory'.", "LOADING Redis is loading the dataset in memory",
+      "BUSY Redis is busy running a script.", "TRYAGAIN Multiple keys request during rehashing of slot",
+      "CLUSTERDOWN The cluster is down", "MASTERDOWN Link with MASTER is down",
+      "READONLY You can't write against a read only replica.", "NOREPLICAS Not enough good replicas to write.",
+      "MOVED 3999 127.0.0.1:6381", "ASK 3999 127.0.0.1:6381"};
+  static const char *const permanent[] = {
+      "ERR unknown command 'FOO'", "WRONGTYPE Operation against a key holding the wrong kind of value",
+      "EXECABORT Transaction discarded because of previous errors.", "NOSCRIPT No matching script.",
+      "OOMX not a refusal", "oom lower case is not Redis", "", "LOADING"};
+  for (size_t i = 0; i < sizeof temporary / sizeof temporary[0]; i++) ASSERT(bee__redis_reply_temporary(temporary[i]));
+  for (size_t i = 0; i < sizeof permanent / sizeof permanent[0]; i++) ASSERT(!bee__redis_reply_temporary(permanent[i]));
+  ASSERT(!bee__redis_reply_temporary(NULL));
+  return 0;
+}
