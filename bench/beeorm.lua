@@ -133,6 +133,21 @@ emit("flush100", writes("bench_write", ctx.flush, 100), "ops/s")
 emit("async1", writes("bench_async", ctx.flush_async, 1), "ops/s")
 emit("async100", writes("bench_async", ctx.flush_async, 100), "ops/s")
 
+-- ctx:increment of one row's decimal field, one per flush_async (the consumer after, untimed).
+emit("async_incr", median(function()
+  local id = ctx:new_entity("bench_async", { name = "counter", status = "active", price = "0.00" }).id
+  assert(ctx:flush())
+  ctx:clear_flush()
+  local r = rate(function(n)
+    for _ = 1, n do
+      ctx:increment("bench_async", id, "price", "0.01")
+      assert(ctx:flush_async())
+    end
+  end, 1, 100)
+  assert(beeorm.consume_async_flush_events(ctx, false))
+  return r
+end), "ops/s")
+
 -- The consumer: queue `events` events (untimed), then time the default consumer
 -- draining them. ---------------------------------------------------------------------
 local function consume(queue_work)

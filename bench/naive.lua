@@ -96,12 +96,12 @@ local TABLE = "naive_item"
 local QUEUE = "naive_item:queue"
 
 local SCENARIOS = { "get_local", "get_redis", "get_many100", "flush1", "flush100", "async1", "async100",
-  "consume_insert", "consume_update", "consume_mixed", "memory_1m" }
+  "async_incr", "consume_insert", "consume_update", "consume_mixed", "memory_1m" }
 -- What each scenario needs beyond plain Lua.
 local NEEDS = {
   get_redis = { redis = true }, get_many100 = { redis = true },
   flush1 = { redis = true, mysql = true }, flush100 = { redis = true, mysql = true },
-  async1 = { redis = true }, async100 = { redis = true },
+  async1 = { redis = true }, async100 = { redis = true }, async_incr = { redis = true },
   consume_insert = { redis = true, mysql = true }, consume_update = { redis = true, mysql = true },
   consume_mixed = { redis = true, mysql = true },
 }
@@ -415,6 +415,23 @@ function RUN.async100()
       for _ = 1, 100 do async_one(new_row()) end
     end
   end, 100)
+end
+
+-- An increment the naive way: read the cached row, add, write it back, queue the new
+-- value (three round trips; two processes doing it at once lose increments).
+function RUN.async_incr()
+  reset()
+  local row = new_row()
+  row.price = "0.00"
+  r:set(cache_key(row.id), encode(row))
+  return rate(function(n)
+    for _ = 1, n do
+      local cur = decode(row.id, r:get(cache_key(row.id)))
+      cur.price = string.format("%.2f", tonumber(cur.price) + 0.01)
+      r:set(cache_key(row.id), encode(cur))
+      r:rpush(QUEUE, event("update", cur))
+    end
+  end)
 end
 
 -- The naive consumer: LPOP one event, run its statement (autocommit), until the list is

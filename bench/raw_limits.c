@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "beeorm.h"
+#include "flush.h"
 #include "lru.h"
 
 static double now(void) {
@@ -445,6 +446,36 @@ static double redis_async(redisContext *c, double secs, int batch, long *next_ke
 }
 
 /*
+ * async_incr: the Redis commands of one ctx:increment + flush_async, sent raw: the row
+ * and the version read in one round trip (flush_async reads the row through the caches:
+ * an increment needs the column's value for a hash that lacks it), then MULTI, XADD of
+ * the event, the increment script on the row's hash, the PUBLISH of the invalidation,
+ * EXEC. Increments per second.
+ */
+static double redis_incr(redisContext *c, double secs) {
+  freeReplyObject(redisCommand(c, "HSET raw:bench:row ! R name =counter status =active price =0.00"));
+  char payload[48];
+  memset(payload, 'e', sizeof payload);
+  long n = 0;
+  double t0 = now(), t;
+  do {
+    redisAppendCommand(c, "GET raw:bench:v");
+    redisAppendCommand(c, "HGETALL raw:bench:row");
+    if (redis_replies(c, 2)) break;
+    redisAppendCommand(c, "MULTI");
+    redisAppendCommand(c, "XADD raw:bench:stream * e %b", payload, sizeof payload);
+    redisAppendCommand(c, "EVAL %s 1 raw:bench:row price 0.01 =0.00", bee__incr_script);
+    redisAppendCommand(c, "PUBLISH raw:bench:channel %b", payload, sizeof payload);
+    redisAppendCommand(c, "EXEC");
+    if (redis_replies(c, 5)) break;
+    n++;
+  } while ((t = now()) - t0 < secs);
+  t = now();
+  freeReplyObject(redisCommand(c, "DEL raw:bench:stream raw:bench:row"));
+  return n / (t - t0);
+}
+
+/*
  * Updates of existing rows by primary key, four ways; consume_update measures them all
  * (runs interleaved) and reports the fastest, which consume_mixed then uses:
  * UPD_BULK: bulk array binding of one prepared UPDATE (one COM_STMT_BULK_EXECUTE),
@@ -671,6 +702,7 @@ static int results(redisContext *c, MYSQL *m, double secs) {
   long next_key = 0;
   RUNS("async1", redis_async(c, secs, 1, &next_key));
   RUNS("async100", redis_async(c, secs, 100, &next_key));
+  RUNS("async_incr", redis_incr(c, secs));
   RUNS("consume_insert", mysql_bulk1000(m, secs, &d.next_id));
 
   /* consume_update: every method, runs interleaved so a busy moment weighs on all */

@@ -31,7 +31,7 @@
  * before the flush, used when the hash lacks the column. Exact decimal arithmetic on
  * texts: the columns are ints (any width, unsigned 64-bit too) or decimal(65,30).
  */
-static const char *const incr_script =
+const char *const bee__incr_script =
     "local function split(s) "
     "local neg = s:sub(1, 1) == '-' if neg then s = s:sub(2) end "
     "local i, f = s:match('^(%d+)%.?(%d*)$') return neg, i or '0', f or '' end "
@@ -121,7 +121,7 @@ static int row_commands(bee__rcmd_t *cmd, redisContext *c, const bee__entity_rt_
   row_hset(cmd, c, key, kl, e, st, values, 0, count);
   if (!st->deltas) return 0;
   bee__rcmd_begin(cmd, "EVAL");
-  bee__rcmd_str(cmd, incr_script);
+  bee__rcmd_str(cmd, bee__incr_script);
   bee__rcmd_str(cmd, "1");
   bee__rcmd_arg(cmd, key, kl);
   bee__buf_t base = {0};

@@ -56,6 +56,13 @@ int bee__compute_after(bee_context_t *ctx, bee__states_t *s, bee_value_t *values
 /* The largest field count of the engine's entities (at least 1): the size of a values scratch. */
 size_t bee__max_fields(const bee_engine_t *engine);
 
+/*
+ * The Redis script adding increments to a row hash (cache_write.c): KEYS[1] the row,
+ * ARGV triples (column, delta, the column's cache text before the flush as the writer
+ * read it, used when the hash lacks the column). Exact text arithmetic; NULL stays NULL.
+ */
+extern const char *const bee__incr_script;
+
 /* A stream entry to add in the same MULTI/EXEC as the cache writes (flush_async). */
 typedef struct {
   char key[128];
