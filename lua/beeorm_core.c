@@ -42,7 +42,8 @@ typedef struct {
   int closing;
 } lbee_engine_t;
 
-/* User values: 1 = the engine userdata (kept alive), 2 = the tracked changes (a list). */
+/* User values: 1 = the engine userdata (kept alive), 2 = the tracked rows in the order
+   they were first tracked, 3 = the same rows by entity and id (see "Tracking"). */
 typedef struct {
   bee_context_t *ctx;
 } lbee_context_t;
@@ -892,13 +893,15 @@ static bee_engine_t *context_engine(lua_State *L) {
 /* engine:context() -> context */
 static int engine_context(lua_State *L) {
   bee_engine_t *engine = check_engine(L);
-  lbee_context_t *c = lua_newuserdatauv(L, sizeof *c, 2);
+  lbee_context_t *c = lua_newuserdatauv(L, sizeof *c, 3);
   c->ctx = NULL;
   luaL_setmetatable(L, BEE_CONTEXT_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 2);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 3);
   bee_error_t err;
   if (bee_engine_context(engine, &c->ctx, &err) != 0) return luaL_error(L, "beeorm: %s", err.message);
   to_engine(L)->contexts++;
@@ -917,17 +920,6 @@ static int context_gc(lua_State *L) {
     e->engine = NULL;
   }
   return 0;
-}
-
-static int context_tostring(lua_State *L) {
-  lbee_context_t *c = to_context(L);
-  if (!c->ctx) {
-    lua_pushstring(L, "beeorm.Context (closed)");
-    return 1;
-  }
-  lua_getiuservalue(L, 1, 2);
-  lua_pushfstring(L, "beeorm.Context (%d tracked changes)", (int)lua_rawlen(L, -1));
-  return 1;
 }
 
 /*
@@ -1028,15 +1020,118 @@ static void check_keys(lua_State *L, const bee_entity_t *e, int idx) {
   }
 }
 
-static void track(lua_State *L, int n) { /* appends the n values on top as one op */
-  lua_getiuservalue(L, 1, 2);
-  lua_createtable(L, n, 0);
-  for (int i = 1; i <= n; i++) {
-    lua_pushvalue(L, -2 - n + (i - 1)); /* the i-th of the n values below ops and op */
-    lua_rawseti(L, -2, i);
+/*
+ * Tracking (DESIGN G8): a context tracks at most one table per row. Each tracked row
+ * has an entry, a Lua table with the slots below; user value 2 of the context lists the
+ * entries in the order their rows were first tracked (the order the flush feeds them),
+ * user value 3 finds them by row: map[entity (light userdata)][id] = entry, the id in
+ * its Lua form (push_id). Everything is Lua memory: nothing to free if a call raises.
+ *
+ * The baseline of an edit is an array by field index: the values the row had when
+ * edit_entity copied it, then the values fed to the core by the last flush that wrote
+ * the row (sets as their joined string, refs as the id), so a change made after that
+ * flush, also inside a set list, is found by comparing canonical forms.
+ */
+enum { TRACK_DEAD, TRACK_NEW, TRACK_EDIT, TRACK_DELETE, TRACK_DROPPED };
+/* TRACK_NEW: an insert not written yet; TRACK_EDIT: a row that exists (loaded, or
+   written by this context), written where it differs from its baseline; TRACK_DELETE:
+   a delete to write; TRACK_DROPPED: a new row deleted before its insert was written
+   (writes nothing); TRACK_DEAD: forgotten by the flush that just wrote it. */
+enum { ENTRY_KIND = 1, ENTRY_TABLE, ENTRY_BASE, ENTRY_ENTITY, ENTRY_ID, ENTRY_NAMES, ENTRY_SLOTS = ENTRY_NAMES };
+
+/* The id in an entry's ENTRY_ID slot (an integer, or a decimal string above 2^63-1). */
+static uint64_t entry_id(lua_State *L, int entry) {
+  lua_rawgeti(L, entry, ENTRY_ID);
+  uint64_t id = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : strtoull(lua_tostring(L, -1), NULL, 10);
+  lua_pop(L, 1);
+  return id;
+}
+
+static int entry_kind(lua_State *L, int entry) {
+  lua_rawgeti(L, entry, ENTRY_KIND);
+  int kind = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return kind;
+}
+
+static void set_entry_kind(lua_State *L, int entry, int kind) {
+  lua_pushinteger(L, kind);
+  lua_rawseti(L, entry, ENTRY_KIND);
+}
+
+static const bee_entity_t *entry_entity(lua_State *L, int entry) {
+  lua_rawgeti(L, entry, ENTRY_ENTITY);
+  const bee_entity_t *e = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return e;
+}
+
+/* Pushes the entry of row (e, the id at index key) in the context at index 1, or nil. */
+static int find_entry(lua_State *L, const bee_entity_t *e, int key) {
+  key = lua_absindex(L, key);
+  lua_getiuservalue(L, 1, 3);
+  if (lua_rawgetp(L, -1, e) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    lua_pushnil(L);
+    return LUA_TNIL;
   }
+  lua_pushvalue(L, key);
+  int type = lua_rawget(L, -2);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return type;
+}
+
+/*
+ * Pushes a new entry { kind, table, base, e, id, names } and registers it: last in the
+ * order, and in the map. table, base and names are stack indexes, 0 for none (names:
+ * the entity's shared metatable, with its field names at 1..n; 0 looks it up); the id
+ * is at key.
+ */
+static void add_entry(lua_State *L, int kind, const bee_entity_t *e, int key, int table, int base, int names) {
+  key = lua_absindex(L, key);
+  if (table) table = lua_absindex(L, table);
+  if (base) base = lua_absindex(L, base);
+  if (names) names = lua_absindex(L, names);
+  lua_createtable(L, ENTRY_SLOTS, 0);
+  int entry = lua_gettop(L);
+  set_entry_kind(L, entry, kind);
+  if (table) {
+    lua_pushvalue(L, table);
+    lua_rawseti(L, entry, ENTRY_TABLE);
+  }
+  if (base) {
+    lua_pushvalue(L, base);
+    lua_rawseti(L, entry, ENTRY_BASE);
+  }
+  lua_pushlightuserdata(L, (void *)e);
+  lua_rawseti(L, entry, ENTRY_ENTITY);
+  lua_pushvalue(L, key);
+  lua_rawseti(L, entry, ENTRY_ID);
+  if (names) {
+    lua_pushvalue(L, names);
+    lua_rawseti(L, entry, ENTRY_NAMES);
+  } else {
+    lua_getiuservalue(L, 1, 1);
+    push_entity_mt(L, lua_gettop(L), e);
+    lua_rawseti(L, entry, ENTRY_NAMES);
+    lua_pop(L, 1);
+  }
+  lua_getiuservalue(L, 1, 3);
+  if (lua_rawgetp(L, -1, e) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, e);
+  }
+  lua_pushvalue(L, key);
+  lua_pushvalue(L, entry);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+  lua_getiuservalue(L, 1, 2);
+  lua_pushvalue(L, entry);
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  lua_pop(L, 1 + n);
+  lua_pop(L, 1);
 }
 
 /* ctx:new_entity(name [, values]) -> entity table (tracked) | nil, err (no id could be had) */
@@ -1062,64 +1157,100 @@ static int context_new_entity(lua_State *L) {
       lua_rawset(L, 4);
     }
   }
-  push_id(L, id);
+  push_id(L, id); /* 5: the id, also the entry's key */
+  lua_pushvalue(L, 5);
   lua_setfield(L, 4, "id");
   lua_getiuservalue(L, 1, 1);
-  push_entity_mt(L, lua_gettop(L), e);
+  push_entity_mt(L, lua_gettop(L), e); /* 7 */
+  lua_pushvalue(L, 7);
   lua_setmetatable(L, 4);
-  lua_pop(L, 1);
-  lua_pushinteger(L, 1);
-  lua_pushvalue(L, 4);
-  track(L, 2);
+  add_entry(L, TRACK_NEW, e, 5, 4, 0, 7);
+  lua_settop(L, 4);
   return 1;
 }
 
-/* ctx:edit_entity(entity) -> a tracked copy to change and flush */
+/* Pushes the id of the entity table at arg in its Lua form (push_id); raises if it has none. */
+static void push_table_id(lua_State *L, int arg) {
+  lua_getfield(L, arg, "id");
+  luaL_argcheck(L, check_id(L, -1), arg, "the entity table has no valid id");
+  uint64_t id = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : strtoull(lua_tostring(L, -1), NULL, 10);
+  lua_pop(L, 1);
+  push_id(L, id);
+}
+
+/*
+ * ctx:edit_entity(entity) -> the tracked table of that row
+ * A row the context already tracks (by new_entity or edit_entity) gives its tracked
+ * table, whatever table was passed: the passed table's values are ignored. Otherwise
+ * a copy of the passed table is tracked, with its values as the baseline. A row
+ * tracked for deletion raises.
+ */
 static int context_edit_entity(lua_State *L) {
   check_context(L);
   bee_engine_t *engine = context_engine(L);
-  table_entity(L, engine, 2);
+  const bee_entity_t *e = table_entity(L, engine, 2);
   lua_settop(L, 2);
-  lua_newtable(L); /* the copy */
-  lua_newtable(L); /* the original, as it was */
+  push_table_id(L, 2); /* 3 */
+  if (find_entry(L, e, 3) == LUA_TTABLE) {
+    int kind = entry_kind(L, 4);
+    if (kind == TRACK_DELETE || kind == TRACK_DROPPED)
+      return luaL_error(L, "entity '%s' id %s is deleted in this context", bee_entity_name(e), luaL_tolstring(L, 3, NULL));
+    lua_rawgeti(L, 4, ENTRY_TABLE);
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_newtable(L); /* 4: the copy */
   lua_pushnil(L);
   while (lua_next(L, 2)) {
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, 3);
     lua_pushvalue(L, -2);
     lua_insert(L, -2);
     lua_rawset(L, 4);
   }
   lua_getmetatable(L, 2);
-  lua_setmetatable(L, 3);
-  lua_pushinteger(L, 2);
-  lua_pushvalue(L, 3);
-  lua_pushvalue(L, 4);
-  track(L, 3);
-  lua_settop(L, 3);
+  lua_setmetatable(L, 4);
+  size_t n = bee_entity_field_count(e);
+  lua_createtable(L, (int)n, 0); /* 5: the baseline */
+  lua_getiuservalue(L, 1, 1);
+  push_entity_mt(L, lua_gettop(L), e); /* 7: field names */
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, 7, (lua_Integer)i);
+    lua_rawget(L, 2);
+    lua_rawseti(L, 5, (lua_Integer)i);
+  }
+  add_entry(L, TRACK_EDIT, e, 3, 4, 5, 7);
+  lua_settop(L, 4);
   return 1;
 }
 
-/* ctx:delete_entity(entity) */
+/*
+ * ctx:delete_entity(entity)
+ * The delete replaces what the context tracks for the row; a new row whose insert was
+ * not written yet is then written not at all.
+ */
 static int context_delete_entity(lua_State *L) {
   check_context(L);
   bee_engine_t *engine = context_engine(L);
   const bee_entity_t *e = table_entity(L, engine, 2);
-  lua_getfield(L, 2, "id");
-  luaL_argcheck(L, check_id(L, -1), 2, "the entity table has no valid id");
-  lua_pushinteger(L, 3);
-  lua_pushstring(L, bee_entity_name(e));
-  lua_pushvalue(L, -3);
-  track(L, 3);
+  lua_settop(L, 2);
+  push_table_id(L, 2); /* 3 */
+  if (find_entry(L, e, 3) == LUA_TTABLE) {
+    int kind = entry_kind(L, 4);
+    if (kind == TRACK_NEW) set_entry_kind(L, 4, TRACK_DROPPED);
+    else if (kind == TRACK_EDIT) set_entry_kind(L, 4, TRACK_DELETE);
+    return 0;
+  }
+  add_entry(L, TRACK_DELETE, e, 3, 0, 0, 0);
   return 0;
 }
 
+/* ctx:clear_flush(): forgets every tracked row (changes, baselines and the identity map). */
 static int context_clear_flush(lua_State *L) {
   bee_context_t *ctx = check_context(L);
   bee_context_clear_flush(ctx);
   lua_newtable(L);
   lua_setiuservalue(L, 1, 2);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, 3);
   return 0;
 }
 
@@ -1146,108 +1277,236 @@ static int same_value(const bee_value_t *a, const bee_value_t *b) {
 }
 
 /*
- * Feeds one tracked op (a list at idx) to the core. Returns 0 or an error (err filled).
- * Values are converted into a userdata-backed array; strings stay alive on the stack
- * until the op is fed.
+ * 0 when the tracked table of an edit entry (at entry) certainly equals its baseline:
+ * the same id and every field raw-equal to it. Cheap (no conversion, no allocation):
+ * it runs for every tracked row at each flush.
  */
-static int feed_op(lua_State *L, bee_context_t *ctx, bee_engine_t *engine, int idx, bee_error_t *err) {
+static int edit_maybe_changed(lua_State *L, int entry, size_t n) {
   int top = lua_gettop(L);
-  lua_rawgeti(L, idx, 1);
-  int kind = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  int rc = 0;
-  if (kind == 3) {
-    lua_rawgeti(L, idx, 2);
-    const bee_entity_t *e = bee_engine_entity(engine, lua_tostring(L, -1));
-    lua_rawgeti(L, idx, 3);
-    uint64_t id = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : strtoull(lua_tostring(L, -1), NULL, 10);
-    rc = bee_context_delete(ctx, e, id, err);
-    lua_settop(L, top);
-    return rc;
-  }
-  lua_rawgeti(L, idx, 2);
-  int t = lua_gettop(L);
-  const bee_entity_t *e = table_entity(L, engine, t);
-  uint64_t id = table_id(L, t);
-  if (!id) {
-    field_error(err, e, "id", "id must be a positive integer (or a decimal string up to 18446744073709551615)");
-    lua_settop(L, top);
-    return BEE_EVALIDATION;
-  }
-  size_t n = bee_entity_field_count(e);
-  luaL_checkstack(L, (int)n * 2 + 8, "too many fields");
-  bee_value_t *values = lua_newuserdatauv(L, (n ? n : 1) * sizeof *values, 0);
-  unsigned char *changed = lua_newuserdatauv(L, n ? n : 1, 0);
-  int orig = 0;
-  if (kind == 2) {
-    lua_rawgeti(L, idx, 3);
-    orig = lua_gettop(L);
-  }
-  int any = kind == 1;
-  for (size_t i = 0; i < n && !rc; i++) {
-    bee_field_info_t info;
-    bee_entity_field_info(e, i, &info);
-    lua_getfield(L, t, info.name);
-    int pushed = lua_field_value(L, e, i, -1, &values[i], err);
-    if (pushed < 0) {
-      rc = BEE_EVALIDATION;
-      break;
-    }
-    changed[i] = 1;
-    if (kind == 2) {
-      /* Unchanged unless the canonical forms differ from the original. */
-      lua_getfield(L, orig, info.name);
-      if (lua_rawequal(L, -1, -2 - pushed)) {
-        changed[i] = 0;
-      } else {
-        bee_value_t old, a, b;
-        int op = lua_field_value(L, e, i, -1, &old, err);
-        if (op >= 0) {
-          size_t na = values[i].len + 80, nb = old.len + 80;
-          char *ba = lua_newuserdatauv(L, na, 0), *bb = lua_newuserdatauv(L, nb, 0);
-          bee_error_t ignored;
-          if (bee_entity_check_value(e, i, &values[i], &a, ba, na, &ignored) == 0 &&
-              bee_entity_check_value(e, i, &old, &b, bb, nb, &ignored) == 0 && same_value(&a, &b))
-            changed[i] = 0;
-        }
-      }
-      any |= changed[i];
-    }
-    /* keep the converted value's anchors on the stack; drop nothing until fed */
-  }
-  if (!rc && any) {
-    rc = kind == 1 ? bee_context_insert(ctx, e, id, values, err) : bee_context_update(ctx, e, id, values, changed, err);
+  lua_rawgeti(L, entry, ENTRY_TABLE);
+  lua_rawgeti(L, entry, ENTRY_BASE);
+  lua_rawgeti(L, entry, ENTRY_NAMES);
+  int t = top + 1, base = top + 2, names = top + 3, changed = 0;
+  lua_getfield(L, t, "id");
+  lua_rawgeti(L, entry, ENTRY_ID);
+  changed = !lua_rawequal(L, -1, -2);
+  for (size_t i = 1; i <= n && !changed; i++) {
+    lua_settop(L, names);
+    lua_rawgeti(L, names, (lua_Integer)i);
+    lua_rawget(L, t);
+    lua_rawgeti(L, base, (lua_Integer)i);
+    changed = !lua_rawequal(L, -1, -2);
   }
   lua_settop(L, top);
-  return rc;
+  return changed;
 }
 
-/* ctx:flush() -> true | nil, err (DESIGN G6, G7); ctx:flush_async() the same through the queue (G1) */
+/* 1 when the values at a and b (stack indexes) have the same canonical form for field i. */
+static int same_canonical(lua_State *L, const bee_entity_t *e, size_t i, const bee_value_t *va, int b) {
+  bee_value_t vb, ca, cb;
+  bee_error_t ignored;
+  int pushed = lua_field_value(L, e, i, b, &vb, &ignored);
+  if (pushed < 0) return 0;
+  char sa[256], sb[256];
+  size_t na = va->len + 80, nb = vb.len + 80;
+  char *ba = na <= sizeof sa ? sa : lua_newuserdatauv(L, na, 0);
+  char *bb = nb <= sizeof sb ? sb : lua_newuserdatauv(L, nb, 0);
+  int same = bee_entity_check_value(e, i, va, &ca, ba, na, &ignored) == 0 &&
+             bee_entity_check_value(e, i, &vb, &cb, bb, nb, &ignored) == 0 && same_value(&ca, &cb);
+  lua_pop(L, pushed + (ba != sa) + (bb != sb));
+  return same;
+}
+
+/*
+ * Converts the fields of the tracked table of a new or edit entry (at entry) for the
+ * core: values[] and changed[] (all 1 for a new row; for an edit, 1 where the canonical
+ * form differs from the baseline). With snap (a stack index, or 0) the converted values
+ * go into that table by field index: it becomes the next baseline and keeps the
+ * strings values[] points into alive. Returns 1 when there is something to write, 0
+ * when not, -1 with err filled when a value cannot be converted or the id is not the
+ * tracked one.
+ */
+static int entry_values(lua_State *L, int entry, const bee_entity_t *e, size_t n, bee_value_t *values,
+                        unsigned char *changed, int snap, bee_error_t *err) {
+  int top = lua_gettop(L);
+  int edit = entry_kind(L, entry) == TRACK_EDIT;
+  lua_rawgeti(L, entry, ENTRY_TABLE);
+  lua_rawgeti(L, entry, ENTRY_BASE);
+  lua_rawgeti(L, entry, ENTRY_NAMES);
+  int t = top + 1, base = top + 2, names = top + 3;
+  uint64_t want = entry_id(L, entry), id = table_id(L, t);
+  if (id != want) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "the id of a tracked entity table cannot change (it is %llu)", (unsigned long long)want);
+    field_error(err, e, "id",
+                id ? msg : "id must be a positive integer (or a decimal string up to 18446744073709551615)");
+    lua_settop(L, top);
+    return -1;
+  }
+  int any = !edit;
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, names, (lua_Integer)i + 1);
+    lua_rawget(L, t);
+    int pushed = lua_field_value(L, e, i, -1, &values[i], err);
+    if (pushed < 0) {
+      lua_settop(L, top);
+      return -1;
+    }
+    /* top: the converted value (the raw one below it when a set or ref was converted) */
+    changed[i] = 1;
+    if (edit) {
+      lua_rawgeti(L, base, (lua_Integer)i + 1);
+      if (lua_rawequal(L, -1, -2) || same_canonical(L, e, i, &values[i], -1)) changed[i] = 0;
+      lua_pop(L, 1);
+      any |= changed[i];
+    }
+    if (snap) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, snap, (lua_Integer)i + 1);
+    }
+    lua_pop(L, 1 + pushed);
+  }
+  lua_settop(L, top);
+  return any;
+}
+
+/* Scratch arrays for one row's values, grown on demand (Lua memory: nothing to free). */
+typedef struct {
+  int idx; /* the stack slot holding the userdata (nil until the first row) */
+  size_t cap;
+  bee_value_t *values;
+  unsigned char *changed;
+} scratch_t;
+
+static void scratch_init(lua_State *L, scratch_t *s) {
+  lua_pushnil(L);
+  s->idx = lua_gettop(L);
+  s->cap = 0;
+  s->values = NULL;
+  s->changed = NULL;
+}
+
+static void scratch_need(lua_State *L, scratch_t *s, size_t n) {
+  if (s->values && s->cap >= n) return;
+  size_t cap = n < 16 ? 16 : n;
+  char *p = lua_newuserdatauv(L, cap * (sizeof *s->values + 1), 0);
+  lua_replace(L, s->idx);
+  s->cap = cap;
+  s->values = (bee_value_t *)p;
+  s->changed = (unsigned char *)(p + cap * sizeof *s->values);
+}
+
+/*
+ * Feeds the tracked entries (list at order) to the core, in order. For each row written
+ * appends to the list at fed: the entry, then its next baseline (or false for a row the
+ * flush forgets: a delete, or a new row deleted before its insert). Returns 0 or an
+ * error (err filled).
+ */
+static int feed_entries(lua_State *L, bee_context_t *ctx, int order, int fed, bee_error_t *err) {
+  luaL_checkstack(L, LUA_MINSTACK, "tracked rows");
+  lua_Integer count = (lua_Integer)lua_rawlen(L, order), nfed = 0;
+  scratch_t s;
+  scratch_init(L, &s);
+  for (lua_Integer k = 1; k <= count; k++) {
+    lua_rawgeti(L, order, k);
+    int entry = lua_gettop(L), kind = entry_kind(L, entry), rc = 0;
+    const bee_entity_t *e = entry_entity(L, entry);
+    size_t n = bee_entity_field_count(e);
+    if (kind == TRACK_DELETE || kind == TRACK_DROPPED) {
+      if (kind == TRACK_DELETE) rc = bee_context_delete(ctx, e, entry_id(L, entry), err);
+      lua_pushboolean(L, 0);
+    } else if (kind == TRACK_NEW || (kind == TRACK_EDIT && edit_maybe_changed(L, entry, n))) {
+      scratch_need(L, &s, n);
+      lua_createtable(L, (int)n, 0);
+      int any = entry_values(L, entry, e, n, s.values, s.changed, lua_gettop(L), err);
+      if (any < 0) rc = BEE_EVALIDATION;
+      else if (any && kind == TRACK_NEW) rc = bee_context_insert(ctx, e, entry_id(L, entry), s.values, err);
+      else if (any) rc = bee_context_update(ctx, e, entry_id(L, entry), s.values, s.changed, err);
+      else lua_pushnil(L); /* unchanged: keeps its baseline */
+    } else {
+      lua_pushnil(L);
+    }
+    if (rc) return rc;
+    if (!lua_isnil(L, -1)) {
+      lua_pushvalue(L, entry);
+      lua_rawseti(L, fed, ++nfed);
+      lua_rawseti(L, fed, ++nfed);
+    }
+    lua_settop(L, entry - 1);
+  }
+  return 0;
+}
+
+/*
+ * After a flush that wrote (also when a cache update then failed): the rows written get
+ * their new baselines, new rows become edits, deleted rows are forgotten. Allocates
+ * nothing, so it cannot raise once the core has written.
+ */
+static void commit_fed(lua_State *L, int order, int fed) {
+  lua_Integer nfed = (lua_Integer)lua_rawlen(L, fed);
+  int forgot = 0;
+  for (lua_Integer k = 1; k <= nfed; k += 2) {
+    lua_rawgeti(L, fed, k);
+    int entry = lua_gettop(L);
+    lua_rawgeti(L, fed, k + 1);
+    if (lua_istable(L, -1)) {
+      lua_rawseti(L, entry, ENTRY_BASE);
+      set_entry_kind(L, entry, TRACK_EDIT);
+    } else {
+      lua_pop(L, 1);
+      lua_getiuservalue(L, 1, 3);
+      lua_rawgeti(L, entry, ENTRY_ENTITY);
+      if (lua_rawget(L, -2) == LUA_TTABLE) {
+        lua_rawgeti(L, entry, ENTRY_ID);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+      }
+      lua_pop(L, 2);
+      set_entry_kind(L, entry, TRACK_DEAD);
+      forgot = 1;
+    }
+    lua_pop(L, 1);
+  }
+  if (!forgot) return;
+  lua_Integer count = (lua_Integer)lua_rawlen(L, order), kept = 0;
+  for (lua_Integer k = 1; k <= count; k++) {
+    lua_rawgeti(L, order, k);
+    if (entry_kind(L, lua_gettop(L)) != TRACK_DEAD) lua_rawseti(L, order, ++kept);
+    else lua_pop(L, 1);
+  }
+  for (lua_Integer k = kept + 1; k <= count; k++) {
+    lua_pushnil(L);
+    lua_rawseti(L, order, k);
+  }
+}
+
+/*
+ * ctx:flush() -> true | nil, err (DESIGN G6, G7); ctx:flush_async() the same through the
+ * queue (G1). Nothing written (a validation error, or the core kept its changes
+ * pending): the tracking is left as it was. Written: the tracked tables stay tracked
+ * with what was written as their baseline (G8), also when a cache update failed after
+ * the write, which then returns nil, err.
+ */
 static int flush_with(lua_State *L, int (*run)(bee_context_t *, bee_error_t *)) {
   bee_context_t *ctx = check_context(L);
-  bee_engine_t *engine = context_engine(L);
+  context_engine(L);
   lua_settop(L, 1);
-  lua_getiuservalue(L, 1, 2);
-  int ops = lua_gettop(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, ops);
+  lua_getiuservalue(L, 1, 2); /* 2: the entries, in order */
+  lua_newtable(L);            /* 3: the entries fed, each with its next baseline */
   bee_error_t err;
   bee_context_clear_flush(ctx);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, ops, i);
-    int rc = feed_op(L, ctx, engine, lua_gettop(L), &err);
-    lua_pop(L, 1);
-    if (rc) {
-      bee_context_clear_flush(ctx);
-      return fail(L, &err);
-    }
-  }
-  int rc = run(ctx, &err);
-  if (rc && bee_context_pending(ctx)) { /* nothing written: keep tracking */
+  int rc = feed_entries(L, ctx, 2, 3, &err);
+  if (rc) {
     bee_context_clear_flush(ctx);
     return fail(L, &err);
   }
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, 2);
+  lua_settop(L, 3);
+  rc = run(ctx, &err);
+  if (rc && bee_context_pending(ctx)) { /* nothing written: keep tracking as it was */
+    bee_context_clear_flush(ctx);
+    return fail(L, &err);
+  }
+  commit_fed(L, 2, 3);
   if (rc) return fail(L, &err); /* written, but a cache could not be updated */
   lua_pushboolean(L, 1);
   return 1;
@@ -1255,6 +1514,41 @@ static int flush_with(lua_State *L, int (*run)(bee_context_t *, bee_error_t *)) 
 
 static int context_flush(lua_State *L) { return flush_with(L, bee_context_flush); }
 static int context_flush_async(lua_State *L) { return flush_with(L, bee_context_flush_async); }
+
+/*
+ * "beeorm.Context (C tracked changes, R tracked rows)": C rows the next flush would
+ * write (inserts, deletes, edits with a field that differs from the baseline in
+ * canonical form), R rows tracked (what the context holds until clear_flush).
+ */
+static int context_tostring(lua_State *L) {
+  lbee_context_t *c = to_context(L);
+  if (!c->ctx) {
+    lua_pushstring(L, "beeorm.Context (closed)");
+    return 1;
+  }
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, 2);
+  luaL_checkstack(L, LUA_MINSTACK, "tracked rows");
+  lua_Integer rows = (lua_Integer)lua_rawlen(L, 2), changes = 0;
+  scratch_t s;
+  scratch_init(L, &s);
+  for (lua_Integer k = 1; k <= rows; k++) {
+    lua_rawgeti(L, 2, k);
+    int entry = lua_gettop(L), kind = entry_kind(L, entry);
+    const bee_entity_t *e = entry_entity(L, entry);
+    size_t n = bee_entity_field_count(e);
+    if (kind == TRACK_NEW || kind == TRACK_DELETE) {
+      changes++;
+    } else if (kind == TRACK_EDIT && edit_maybe_changed(L, entry, n)) {
+      bee_error_t ignored;
+      scratch_need(L, &s, n);
+      if (entry_values(L, entry, e, n, s.values, s.changed, 0, &ignored) != 0) changes++;
+    }
+    lua_settop(L, entry - 1);
+  }
+  lua_pushfstring(L, "beeorm.Context (%I tracked changes, %I tracked rows)", changes, rows);
+  return 1;
+}
 
 /* Rows delivered by the core become Lua tables; each is built under lua_pcall so a
    memory error cannot unwind through the core. */

@@ -189,14 +189,14 @@ describe("caches", function()
 
       it("see an update of the unique column", function()
         local s = fresh()
-        local renamed = s.tag .. "-r1-renamed"
+        local old_name, renamed = s.r1.name, s.tag .. "-r1-renamed"
         table.insert(s.keys.names, renamed)
         local a = warm(s)
         assert.is_nil(a:get_by_unique_index(I, "name", renamed))
-        edit(s, s.r1.id).name = renamed
+        edit(s, s.r1.id).name = renamed -- edits s.r1 itself: s.c tracks it since new_entity
         assert.is_true(s.c:flush())
         assert_truth(a, s.keys, w.strict, "after the update of name")
-        assert.is_nil(a:get_by_unique_index(I, "name", s.r1.name))
+        assert.is_nil(a:get_by_unique_index(I, "name", old_name))
         assert.equal(s.r1.id, a:get_by_unique_index(I, "name", renamed).id)
       end)
 
