@@ -72,9 +72,10 @@ local function seed(name, n)
   local ids = {}
   for i = 1, n do
     ids[i] = ctx:new_entity(name, { name = "row " .. i, status = "active", price = "12.50" }).id
-    if i % 1000 == 0 then assert(ctx:flush()) end
+    if i % 1000 == 0 then assert(ctx:flush()) ctx:clear_flush() end
   end
   assert(ctx:flush())
+  ctx:clear_flush()
   return ids
 end
 
@@ -122,6 +123,7 @@ local function writes(entity, flush, per_flush)
       for _ = 1, n do
         for i = 1, per_flush do ctx:new_entity(entity, { name = "new " .. i, status = "active", price = "1.00" }) end
         assert(flush(ctx))
+        ctx:clear_flush() -- the end of a unit of work: a context keeps what it tracked until then
       end
     end, per_flush, per_flush == 1 and 100 or 5)
     if flush == ctx.flush_async then assert(beeorm.consume_async_flush_events(ctx, false)) end -- untimed
@@ -142,6 +144,7 @@ emit("async_incr", median(function()
     for _ = 1, n do
       ctx:increment("bench_async", id, "price", "0.01")
       assert(ctx:flush_async())
+    ctx:clear_flush()
     end
   end, 1, 100)
   assert(beeorm.consume_async_flush_events(ctx, false))
@@ -170,6 +173,7 @@ local function insert_rows(n, sync)
       ids[#ids + 1] = ctx:new_entity("bench_async", { name = "c" .. (b * 100 + i), status = "active", price = "2.50" }).id
     end
     assert(sync and ctx:flush() or ctx:flush_async())
+    ctx:clear_flush()
   end
   return ids
 end
@@ -187,6 +191,7 @@ emit("consume_update", consume(function()
       e.name, e.price = "updated", "9.99"
     end
     assert(ctx:flush_async())
+    ctx:clear_flush()
   end
   return #ids
 end), "ops/s")
@@ -213,6 +218,7 @@ emit("consume_mixed", consume(function()
       end
     end
     assert(ctx:flush_async())
+    ctx:clear_flush()
   end
   return events
 end), "ops/s")

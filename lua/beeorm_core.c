@@ -893,7 +893,7 @@ static bee_engine_t *context_engine(lua_State *L) {
 /* engine:context() -> context */
 static int engine_context(lua_State *L) {
   bee_engine_t *engine = check_engine(L);
-  lbee_context_t *c = lua_newuserdatauv(L, sizeof *c, 3);
+  lbee_context_t *c = lua_newuserdatauv(L, sizeof *c, 4);
   c->ctx = NULL;
   luaL_setmetatable(L, BEE_CONTEXT_MT);
   lua_pushvalue(L, 1);
@@ -902,6 +902,8 @@ static int engine_context(lua_State *L) {
   lua_setiuservalue(L, -2, 2);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 3);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 4);
   bee_error_t err;
   if (bee_engine_context(engine, &c->ctx, &err) != 0) return luaL_error(L, "beeorm: %s", err.message);
   to_engine(L)->contexts++;
@@ -1243,14 +1245,82 @@ static int context_delete_entity(lua_State *L) {
   return 0;
 }
 
-/* ctx:clear_flush(): forgets every tracked row (changes, baselines and the identity map). */
+/* ctx:clear_flush(): forgets every tracked row (changes, baselines and the identity map) and increment. */
 static int context_clear_flush(lua_State *L) {
   bee_context_t *ctx = check_context(L);
   bee_context_clear_flush(ctx);
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, 2);
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, 3);
+  for (int uv = 2; uv <= 4; uv++) {
+    lua_newtable(L);
+    lua_setiuservalue(L, 1, uv);
+  }
+  return 0;
+}
+
+/*
+ * ctx:increment(entity, id, field, delta): tracks `field = field + delta` (DESIGN G8),
+ * written by the next flush or flush_async after the tracked rows' changes. Raises for
+ * an unknown entity or field, a field that is neither int nor decimal, or a delta of
+ * the wrong type (an integer for int fields; an integer or a decimal string for decimal
+ * fields); a decimal with more digits than the field takes fails the flush (G7).
+ * Increments are kept in user value 4 of the context: { entity, id, field index, delta }.
+ */
+static int context_increment(lua_State *L) {
+  check_context(L);
+  const bee_entity_t *e = ctx_entity(L, 2);
+  check_id_arg(L, 3);
+  const char *name = check_text(L, 4);
+  int f = bee_entity_field_index(e, name);
+  if (f < 0) return luaL_error(L, "entity '%s' has no field '%s'", bee_entity_name(e), name);
+  bee_field_info_t info;
+  bee_entity_field_info(e, (size_t)f, &info);
+  if (info.type == BEE_FIELD_INT) {
+    luaL_argexpected(L, lua_isinteger(L, 5), 5, "an integer (increment of an int field)");
+  } else if (info.type == BEE_FIELD_DECIMAL) {
+    luaL_argexpected(L, lua_isinteger(L, 5) || lua_type(L, 5) == LUA_TSTRING, 5,
+                     "an integer or a decimal string (increment of a decimal field)");
+  } else {
+    return luaL_error(L, "field '%s' of '%s' is not an int or decimal field: it cannot be incremented", name,
+                      bee_entity_name(e));
+  }
+  lua_getiuservalue(L, 1, 4);
+  lua_createtable(L, 4, 0);
+  lua_pushlightuserdata(L, (void *)e);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, 3);
+  lua_rawseti(L, -2, 2);
+  lua_pushinteger(L, f);
+  lua_rawseti(L, -2, 3);
+  lua_pushvalue(L, 5);
+  lua_rawseti(L, -2, 4);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* Feeds the tracked increments (list at idx) to the core after the rows' changes. 0 or an error. */
+static int feed_increments(lua_State *L, bee_context_t *ctx, int idx, bee_error_t *err) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_rawgeti(L, idx, k);
+    int inc = lua_gettop(L);
+    lua_rawgeti(L, inc, 1);
+    const bee_entity_t *e = lua_touserdata(L, -1);
+    lua_rawgeti(L, inc, 2);
+    uint64_t id = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : strtoull(lua_tostring(L, -1), NULL, 10);
+    lua_rawgeti(L, inc, 3);
+    size_t field = (size_t)lua_tointeger(L, -1);
+    lua_rawgeti(L, inc, 4);
+    bee_value_t delta = {0};
+    if (lua_isinteger(L, -1)) {
+      delta.kind = BEE_VALUE_INT;
+      delta.i = (int64_t)lua_tointeger(L, -1);
+    } else {
+      delta.kind = BEE_VALUE_STRING;
+      delta.str = lua_tolstring(L, -1, &delta.len);
+    }
+    int rc = bee_context_increment(ctx, e, id, field, &delta, err);
+    lua_settop(L, inc - 1);
+    if (rc) return rc;
+  }
   return 0;
 }
 
@@ -1495,18 +1565,24 @@ static int flush_with(lua_State *L, int (*run)(bee_context_t *, bee_error_t *)) 
   lua_newtable(L);            /* 3: the entries fed, each with its next baseline */
   bee_error_t err;
   bee_context_clear_flush(ctx);
+  lua_getiuservalue(L, 1, 4); /* 4: the increments, in order */
   int rc = feed_entries(L, ctx, 2, 3, &err);
+  if (!rc) rc = feed_increments(L, ctx, 4, &err);
   if (rc) {
     bee_context_clear_flush(ctx);
     return fail(L, &err);
   }
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   rc = run(ctx, &err);
   if (rc && bee_context_pending(ctx)) { /* nothing written: keep tracking as it was */
     bee_context_clear_flush(ctx);
     return fail(L, &err);
   }
   commit_fed(L, 2, 3);
+  for (lua_Integer k = (lua_Integer)lua_rawlen(L, 4); k >= 1; k--) { /* written: the increments are done */
+    lua_pushnil(L); /* (emptied in place: nothing may raise once the core wrote) */
+    lua_rawseti(L, 4, k);
+  }
   if (rc) return fail(L, &err); /* written, but a cache could not be updated */
   lua_pushboolean(L, 1);
   return 1;
@@ -1546,6 +1622,8 @@ static int context_tostring(lua_State *L) {
     }
     lua_settop(L, entry - 1);
   }
+  lua_getiuservalue(L, 1, 4);
+  changes += (lua_Integer)lua_rawlen(L, -1); /* increments */
   lua_pushfstring(L, "beeorm.Context (%I tracked changes, %I tracked rows)", changes, rows);
   return 1;
 }
@@ -2245,6 +2323,7 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"edit_entity", context_edit_entity},
       {"delete_entity", context_delete_entity},
       {"clear_flush", context_clear_flush},
+      {"increment", context_increment},
       {"flush", context_flush},
       {"flush_async", context_flush_async},
       {"get_by_id", context_get_by_id},
