@@ -1877,6 +1877,17 @@ static void push_failed_event(lua_State *L, const bee_failed_event_t *ev) {
   lua_pushinteger(L, (lua_Integer)ev->ncols);
   lua_setfield(L, -2, "n");
   lua_setfield(L, -2, "args");
+  int incs = 0; /* increments: column -> true (its value is added, `col = col + value`) */
+  for (size_t i = 0; i < ev->ncols; i++) incs |= ev->increments && ev->increments[i];
+  if (incs) {
+    lua_createtable(L, 0, 1);
+    for (size_t i = 0; i < ev->ncols; i++)
+      if (ev->increments[i]) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, ev->cols[i]);
+      }
+    lua_setfield(L, -2, "increments");
+  }
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, ev->code);
   lua_setfield(L, -2, "code");

@@ -351,7 +351,7 @@ describe("flush_async", function()
 
   it("waits for no process that closed its engine, also when a process it started still runs", function()
     local function numsub()
-      local out = util.redis_cli(REDIS_DB, "PUBSUB", "NUMSUB", "beeorm:invalidate")
+      local out = util.redis_cli(REDIS_DB, "PUBSUB", "NUMSUB", "beeorm:invalidate:bee:{" .. util.database() .. "." .. I .. "}:")
       return tonumber(out:match("\n(%d+)"))
     end
     local before = numsub()

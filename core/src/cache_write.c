@@ -152,8 +152,16 @@ static int unique_text(const bee__entity_t *e, const bee__index_t *ix, const bee
 /* Calls fn for every unique index whose values the flush changed in this row. */
 typedef void (*unique_fn)(void *ud, const bee__index_t *ix, const bee__buf_t *old_text, const bee__buf_t *new_text);
 
+/* 1 when e has a unique index. */
+static int has_uniques(const bee__entity_t *e) {
+  for (size_t i = 0; i < e->index_count; i++)
+    if (e->indexes[i].unique) return 1;
+  return 0;
+}
+
 static void changed_uniques(const bee__entity_t *e, const bee__state_t *st, bee_value_t *values, unique_fn fn,
                             void *ud) {
+  if (!has_uniques(e)) return;
   bee__buf_t a = {0}, b = {0};
   for (size_t i = 0; i < e->index_count; i++) {
     const bee__index_t *ix = &e->indexes[i];
@@ -223,8 +231,11 @@ static void unique_commands(void *ud, const bee__index_t *ix, const bee__buf_t *
 /* Calls fn for each cached id list the row is in before or after (both may be the same list). */
 typedef void (*list_fn)(void *ud, bee__buf_t *list_key);
 
+static int has_lists(const bee__entity_t *e);
+
 static void row_lists(const bee__entity_rt_t *rt, const bee__entity_t *e, const bee__state_t *st, bee_value_t *values,
                       list_fn fn, void *ud) {
+  if (!has_lists(e)) return;
   bee__buf_t key = {0};
   for (int after = 0; after < 2; after++) {
     const bee__buf_t *row = after ? &st->after : &st->before;
@@ -414,8 +425,11 @@ static void publish_in_multi(redisContext *c, bee_context_t *ctx, size_t ei, bee
   for (size_t i = 0; ok && i < s->count; i++)
     if (s->items[i].entity == ei) ids[n++] = s->items[i].id;
   if (ok) ok = bee__invalidation_message(ctx->engine, ei, ids, n, p->ack, &msg) == 0;
-  if (ok) {
-    redisAppendCommand(c, "PUBLISH %s %b", BEE__CHANNEL, msg.data, msg.len);
+  bee__buf_t channel = {0};
+  const char *prefix = ctx->engine->rt[ei].prefix;
+  bee__invalidation_channel(prefix, strlen(prefix), &channel);
+  if (ok && !channel.failed) {
+    redisAppendCommand(c, "PUBLISH %b %b", channel.data, channel.len, msg.data, msg.len);
     exec_at[s->npublished] = (*count)++ - 1; /* its place in EXEC's reply (MULTI is not in it) */
     p->entity = ei;
     p->receivers = 0;
@@ -423,6 +437,7 @@ static void publish_in_multi(redisContext *c, bee_context_t *ctx, size_t ei, bee
   }
   bee__free(ids);
   bee__buf_free(&msg);
+  bee__buf_free(&channel);
 }
 
 int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_value_t *values, const bee__qentry_t *q,
@@ -551,7 +566,7 @@ static int write_local(bee_context_t *ctx, bee__states_t *s, bee_error_t *err) {
     const bee__published_t *pub = NULL;
     for (size_t p = 0; p < s->npublished && !pub; p++)
       if (s->published[p].entity == ei) pub = &s->published[p];
-    int prc = pub ? bee__invalidation_wait(ctx, pub->ack, pub->receivers, err)
+    int prc = pub ? bee__invalidation_wait(ctx, ei, pub->ack, pub->receivers, err)
                   : bee__publish_invalidation(ctx, ei, ids, n, err);
     if (!rc) rc = prc;
   }

@@ -567,7 +567,8 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
       if (failed && engine->inval_redis == rp) {
         char num[BEE__ID_BUF];
         size_t nl = bee__id_format(ev->id, num);
-        redisAppendCommand(r, "PUBLISH %s -\n\n%b\n%b", BEE__CHANNEL, ev->prefix.p, ev->prefix.n, num, nl);
+        redisAppendCommand(r, "PUBLISH " BEE__CHANNEL "%b -\n\n%b\n%b", ev->prefix.p, ev->prefix.n, ev->prefix.p,
+                           ev->prefix.n, num, nl);
         sent[rp]++;
       }
     }

@@ -21,10 +21,18 @@
 /* Tracking                                                                 */
 
 static void op_clear(bee__op_t *op) {
-  bee__free(op->values);
-  bee__free(op->changed);
+  bee__free(op->values); /* op->changed lives in the same block */
   bee__free(op->blob);
   memset(op, 0, sizeof *op);
+}
+
+/* Gives op zeroed values and changed flags for nf fields, in one block. 0 or BEE_ENOMEM. */
+static int op_alloc(bee__op_t *op, size_t nf) {
+  if (!nf) nf = 1;
+  op->values = bee__calloc(1, nf * sizeof *op->values + nf);
+  if (!op->values) return BEE_ENOMEM;
+  op->changed = (unsigned char *)(op->values + nf);
+  return 0;
 }
 
 void bee_context_clear_flush(bee_context_t *ctx) {
@@ -77,10 +85,11 @@ static bee__field_t wide_field(const bee__field_t *f) {
  */
 static int own_values(const bee__entity_t *e, bee__op_t *op, const bee_value_t *values, bee_error_t *err) {
   size_t nf = e->field_count;
-  size_t scratch_size = 0;
+  size_t scratch_size = BEE__VALUE_BUF(0) * (nf + 1);
   for (size_t i = 0; i < nf; i++)
     if (op->changed[i] && values[i].kind == BEE_VALUE_STRING) scratch_size += BEE__VALUE_BUF(values[i].len);
-  char *scratch = bee__malloc(scratch_size + BEE__VALUE_BUF(0) * (nf + 1));
+  char small[2048]; /* most rows: no allocation for the checks */
+  char *scratch = scratch_size <= sizeof small ? small : bee__malloc(scratch_size);
   if (!scratch) return bee__error(err, BEE_ENOMEM, 0, "out of memory tracking a change");
   size_t at = 0, blob_size = 0;
   for (size_t i = 0; i < nf; i++) {
@@ -90,7 +99,7 @@ static int own_values(const bee__entity_t *e, bee__op_t *op, const bee_value_t *
     const bee__field_t *f = op->changed[i] == BEE__COL_ADD ? &wide : &e->fields[i];
     int rc = bee__value_check(e, f, &values[i], &op->values[i], scratch + at, room, err);
     if (rc) {
-      bee__free(scratch);
+      if (scratch != small) bee__free(scratch);
       return rc;
     }
     at += room;
@@ -98,7 +107,7 @@ static int own_values(const bee__entity_t *e, bee__op_t *op, const bee_value_t *
   }
   char *blob = bee__malloc(blob_size + 1);
   if (!blob) {
-    bee__free(scratch);
+    if (scratch != small) bee__free(scratch);
     return bee__error(err, BEE_ENOMEM, 0, "out of memory tracking a change");
   }
   size_t b = 0;
@@ -110,7 +119,7 @@ static int own_values(const bee__entity_t *e, bee__op_t *op, const bee_value_t *
   }
   bee__free(op->blob); /* last: the values may have pointed into it */
   op->blob = blob;
-  bee__free(scratch);
+  if (scratch != small) bee__free(scratch);
   return 0;
 }
 
@@ -131,12 +140,7 @@ static int track(bee_context_t *ctx, int kind, const bee_entity_t *entity, uint6
   size_t nf = e->field_count;
   if (kind != BEE__OP_DELETE) {
     if (!values) return bee__error(err, BEE_EINVAL, 0, "values is NULL");
-    op.values = bee__calloc(nf ? nf : 1, sizeof *op.values);
-    op.changed = bee__calloc(nf ? nf : 1, 1);
-    if (!op.values || !op.changed) {
-      op_clear(&op);
-      return bee__error(err, BEE_ENOMEM, 0, "out of memory tracking a change");
-    }
+    if (op_alloc(&op, nf)) return bee__error(err, BEE_ENOMEM, 0, "out of memory tracking a change");
     for (size_t i = 0; i < nf; i++) op.changed[i] = !mask || mask[i] ? BEE__COL_SET : BEE__COL_NONE;
     if ((rc = own_values(e, &op, values, err))) {
       op_clear(&op);
@@ -217,12 +221,7 @@ int bee_context_increment(bee_context_t *ctx, const bee_entity_t *entity, uint64
   op.kind = BEE__OP_UPDATE;
   op.entity = ei;
   op.id = id;
-  op.values = bee__calloc(e->field_count, sizeof *op.values);
-  op.changed = bee__calloc(e->field_count, 1);
-  if (!op.values || !op.changed) {
-    op_clear(&op);
-    return bee__error(err, BEE_ENOMEM, 0, "out of memory tracking a change");
-  }
+  if (op_alloc(&op, e->field_count)) return bee__error(err, BEE_ENOMEM, 0, "out of memory tracking a change");
   op.changed[field] = BEE__COL_ADD;
   op.values[field] = canon;
   if ((rc = own_values(e, &op, op.values, err))) {
@@ -250,11 +249,12 @@ void bee__states_free(bee__states_t *s) {
   for (size_t i = 0; i < s->count; i++) {
     bee__buf_free(&s->items[i].before);
     bee__buf_free(&s->items[i].after);
-    bee__free(s->items[i].cols);
     bee__free(s->items[i].deltas);
   }
   bee__free(s->items);
   bee__free(s->published);
+  bee__free(s->cols_block);
+  s->cols_block = NULL;
   s->items = NULL;
   s->published = NULL;
   s->count = s->npublished = 0;
@@ -277,9 +277,8 @@ static int states_columns(bee_context_t *ctx, bee__states_t *s) {
   for (size_t i = 0; i < ctx->op_count; i++) {
     const bee__op_t *op = &ctx->ops[i];
     const bee__entity_t *e = &engine->entities[op->entity];
-    bee__state_t *st = bee__state_find(s, op->entity, op->id);
+    bee__state_t *st = &s->items[op->state];
     size_t nf = e->field_count;
-    if (!st->cols && !(st->cols = bee__calloc(nf ? nf : 1, 1))) return BEE_ENOMEM;
     for (size_t f = 0; f < nf && op->kind != BEE__OP_DELETE; f++) {
       if (op->changed[f] == BEE__COL_SET) st->cols[f] = BEE__COL_SET;
       if (op->changed[f] != BEE__COL_ADD || st->cols[f] == BEE__COL_SET) continue;
@@ -313,6 +312,15 @@ int bee__states_build(bee_context_t *ctx, bee__states_t *s) {
   for (size_t i = 0; i < ctx->op_count; i++)
     if (!w || state_cmp(&s->items[w - 1], &s->items[i])) s->items[w++] = s->items[i];
   s->count = w;
+  size_t total = 1;
+  for (size_t i = 0; i < s->count; i++) total += ctx->engine->entities[s->items[i].entity].field_count;
+  if (!(s->cols_block = bee__calloc(total, 1))) return BEE_ENOMEM;
+  for (size_t i = 0, at = 0; i < s->count; i++) {
+    s->items[i].cols = s->cols_block + at;
+    at += ctx->engine->entities[s->items[i].entity].field_count;
+  }
+  for (size_t i = 0; i < ctx->op_count; i++)
+    ctx->ops[i].state = (size_t)(bee__state_find(s, ctx->ops[i].entity, ctx->ops[i].id) - s->items);
   return states_columns(ctx, s) ? BEE_ENOMEM : 0;
 }
 
@@ -327,7 +335,7 @@ int bee__compute_after(bee_context_t *ctx, bee__states_t *s, bee_value_t *values
   for (size_t i = 0; i < ctx->op_count; i++) {
     const bee__op_t *op = &ctx->ops[i];
     const bee__entity_t *e = &engine->entities[op->entity];
-    bee__state_t *st = bee__state_find(s, op->entity, op->id);
+    bee__state_t *st = &s->items[op->state];
     if (op->kind == BEE__OP_DELETE) {
       st->has_after = 0;
       continue;
@@ -608,7 +616,6 @@ int bee_context_flush(bee_context_t *ctx, bee_error_t *err) {
       } else {
         bee__buf_free(&s.items[i].before);
         bee__buf_free(&s.items[i].after);
-        bee__free(s.items[i].cols);
         bee__free(s.items[i].deltas);
       }
     }

@@ -40,9 +40,10 @@ typedef struct {
   size_t count;
   bee__published_t *published; /* entities whose invalidation went with the cache writes */
   size_t npublished;
+  unsigned char *cols_block;   /* every state's cols */
 } bee__states_t;
 
-/* One state per (entity, id) of the context's ops, with cols and deltas. 0 or BEE_ENOMEM. */
+/* One state per (entity, id) of the context's ops, with cols and deltas; each op's state set. 0 or BEE_ENOMEM. */
 int bee__states_build(bee_context_t *ctx, bee__states_t *s);
 bee__state_t *bee__state_find(bee__states_t *s, size_t entity, uint64_t id);
 void bee__states_free(bee__states_t *s);

@@ -126,7 +126,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
         bee__batch_col(&qe->w, e->fields[f].name, &op->values[f], op->changed[f] == BEE__COL_ADD);
     bee__batch_keys_begin(&qe->w);
     if (rt->redis >= 0) /* (the row key is implied: see event.h) */
-      bee__event_cache_keys(&qe->w, rt, e, bee__state_find(&s, op->entity, op->id), values);
+      bee__event_cache_keys(&qe->w, rt, e, &s.items[op->state], values);
   }
   for (size_t i = 0; i < nq; i++)
     if (bee__batch_end(&q[i].w)) {

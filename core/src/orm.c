@@ -2,9 +2,11 @@
  * orm.c: per-entity runtime state, the local cache invalidation subscriber, contexts
  * and the connections they borrow.
  *
- * Local caches (G8): every process that has local caches subscribes to BEE__CHANNEL
- * on one Redis pool; a flush publishes the ids it changed there and waits until every
- * subscriber acknowledged having dropped them (bounded by BEE__ACK_WAIT_MS). While the
+ * Local caches (G8): every process that has local caches subscribes, on one Redis pool,
+ * to the invalidation channel of each table it caches locally (BEE__CHANNEL and the
+ * table's key prefix: whatever definition a writer has, and a write of a table nobody
+ * caches locally wakes nobody); a flush publishes the ids it changed there and waits
+ * until every subscriber acknowledged having dropped them (bounded by BEE__ACK_WAIT_MS). While the
  * subscriber is not connected (start-up, Redis restart) local caches are neither read
  * nor filled, and when it (re)connects they are cleared, so a lost message can never
  * leave a stale entry behind.
@@ -149,6 +151,44 @@ static int sub_sleep(bee__subscriber_t *s, int ms) {
   return atomic_load(&s->stop);
 }
 
+void bee__invalidation_channel(const char *prefix, size_t len, bee__buf_t *out) {
+  out->len = 0;
+  bee__buf_puts(out, BEE__CHANNEL);
+  bee__buf_append(out, prefix, len);
+}
+
+/* Subscribes c to the channel of every table with a local cache; 1 when confirmed. */
+static int subscribe(bee_engine_t *engine, redisContext *c) {
+  size_t n = 0;
+  const char **argv = bee__calloc(engine->entity_count + 1, sizeof *argv);
+  size_t *lens = bee__calloc(engine->entity_count + 1, sizeof *lens);
+  bee__buf_t *names = bee__calloc(engine->entity_count + 1, sizeof *names);
+  int ok = argv && lens && names;
+  if (ok) {
+    argv[n] = "SUBSCRIBE";
+    lens[n++] = 9;
+    for (size_t i = 0; i < engine->entity_count; i++) {
+      if (!engine->rt[i].lru) continue;
+      bee__invalidation_channel(engine->rt[i].prefix, strlen(engine->rt[i].prefix), &names[n]);
+      ok &= !names[n].failed;
+      argv[n] = names[n].data;
+      lens[n] = names[n].len;
+      n++;
+    }
+  }
+  if (ok) ok = redisAppendCommandArgv(c, (int)n, argv, lens) == REDIS_OK;
+  for (size_t i = 1; ok && i < n; i++) { /* one confirmation per channel */
+    void *reply = NULL;
+    ok = redisGetReply(c, &reply) == REDIS_OK && ((redisReply *)reply)->type == REDIS_REPLY_ARRAY;
+    if (reply) freeReplyObject(reply);
+  }
+  for (size_t i = 0; names && i < n; i++) bee__buf_free(&names[i]);
+  bee__free(argv);
+  bee__free(lens);
+  bee__free(names);
+  return ok;
+}
+
 static void *subscriber_main(void *arg) {
   bee__subscriber_t *s = arg;
   bee_engine_t *engine = s->engine;
@@ -164,9 +204,7 @@ static void *subscriber_main(void *arg) {
       backoff = backoff < 2000 ? backoff * 2 : 2000;
       continue;
     }
-    redisReply *r = redisCommand(c, "SUBSCRIBE %s", BEE__CHANNEL);
-    int ok = r && r->type == REDIS_REPLY_ARRAY;
-    if (r) freeReplyObject(r);
+    int ok = subscribe(engine, c);
     if (ok) {
       /* Anything cached before this point may have missed a message. */
       clear_local_caches(engine);
@@ -363,10 +401,11 @@ int bee__invalidation_message(const bee_engine_t *engine, size_t entity, const u
   return msg->failed ? BEE_ENOMEM : 0;
 }
 
-int bee__invalidation_wait(bee_context_t *ctx, const char *ack, long long receivers, bee_error_t *err) {
+int bee__invalidation_wait(bee_context_t *ctx, size_t entity, const char *ack, long long receivers, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
-  /* this engine's own subscriber received it too, and does not acknowledge its own */
-  if (engine->subscriber && atomic_load(&engine->subscriber->healthy) && receivers > 0) receivers--;
+  /* this engine's own subscriber (when it caches the table) received it too, and does not acknowledge its own */
+  if (engine->subscriber && engine->rt[entity].lru && atomic_load(&engine->subscriber->healthy) && receivers > 0)
+    receivers--;
   if (receivers <= 0) return 0;
   redisContext *c;
   int rc = bee__ctx_redis(ctx, (size_t)engine->inval_redis, &c, err);
@@ -387,8 +426,11 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
     bee__buf_free(&msg);
     return bee__error(err, BEE_ENOMEM, 0, "out of memory publishing invalidations");
   }
-  redisReply *r = redisCommand(c, "PUBLISH %s %b", BEE__CHANNEL, msg.data, msg.len);
+  bee__buf_t channel = {0};
+  bee__invalidation_channel(engine->rt[entity].prefix, strlen(engine->rt[entity].prefix), &channel);
+  redisReply *r = channel.failed ? NULL : redisCommand(c, "PUBLISH %b %b", channel.data, channel.len, msg.data, msg.len);
   bee__buf_free(&msg);
+  bee__buf_free(&channel);
   if (!r || r->type == REDIS_REPLY_ERROR) {
     rc = bee__redis_error(err, &engine->redis[engine->inval_redis], c, r, "publishing invalidations failed");
     if (!r) bee__ctx_redis_broken(ctx, (size_t)engine->inval_redis);
@@ -397,7 +439,7 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
   }
   long long receivers = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
   freeReplyObject(r);
-  return bee__invalidation_wait(ctx, ack, receivers, err);
+  return bee__invalidation_wait(ctx, entity, ack, receivers, err);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -18,7 +18,7 @@
 #include "keys.h"
 #include "lru.h"
 
-#define BEE__CHANNEL "beeorm:invalidate"
+#define BEE__CHANNEL "beeorm:invalidate:" /* + a table's key prefix: one channel per table */
 #define BEE__ACK_KEY 96 /* "beeorm:ack:<nonce>:<seq>" */
 
 typedef struct bee__entity_rt_s {
@@ -57,6 +57,7 @@ typedef struct bee__op_s {
   bee_value_t *values;    /* insert: all fields; update: fields flagged in changed */
   unsigned char *changed; /* update: one flag per field */
   char *blob;             /* owns the strings of values */
+  size_t state;           /* during a flush: the index of its row's state (flush.h) */
 } bee__op_t;
 
 struct bee_context_s {
@@ -85,14 +86,20 @@ int bee__local_cache_ok(const bee_engine_t *engine);
 /* A number no other flush (of any process) is likely to draw: random seed + counter (flush_async.c). */
 uint64_t bee__flush_token(void);
 
+/* The invalidation channel of a table: BEE__CHANNEL followed by its key prefix (out reset). */
+void bee__invalidation_channel(const char *prefix, size_t len, bee__buf_t *out);
+
 /*
- * The invalidation message of ids of entity (ids NULL: all of them) for BEE__CHANNEL, and
+ * The invalidation message of ids of entity (ids NULL: all of them) for its channel, and
  * the key its receivers acknowledge on (ack). 0 or BEE_ENOMEM.
  */
 int bee__invalidation_message(const bee_engine_t *engine, size_t entity, const uint64_t *ids, size_t n,
                               char ack[BEE__ACK_KEY], bee__buf_t *msg);
-/* Waits until the receivers of a published message (but this engine's own) acknowledged it, at most 20 ms. */
-int bee__invalidation_wait(bee_context_t *ctx, const char *ack, long long receivers, bee_error_t *err);
+/*
+ * Waits until the receivers of a published invalidation of entity (but this engine's
+ * own subscriber) acknowledged it, at most 20 ms.
+ */
+int bee__invalidation_wait(bee_context_t *ctx, size_t entity, const char *ack, long long receivers, bee_error_t *err);
 
 /* Tells other processes to drop ids of entity (of its table, under any definition) from their local caches. */
 int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t *ids, size_t n, bee_error_t *err);

@@ -90,6 +90,7 @@ int bee__sql_add(const char *column, size_t len, const bee_value_t *v, bee__buf_
   bee__buf_printf(out, "`%.*s`+(", (int)len, column);
   if (bee__sql_number(v, out)) {
     out->len = at;
+    if (out->data) out->data[at] = '\0';
     return -1;
   }
   bee__buf_puts(out, ")");

@@ -2,6 +2,7 @@
  * The list of C unit tests. Each test_X.c has a companion test_X.h defining
  * BEE_TESTS_X(T) with one T(name) per TEST_IMPL(name) in the .c file.
  */
+#include "test_cache.h"
 #include "test_codec.h"
 #include "test_config.h"
 #include "test_dsn.h"
@@ -21,4 +22,5 @@
   BEE_TESTS_CODEC(T)     \
   BEE_TESTS_SCHEMA(T)    \
   BEE_TESTS_LRU(T)       \
-  BEE_TESTS_CONFIG(T)
+  BEE_TESTS_CONFIG(T)    \
+  BEE_TESTS_CACHE(T)
