@@ -1139,8 +1139,7 @@ static void add_entry(lua_State *L, int kind, const bee_entity_t *e, int key, in
 /* ctx:new_entity(name [, values]) -> entity table (tracked) | nil, err (no id could be had) */
 static int context_new_entity(lua_State *L) {
   bee_context_t *ctx = check_context(L);
-  bee_engine_t *engine = context_engine(L);
-  const bee_entity_t *e = check_entity(L, engine, 2);
+  const bee_entity_t *e = ctx_entity(L, 2); /* the per-engine name cache */
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     check_keys(L, e, 3);

@@ -62,7 +62,7 @@ static int buf_reserve(bee__buf_t *b, size_t extra) {
   return 0;
 }
 
-void bee__buf_append(bee__buf_t *b, const char *s, size_t n) {
+void bee__buf_append_grow(bee__buf_t *b, const char *s, size_t n) {
   if (buf_reserve(b, n)) return;
   memcpy(b->data + b->len, s, n);
   b->len += n;

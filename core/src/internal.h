@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "beeorm.h"
 
@@ -56,7 +57,18 @@ typedef struct bee__buf_s {
   int failed;
 } bee__buf_t;
 
-void bee__buf_append(bee__buf_t *b, const char *s, size_t n);
+/* The slow path of bee__buf_append: grows the buffer first. */
+void bee__buf_append_grow(bee__buf_t *b, const char *s, size_t n);
+/* Appends n bytes of s (keeping data NUL-terminated); inline: it is on every hot path. */
+static inline void bee__buf_append(bee__buf_t *b, const char *s, size_t n) {
+  if (!b->failed && b->len + n < b->cap) {
+    if (n) memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+  } else {
+    bee__buf_append_grow(b, s, n);
+  }
+}
 void bee__buf_puts(bee__buf_t *b, const char *s);
 void bee__buf_printf(bee__buf_t *b, const char *fmt, ...) BEE__PRINTF(2, 3);
 /* Takes the string out (NUL-terminated, caller frees with bee__free); the buffer is reset. */

@@ -7,9 +7,12 @@
 
 size_t bee__key_row(const char *prefix, uint64_t id, char *buf, size_t size) {
   char num[BEE__ID_BUF];
-  bee__id_format(id, num);
-  int n = snprintf(buf, size, "%sr:%s", prefix, num);
-  return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
+  size_t nl = bee__id_format(id, num), pl = strlen(prefix);
+  if (pl + 2 + nl >= size) return 0;
+  memcpy(buf, prefix, pl);
+  memcpy(buf + pl, "r:", 2);
+  memcpy(buf + pl + 2, num, nl + 1);
+  return pl + 2 + nl;
 }
 
 size_t bee__key_version(const char *prefix, char *buf, size_t size) {
@@ -17,9 +20,20 @@ size_t bee__key_version(const char *prefix, char *buf, size_t size) {
   return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
 }
 
+/* Appends a signed 64-bit integer in decimal (printf costs ten times more on this hot path). */
+static void int_text(int64_t i, bee__buf_t *out) {
+  char num[24];
+  size_t k = sizeof num;
+  uint64_t u = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
+  do num[--k] = (char)('0' + u % 10);
+  while ((u /= 10) > 0);
+  if (i < 0) num[--k] = '-';
+  bee__buf_append(out, num + k, sizeof num - k);
+}
+
 void bee__key_value_text(const bee_value_t *v, bee__buf_t *out) {
   switch (v->kind) {
-    case BEE_VALUE_INT: bee__buf_printf(out, "%lld", (long long)v->i); break;
+    case BEE_VALUE_INT: int_text(v->i, out); break;
     case BEE_VALUE_FLOAT: bee__buf_printf(out, "%.17g", v->f); break;
     case BEE_VALUE_BOOL: bee__buf_puts(out, v->i ? "1" : "0"); break;
     case BEE_VALUE_STRING: bee__buf_append(out, v->str, v->len); break;
