@@ -60,15 +60,10 @@ static int ids_keys(bee_context_t *ctx, size_t ei, redisContext *c, const uint64
       bee__ctx_redis_broken(ctx, (size_t)rt->redis);
       break;
     }
-    redisReply *r = reply;
     bee__rowhash_info_t info;
-    bee__rowhash_begin(&info, present, e->field_count);
-    for (size_t k = 0; r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements; k += 2)
-      if (r->element[k]->type == REDIS_REPLY_STRING && r->element[k + 1]->type == REDIS_REPLY_STRING)
-        bee__rowhash_pair(e, r->element[k]->str, r->element[k]->len, r->element[k + 1]->str, r->element[k + 1]->len,
-                          values, present, &info);
+    bee__read_row_hash(e, reply, values, present, &info);
     value_keys(cmd, rt, e, values, present);
-    freeReplyObject(r);
+    freeReplyObject(reply);
   }
   /* as MySQL has them now */
   bee__buf_t sql = {0};
@@ -181,18 +176,7 @@ int bee_engine_clear_cache(bee_engine_t *engine, const bee_entity_t *entity, con
       redisAppendCommand(c, "INCR %sv", rt->prefix);
       redisAppendCommand(c, "EXEC");
       count += 2;
-      for (size_t i = 0; i < count; i++) {
-        void *reply = NULL;
-        if (redisGetReply(c, &reply) != REDIS_OK) {
-          rc = bee__redis_error(err, &engine->redis[rt->redis], c, NULL, "clearing the cache failed");
-          bee__ctx_redis_broken(ctx, (size_t)rt->redis);
-          break;
-        }
-        redisReply *r = reply;
-        if (!rc && (r->type == REDIS_REPLY_ERROR || (i == count - 1 && r->type != REDIS_REPLY_ARRAY)))
-          rc = bee__redis_error(err, &engine->redis[rt->redis], c, r, "clearing the cache failed");
-        freeReplyObject(r);
-      }
+      rc = bee__ctx_redis_replies(ctx, (size_t)rt->redis, c, count, "clearing the cache failed", err);
     }
     bee__rcmd_free(&cmd);
   }

@@ -394,18 +394,7 @@ static int drop_keys(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_value_
     if (cmd->n > n) bee__rcmd_send(c, cmd, &count);
   }
   if (cmd->failed) return bee__error(err, BEE_ENOMEM, 0, "out of memory deleting cache keys");
-  for (size_t i = 0; i < count; i++) {
-    void *reply = NULL;
-    if (redisGetReply(c, &reply) != REDIS_OK) {
-      rc = bee__redis_error(err, &engine->redis[rp], c, NULL, "deleting cache keys failed");
-      bee__ctx_redis_broken(ctx, rp);
-      return rc;
-    }
-    redisReply *r = reply;
-    if (!rc && r->type != REDIS_REPLY_INTEGER) rc = bee__redis_error(err, &engine->redis[rp], c, r, "deleting cache keys failed");
-    freeReplyObject(r);
-  }
-  return rc;
+  return bee__ctx_redis_replies(ctx, rp, c, count, "deleting cache keys failed", err);
 }
 
 /*

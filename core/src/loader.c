@@ -133,9 +133,8 @@ static int keep_values(load_t *l, bee__buf_t *rows, slot_t *slot, uint64_t id, c
   return 0;
 }
 
-/* Reads a row hash reply into values/present; returns its info. */
-static void read_hash(const bee__entity_t *e, const redisReply *r, bee_value_t *values, unsigned char *present,
-                      bee__rowhash_info_t *info) {
+void bee__read_row_hash(const bee__entity_t *e, const redisReply *r, bee_value_t *values, unsigned char *present,
+                        bee__rowhash_info_t *info) {
   bee__rowhash_begin(info, present, e->field_count);
   if (r->type != REDIS_REPLY_ARRAY) return;
   for (size_t k = 0; k + 1 < r->elements; k += 2) {
@@ -246,7 +245,7 @@ static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slo
         got[j] = 1;
         if (partial && partial[j]) { /* what Redis has is newer than MySQL */
           bee__rowhash_info_t info;
-          read_hash(e, partial[j], over, present, &info);
+          bee__read_row_hash(e, partial[j], over, present, &info);
           for (size_t f = 0; f < nf; f++)
             if (present[f]) l->values[f] = over[f];
         }
@@ -266,7 +265,7 @@ static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slo
     for (size_t j = chunk_start; j < i && !rc; j++) {
       if (slots[j].len || got[j]) continue;
       bee__rowhash_info_t info = {0};
-      if (partial && partial[j]) read_hash(e, partial[j], l->values, present, &info);
+      if (partial && partial[j]) bee__read_row_hash(e, partial[j], l->values, present, &info);
       if (info.mark == 'R') {
         for (size_t f = 0; f < nf; f++)
           if (!present[f]) l->values[f] = (bee_value_t){.kind = BEE_VALUE_NIL};
@@ -390,7 +389,7 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
       }
       while (slots[i].len) i++;
       bee__rowhash_info_t info;
-      read_hash(l.e, r, l.values, present, &info);
+      bee__read_row_hash(l.e, r, l.values, present, &info);
       if (!rc && info.mark == 'N') {
         bee__buf_t miss = {0};
         bee__row_encode_missing(l.e, &miss);

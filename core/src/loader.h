@@ -6,6 +6,7 @@
 #define BEE_LOADER_H
 
 #include "orm.h"
+#include "rowhash.h"
 
 /* The index of entity in its engine, or BEE_EINVAL. */
 int bee__entity_index(bee_context_t *ctx, const bee_entity_t *entity, size_t *out, bee_error_t *err);
@@ -22,6 +23,10 @@ int bee__idlist_push(bee__idlist_t *l, uint64_t id);
 /* Runs "SELECT `id` FROM t [WHERE <where>]<tail>" (args for its ? placeholders) and collects the ids. */
 int bee__query_ids(bee_context_t *ctx, size_t ei, const char *where, const bee_value_t *args, size_t nargs,
                    const char *tail, bee__idlist_t *out, bee_error_t *err);
+
+/* Reads an HGETALL reply of a row hash for entity e into values and present (rowhash.h). */
+void bee__read_row_hash(const bee__entity_t *e, const redisReply *r, bee_value_t *values, unsigned char *present,
+                        bee__rowhash_info_t *info);
 
 /* Reads a number-or-string reply as text into out ("" for nil). */
 void bee__reply_text(const redisReply *r, char *out, size_t size);

@@ -498,6 +498,29 @@ int bee__ctx_redis(bee_context_t *ctx, size_t pool, redisContext **out, bee_erro
   return 0;
 }
 
+int bee__ctx_redis_replies(bee_context_t *ctx, size_t pool, redisContext *c, size_t count, const char *doing,
+                           bee_error_t *err) {
+  int rc = 0;
+  for (size_t i = 0; i < count; i++) {
+    void *reply = NULL;
+    if (redisGetReply(c, &reply) != REDIS_OK) {
+      rc = bee__redis_error(err, &ctx->engine->redis[pool], c, NULL, doing);
+      bee__ctx_redis_broken(ctx, pool);
+      return rc;
+    }
+    redisReply *r = reply;
+    if (!rc && r->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r, doing);
+    if (!rc && i == count - 1 && r->type == REDIS_REPLY_ARRAY) /* an EXEC: its commands' errors */
+      for (size_t k = 0; !rc && k < r->elements; k++)
+        if (r->element[k]->type == REDIS_REPLY_ERROR)
+          rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r->element[k], doing);
+    if (!rc && i == count - 1 && r->type == REDIS_REPLY_NIL)
+      rc = bee__error(err, BEE_EREDIS, 1, "%s: the transaction was aborted", doing);
+    freeReplyObject(r);
+  }
+  return rc;
+}
+
 void bee__ctx_redis_broken(bee_context_t *ctx, size_t pool) {
   bee__engine_redis_release(ctx->engine, &ctx->engine->redis[pool], ctx->redis[pool], 1);
   ctx->redis[pool] = NULL;

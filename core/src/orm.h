@@ -76,6 +76,14 @@ int bee__ctx_redis(bee_context_t *ctx, size_t pool, redisContext **out, bee_erro
 void bee__ctx_redis_broken(bee_context_t *ctx, size_t pool);
 void bee__ctx_mysql_broken(bee_context_t *ctx, size_t pool);
 
+/*
+ * Reads count pipelined replies on the context's connection c of Redis pool `pool`:
+ * 0, or the first failure (an error reply, an error inside a last EXEC's reply; a lost
+ * connection, which is then dropped). Every reply is read either way.
+ */
+int bee__ctx_redis_replies(bee_context_t *ctx, size_t pool, redisContext *c, size_t count, const char *doing,
+                           bee_error_t *err);
+
 /* Fills err from a failed Redis exchange on c (NULL reply) or an error reply r. */
 int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, redisContext *c, const redisReply *r,
                      const char *doing);

@@ -27,9 +27,8 @@ void bee__rcmd_reset(bee__rcmd_t *c) {
   bee__buf_append(&c->text, room, HEAD);
 }
 
-/* Failed argument storage marks the command failed; bee__rcmd_send then sends nothing. */
-void bee__rcmd_open(bee__rcmd_t *c) {
-  if (!c->text.len) bee__rcmd_reset(c); /* a zeroed command */
+/* Records an argument's bytes at offset at, len long. Out of memory marks the command failed (then nothing is sent). */
+static void push_span(bee__rcmd_t *c, size_t at, size_t len) {
   if (c->n == c->cap) {
     size_t cap = c->cap ? c->cap * 2 : 32;
     size_t(*grown)[2] = bee__realloc(c->spans, cap * sizeof *grown);
@@ -40,8 +39,13 @@ void bee__rcmd_open(bee__rcmd_t *c) {
     c->spans = grown;
     c->cap = cap;
   }
-  c->spans[c->n][0] = c->text.len;
-  c->spans[c->n++][1] = 0;
+  c->spans[c->n][0] = at;
+  c->spans[c->n++][1] = len;
+}
+
+void bee__rcmd_open(bee__rcmd_t *c) {
+  if (!c->text.len) bee__rcmd_reset(c); /* a zeroed command */
+  push_span(c, c->text.len, 0);
 }
 
 /* The bytes since bee__rcmd_open get their "$<len>\r\n" in front and "\r\n" after. */
@@ -63,18 +67,7 @@ void bee__rcmd_arg(bee__rcmd_t *c, const char *s, size_t n) {
   if (!c->text.len) bee__rcmd_reset(c);
   char head[24], *h = resp_len(head + sizeof head, '$', n);
   bee__buf_append(&c->text, h, (size_t)(head + sizeof head - h));
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 32;
-    size_t(*grown)[2] = bee__realloc(c->spans, cap * sizeof *grown);
-    if (!grown) {
-      c->failed = 1;
-      return;
-    }
-    c->spans = grown;
-    c->cap = cap;
-  }
-  c->spans[c->n][0] = c->text.len;
-  c->spans[c->n++][1] = n;
+  push_span(c, c->text.len, n);
   bee__buf_append(&c->text, s, n);
   bee__buf_append(&c->text, "\r\n", 2);
 }

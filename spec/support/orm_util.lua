@@ -31,15 +31,21 @@ function M.redis_cli(db, ...)
   return out
 end
 
---- The value of a Redis key as raw bytes (without redis-cli's trailing newline), or nil.
-function M.redis_get(db, key)
+--- true when the Redis key exists.
+function M.redis_exists(db, key)
   local host, port = M.redis_host_port()
   local f = assert(io.popen(string.format("redis-cli -h %s -p %d -n %d --no-raw EXISTS %s", host, port, db,
     shell_quote(key))))
   local exists = f:read("a")
   f:close()
-  if not exists:match("1") then return nil end
-  f = assert(io.popen(string.format("redis-cli -h %s -p %d -n %d GET %s", host, port, db, shell_quote(key))))
+  return exists:match("1") ~= nil
+end
+
+--- The value of a Redis key as raw bytes (without redis-cli's trailing newline), or nil.
+function M.redis_get(db, key)
+  if not M.redis_exists(db, key) then return nil end
+  local host, port = M.redis_host_port()
+  local f = assert(io.popen(string.format("redis-cli -h %s -p %d -n %d GET %s", host, port, db, shell_quote(key))))
   local v = f:read("a")
   f:close()
   return (v:gsub("\n$", ""))
@@ -48,12 +54,7 @@ end
 --- The fields of a Redis hash (a cached row) as a table field -> raw value, or nil when
 -- the key does not exist.
 function M.redis_hash(db, key)
-  local host, port = M.redis_host_port()
-  local f = assert(io.popen(string.format("redis-cli -h %s -p %d -n %d --no-raw EXISTS %s", host, port, db,
-    shell_quote(key))))
-  local exists = f:read("a")
-  f:close()
-  if not exists:match("1") then return nil end
+  if not M.redis_exists(db, key) then return nil end
   -- one field or value per line (cached values here hold no newline)
   local out = M.redis_cli(db, "HGETALL", key)
   local lines = {}
