@@ -993,6 +993,66 @@ describe("caches that tell the truth (G8)", function()
   end)
 
   -- ----------------------------------------------------------------------------------
+  describe("flush_async with the cache on another Redis pool than the queue", function()
+    local FAR, CACHE_DB = "truth_far", 14
+    local far
+
+    local function far_engine()
+      local r = beeorm.registry()
+      assert(r:register_mysql(servers.mysql))
+      assert(r:register_redis(servers.redis, REDIS_DB)) -- "default": the queue
+      assert(r:register_redis(servers.redis, CACHE_DB, "cache"))
+      assert(r:register_entity { name = FAR, redis_cache = "cache", cache_all = true, local_cache = true,
+        fields = { { "name", "string", length = 50, unique = "name" }, { "status", "string", length = 10 },
+                   { "n", "int" } },
+        indexes = { by_status = { "status", cached = true } } })
+      return assert(r:validate())
+    end
+
+    setup(function()
+      far = far_engine()
+      assert(far:sql_exec("DROP TABLE IF EXISTS `" .. FAR .. "`"))
+      util.flushdb(CACHE_DB)
+      assert.equal(1, far:sync_schema())
+    end)
+
+    teardown(function()
+      if far then
+        au.consume(far:context())
+        far:close()
+        far = nil
+      end
+    end)
+
+    local function far_keys(pattern)
+      return util.redis_keys(CACHE_DB, "bee:{" .. util.database() .. "." .. FAR .. "}:" .. pattern)
+    end
+
+    it("shows the change at once on that pool, and the consumer clears its pending marks there", function()
+      local ctx = far:context()
+      local t = ctx:new_entity(FAR, { name = "far-1", status = "new", n = 1 })
+      assert.is_true(ctx:flush_async())
+      local reader = far:context()
+      assert.same({ t.id }, util.ids(reader:get_all(FAR)))
+      assert.equal(t.id, reader:get_by_unique_index(FAR, "name", "far-1").id)
+      assert.same({ t.id }, util.ids(reader:get_by_index(FAR, "by_status", "new")))
+      assert.is_true(#far_keys("p:*") >= 1, "no pending mark on the cache pool")
+      t.status, t.n = "done", 2
+      assert.is_true(ctx:flush_async())
+      assert.equal("done", far:context():get_by_id(FAR, t.id).status)
+      assert.same({}, util.ids(far:context():get_by_index(FAR, "by_status", "new")))
+      local fresh = far_engine() -- an empty local cache: what Redis holds
+      assert.equal("n=2 name=far-1 status=done", defs.show(fresh:context():get_by_id(FAR, t.id)))
+      fresh:close()
+      au.consume(far:context())
+      assert.same({}, far_keys("p:*"), "pending marks left on the cache pool")
+      local row = assert(far:sql_query("SELECT `status`, `n` FROM `" .. FAR .. "` WHERE `id` = ?", { t.id }))[1]
+      assert.same({ status = "done", n = "2" }, row)
+      assert.same({ t.id }, util.ids(far:context():get_by_index(FAR, "by_status", "done")))
+    end)
+  end)
+
+  -- ----------------------------------------------------------------------------------
   describe("on a Redis server out of memory", function()
     local pid, port, dir, oom_engine
     local FILLER = "truth:filler"

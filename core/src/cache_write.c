@@ -563,19 +563,17 @@ static int write_local(bee_context_t *ctx, bee__states_t *s, bee_error_t *err) {
   return rc;
 }
 
-int bee__cache_write(bee_context_t *ctx, bee__states_t *s, bee_value_t *values, int skip_pool, int async,
+int bee__cache_write(bee_context_t *ctx, bee__states_t *s, bee_value_t *values, int skip_pool, const char *token,
                      const char *what, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
   bee_error_t cache_err;
   int crc = 0;
-  char token[17];
-  fresh_token(token);
   for (size_t rp = 0; rp < engine->redis_count; rp++) {
     if ((int)rp == skip_pool) continue;
     int any = 0;
     for (size_t i = 0; i < s->count && !any; i++) any = engine->rt[s->items[i].entity].redis == (int)rp;
     if (any) {
-      int r1 = bee__cache_write_redis(ctx, rp, s, values, NULL, 0, async ? token : NULL, &cache_err);
+      int r1 = bee__cache_write_redis(ctx, rp, s, values, NULL, 0, token, &cache_err);
       if (r1 && !crc) crc = r1;
     }
   }

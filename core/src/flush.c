@@ -622,7 +622,7 @@ int bee_context_flush(bee_context_t *ctx, bee_error_t *err) {
     s.count = w;
   }
   /* 3. caches, from what MySQL committed */
-  int crc = bee__cache_write(ctx, &s, values, -1, 0, "MySQL committed, but the cache update failed", rc ? NULL : err);
+  int crc = bee__cache_write(ctx, &s, values, -1, NULL, "MySQL committed, but the cache update failed", rc ? NULL : err);
   if (!rc) rc = crc;
   bee_context_clear_flush(ctx); /* committed: nothing left to retry */
 out:

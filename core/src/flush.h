@@ -86,10 +86,12 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
 
 /*
  * After the writes are durable (committed or queued): the Redis caches of every pool but
- * skip_pool, then local caches here and in other processes. Returns 0 or the first
- * failure, its message prefixed with `what` (the writes stand; only caches may lag).
+ * skip_pool, then local caches here and in other processes. token: the flush_async's
+ * (the same as its events carry, so the consumer clears its pending marks on every
+ * pool), NULL for a sync flush. Returns 0 or the first failure, its message prefixed
+ * with `what` (the writes stand; only caches may lag).
  */
-int bee__cache_write(bee_context_t *ctx, bee__states_t *s, bee_value_t *values, int skip_pool, int async,
+int bee__cache_write(bee_context_t *ctx, bee__states_t *s, bee_value_t *values, int skip_pool, const char *token,
                      const char *what, bee_error_t *err);
 
 /*

@@ -136,7 +136,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
   /* The queue's Redis pool: events and that pool's caches in one MULTI/EXEC (G1). */
   if ((rc = bee__cache_write_redis(ctx, qp, &s, values, q, nq, token_text, err))) goto out;
   /* Caches on other Redis pools, then local caches: the events are queued already. */
-  rc = bee__cache_write(ctx, &s, values, (int)qp, 1, "events queued, but a cache update failed", err);
+  rc = bee__cache_write(ctx, &s, values, (int)qp, token_text, "events queued, but a cache update failed", err);
   bee_context_clear_flush(ctx); /* queued: nothing left to retry */
 out:
   for (size_t i = 0; q && i < nq; i++) bee__buf_free(&q[i].payload);
