@@ -130,7 +130,7 @@ static int apply_pending(bee_context_t *ctx, size_t ei, const list_spec_t *spec,
     if (j.member[i] && bee__idlist_push(out, pending->ids[i])) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
   bee__free(j.member);
   if (rc) return rc;
-  qsort(out->ids, out->n, sizeof *out->ids, cmp_id);
+  if (out->n > 1) qsort(out->ids, out->n, sizeof *out->ids, cmp_id); /* (ids is NULL when empty) */
   w = 0;
   for (size_t i = 0; i < out->n; i++)
     if (!w || out->ids[w - 1] != out->ids[i]) out->ids[w++] = out->ids[i];
