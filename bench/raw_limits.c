@@ -464,7 +464,7 @@ static double redis_incr(redisContext *c, double secs) {
     if (redis_replies(c, 2)) break;
     redisAppendCommand(c, "MULTI");
     redisAppendCommand(c, "XADD raw:bench:stream * e %b", payload, sizeof payload);
-    redisAppendCommand(c, "EVAL %s 1 raw:bench:row price 0.01 =0.00", bee__incr_script);
+    redisAppendCommand(c, "EVAL %s 1 raw:bench:row %016lx price 0.01 =0.00", bee__incr_script, (unsigned long)n);
     redisAppendCommand(c, "PUBLISH raw:bench:channel %b", payload, sizeof payload);
     redisAppendCommand(c, "EXEC");
     if (redis_replies(c, 5)) break;

@@ -1244,7 +1244,10 @@ static int context_delete_entity(lua_State *L) {
   return 0;
 }
 
-/* ctx:clear_flush(): forgets every tracked row (changes, baselines and the identity map) and increment. */
+/*
+ * ctx:clear_flush(): forgets every tracked row (changes, baselines and the identity map),
+ * every increment, and a flush_async whose outcome was unknown (the next one is new).
+ */
 static int context_clear_flush(lua_State *L) {
   bee_context_t *ctx = check_context(L);
   bee_context_clear_flush(ctx);
@@ -1563,18 +1566,18 @@ static int flush_with(lua_State *L, int (*run)(bee_context_t *, bee_error_t *)) 
   lua_getiuservalue(L, 1, 2); /* 2: the entries, in order */
   lua_newtable(L);            /* 3: the entries fed, each with its next baseline */
   bee_error_t err;
-  bee_context_clear_flush(ctx);
+  bee_context_drop_changes(ctx);
   lua_getiuservalue(L, 1, 4); /* 4: the increments, in order */
   int rc = feed_entries(L, ctx, 2, 3, &err);
   if (!rc) rc = feed_increments(L, ctx, 4, &err);
   if (rc) {
-    bee_context_clear_flush(ctx);
+    bee_context_drop_changes(ctx);
     return fail(L, &err);
   }
   lua_settop(L, 4);
   rc = run(ctx, &err);
   if (rc && bee_context_pending(ctx)) { /* nothing written: keep tracking as it was */
-    bee_context_clear_flush(ctx);
+    bee_context_drop_changes(ctx);
     return fail(L, &err);
   }
   commit_fed(L, 2, 3);
@@ -2042,6 +2045,7 @@ static int core_consume(lua_State *L) {
   set_int(L, "skipped", (lua_Integer)stats.skipped);
   set_int(L, "retried", (lua_Integer)stats.retried);
   set_int(L, "workers", (lua_Integer)stats.workers);
+  set_int(L, "duplicates", (lua_Integer)stats.duplicates);
   return 1;
 }
 
@@ -2256,6 +2260,8 @@ static int parse_redis_address(lua_State *L) {
   lua_setfield(L, -2, "password_set");
   if (s.port) set_int(L, "port", s.port);
   set_int(L, "db", s.db);
+  set_int(L, "connect_timeout_ms", s.connect_timeout_ms ? s.connect_timeout_ms : BEE_REDIS_CONNECT_TIMEOUT_MS);
+  set_int(L, "timeout_ms", s.timeout_ms ? s.timeout_ms : BEE_REDIS_TIMEOUT_MS);
   char buf[2 * BEE_DSN_FIELD_MAX + 64];
   bee_redis_settings_describe(&s, buf, sizeof buf);
   set_str(L, "address", buf);

@@ -37,7 +37,15 @@ describe("connection strings", function()
       assert.same(a, b)
       assert.same(a, c)
       assert.same({ host = "127.0.0.1", port = 6380, db = 2, password_set = false,
-                    address = "redis://127.0.0.1:6380/2" }, a)
+                    connect_timeout_ms = 5000, timeout_ms = 30000, address = "redis://127.0.0.1:6380/2" }, a)
+    end)
+
+    it("reads timeouts from the query of a redis:// address", function()
+      local s = assert(beeorm.parse_redis_address("redis://127.0.0.1:6380/2?timeout_ms=300&connect_timeout_ms=800"))
+      assert.same({ 300, 800, 2 }, { s.timeout_ms, s.connect_timeout_ms, s.db })
+      local _, err = beeorm.parse_redis_address("redis://127.0.0.1:6380/2?timeout_ms=0")
+      assert.equal("dsn", err.code)
+      assert.matches("bad timeout_ms '0' %(expected milliseconds, 1 to 60000%)", err.message)
     end)
 
     it("reads a password and an ACL user from redis://", function()
@@ -49,8 +57,8 @@ describe("connection strings", function()
 
     it("takes a unix socket path", function()
       local s = assert(beeorm.parse_redis_address("/tmp/r.sock", 5))
-      assert.same({ socket = "/tmp/r.sock", db = 5, password_set = false,
-                    address = "unix:///tmp/r.sock?db=5" }, s)
+      assert.same({ socket = "/tmp/r.sock", db = 5, password_set = false, connect_timeout_ms = 5000,
+                    timeout_ms = 30000, address = "unix:///tmp/r.sock?db=5" }, s)
     end)
   end)
 

@@ -161,8 +161,10 @@ int bee_mysql_dsn_parse(const char *dsn, bee_mysql_settings_t *out, bee_error_t 
  * A parsed Redis address. Accepted forms:
  *   host:port                    (db from the db argument, default 0)
  *   host:port:db                 (BeeORM's YAML form)
- *   redis://[[user]:password@]host[:port][/db]
- *   /path/to/redis.sock          (unix socket; also unix:///path?db=N)
+ *   redis://[[user]:password@]host[:port][/db][?params]
+ *   /path/to/redis.sock          (unix socket; also unix:///path?db=N[&params])
+ * params (URI forms): connect_timeout_ms (default 5000) and timeout_ms (every command's
+ * reply, default 30000), each 1 to 60000.
  */
 typedef struct bee_redis_settings_s {
   char host[BEE_DSN_FIELD_MAX];   /* "" when socket is used */
@@ -171,7 +173,13 @@ typedef struct bee_redis_settings_s {
   char password[BEE_DSN_FIELD_MAX];
   unsigned int port; /* 6379 unless given */
   int db;
+  unsigned int connect_timeout_ms; /* BEE_REDIS_CONNECT_TIMEOUT_MS unless given */
+  unsigned int timeout_ms;         /* BEE_REDIS_TIMEOUT_MS unless given */
 } bee_redis_settings_t;
+
+#define BEE_REDIS_CONNECT_TIMEOUT_MS 5000
+#define BEE_REDIS_TIMEOUT_MS 30000
+#define BEE_REDIS_TIMEOUT_MAX_MS 60000
 
 /*
  * Parses address into *out. db < 0 means "take it from the address, else 0"; a db
@@ -515,8 +523,16 @@ int bee_context_increment(bee_context_t *ctx, const bee_entity_t *entity, uint64
                           const bee_value_t *delta, bee_error_t *err);
 /* The number of tracked changes waiting for a flush. */
 size_t bee_context_pending(const bee_context_t *ctx);
-/* Forgets the tracked changes without writing them. */
+/*
+ * Forgets the tracked changes without writing them, and a flush_async whose outcome was
+ * unknown: the next flush_async is a new flush even with the same changes.
+ */
 void bee_context_clear_flush(bee_context_t *ctx);
+/*
+ * Forgets the tracked changes only, keeping the memory of a flush_async whose outcome was
+ * unknown (for a binding that tracks changes itself and feeds them again at every flush).
+ */
+void bee_context_drop_changes(bee_context_t *ctx);
 
 /*
  * Writes the tracked changes (DESIGN G6): one transaction per MySQL pool, consecutive
@@ -541,6 +557,11 @@ int bee_context_flush(bee_context_t *ctx, bee_error_t *err);
  * it; on failure nothing changed and the changes stay tracked. Caches on other Redis
  * pools and local caches are updated afterwards; if that fails the events are queued
  * and BEE_EREDIS says so. A consumer applies the events to MySQL.
+ * When the outcome is unknown (no reply in the pool's timeout_ms, or the connection was
+ * lost after the MULTI was sent: DESIGN G11) it returns BEE_ETIMEOUT, temporary, and the
+ * changes stay tracked; flushing the same changes again from this context (until
+ * bee_context_clear_flush) sends them with the same token, and the consumer applies a
+ * token once: queued twice, applied once.
  */
 int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err);
 
@@ -667,6 +688,7 @@ typedef struct bee_consume_stats_s {
   uint64_t entries, events, batches; /* applied: stream entries, their events, transactions */
   uint64_t failed, skipped, retried;  /* resolver outcomes of permanently failing entries */
   uint64_t workers;                   /* the threads that ran */
+  uint64_t duplicates;                /* entries not applied: their flush's token was applied already (G11) */
 } bee_consume_stats_t;
 
 /*

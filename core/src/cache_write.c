@@ -26,10 +26,12 @@
 /* Rows                                                                     */
 
 /*
- * Adds d (text) to the cache text of a column, keeping NULL: ARGV holds triples
- * (column, delta, base), base being the column's cache text as the writer read it
- * before the flush, used when the hash lacks the column. Exact decimal arithmetic on
- * texts: the columns are ints (any width, unsigned 64-bit too) or decimal(65,30).
+ * Adds deltas (text) to the cache text of columns, keeping NULL: ARGV[1] is the flush's
+ * token, then triples (column, delta, base), base being the column's cache text as the
+ * writer read it before the flush, used when the hash lacks the column. Exact decimal
+ * arithmetic on texts: the columns are ints (any width, unsigned 64-bit too) or
+ * decimal(65,30). The row keeps the last 8 tokens that added to it (field "+"): a
+ * flush_async sent again after an unknown outcome (DESIGN G11) adds once.
  */
 const char *const bee__incr_script =
     "local function split(s) "
@@ -54,10 +56,16 @@ const char *const bee__incr_script =
     "local out = ip if sc > 0 then out = out .. '.' .. fp end "
     "if neg and out:find('[1-9]') then out = '-' .. out end "
     "return out end "
-    "for k = 1, #ARGV, 3 do "
+    "local seen = redis.call('HGET', KEYS[1], '+') or '' "
+    "if string.find(' ' .. seen .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then return 0 end "
+    "for k = 2, #ARGV, 3 do "
     "local cur = redis.call('HGET', KEYS[1], ARGV[k]) or ARGV[k + 2] "
     "if cur:sub(1, 1) == '=' then redis.call('HSET', KEYS[1], ARGV[k], '=' .. add(cur:sub(2), ARGV[k + 1])) end "
-    "end return 1";
+    "end "
+    "local kept = {ARGV[1]} "
+    "for t in string.gmatch(seen, '%S+') do if #kept < 8 then kept[#kept + 1] = t end end "
+    "redis.call('HSET', KEYS[1], '+', table.concat(kept, ' ')) "
+    "return 1";
 
 /* The cache text of column f of an encoded row. */
 static void column_text(const bee__entity_t *e, const bee__buf_t *row, size_t f, bee_value_t *values,
@@ -96,7 +104,8 @@ static void row_hset(bee__rcmd_t *cmd, redisContext *c, const char *key, size_t 
  * read MySQL before the commit must be fenced out: the caller bumps the version).
  */
 static int row_commands(bee__rcmd_t *cmd, redisContext *c, const bee__entity_rt_t *rt, const bee__entity_t *e,
-                        const bee__state_t *st, bee_value_t *values, int async, size_t *count) {
+                        const bee__state_t *st, bee_value_t *values, const char *token, size_t *count) {
+  int async = token != NULL;
   char key[BEE__KEY_ROW_MAX];
   size_t kl = bee__key_row(rt->prefix, st->id, key, sizeof key);
   if (!st->has_after) {
@@ -124,6 +133,7 @@ static int row_commands(bee__rcmd_t *cmd, redisContext *c, const bee__entity_rt_
   bee__rcmd_str(cmd, bee__incr_script);
   bee__rcmd_str(cmd, "1");
   bee__rcmd_arg(cmd, key, kl);
+  bee__rcmd_str(cmd, token);
   bee__buf_t base = {0};
   for (size_t f = 0; f < e->field_count; f++) {
     if (st->cols[f] != BEE__COL_ADD) continue;
@@ -462,7 +472,7 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
       const bee__state_t *st = &s->items[i];
       if (st->entity != ei) continue;
       touched = 1;
-      fence |= row_commands(&cmd, c, rt, e, st, values, async, &count);
+      fence |= row_commands(&cmd, c, rt, e, st, values, token, &count);
       unique_cmds_t u = {&cmd, c, rt, e, st, async ? token : gen, async, &count};
       changed_uniques(e, st, values, unique_commands, &u);
       list_cmds_t l = {c, rt->prefix, token, st->id, &count};
@@ -486,6 +496,15 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
     void *reply = NULL;
     if (redisGetReply(c, &reply) != REDIS_OK) {
       rc = bee__redis_error(err, &engine->redis[rp], c, NULL, "updating the cache failed");
+      if (async && q) { /* the MULTI may have been executed, or not (DESIGN G11) */
+        char why[160];
+        snprintf(why, sizeof why, "%.150s", err ? err->message : "");
+        rc = bee__error(err, BEE_ETIMEOUT, 1,
+                        "flush_async got no answer (%.150s): the changes may or may not have been queued; they "
+                        "stay tracked, and flushing them again from this context queues them at most once",
+                        why);
+        bee__error_pool(err, engine->redis[rp].name);
+      }
       bee__ctx_redis_broken(ctx, rp);
       bee__rcmd_free(&cmd);
       bee__free(exec_at);

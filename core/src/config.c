@@ -40,6 +40,7 @@ typedef struct bee__yaml_item_s {
   const char *key; /* "mysql", "mysql.uri", "redis" or "local_cache" (static) */
   char *value;     /* DSN or address, owned; NULL for local_cache */
   int64_t capacity;
+  unsigned int connect_timeout_ms, timeout_ms; /* redis mapping form; 0: as the address says */
   size_t line;
 } bee__yaml_item_t;
 
@@ -277,11 +278,66 @@ static int read_mysql(bee__yaml_t *y) {
   return 0;
 }
 
+/* Milliseconds 1..BEE_REDIS_TIMEOUT_MAX_MS in the current scalar: plain digits, no leading zero. */
+static int read_ms(bee__yaml_t *y, unsigned int *out) {
+  static const char *const what = "milliseconds, an integer 1-60000";
+  int rc = check_string(y, what, 0);
+  if (rc) return rc;
+  const char *s = scalar(y);
+  size_t n = strlen(s);
+  int ok = y->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && n >= 1 && n <= 5 && s[0] != '0';
+  unsigned int v = 0;
+  for (size_t i = 0; ok && i < n; i++) {
+    ok = s[i] >= '0' && s[i] <= '9';
+    v = v * 10 + (unsigned int)(s[i] - '0');
+  }
+  if (!ok || v > BEE_REDIS_TIMEOUT_MAX_MS) return fail(y, BEE_ECONFIG, event_line(y), "expected %s, got '%.32s'", what, s);
+  *out = v;
+  return 0;
+}
+
+/* redis: an address, or a mapping with `address` and the timeouts. */
 static int read_redis(bee__yaml_t *y) {
+  static const char *const what = "an address string (host:port:db, redis:// URI or socket path)";
   int rc = next(y);
-  if (!rc) rc = check_string(y, "an address string (host:port:db, redis:// URI or socket path)", 0);
-  if (!rc) rc = collect_string(y, BEE__ITEM_REDIS, "redis");
-  return rc;
+  if (rc) return rc;
+  if (y->event.type != YAML_MAPPING_START_EVENT) {
+    if ((rc = check_string(y, what, 0))) return rc;
+    return collect_string(y, BEE__ITEM_REDIS, "redis");
+  }
+  size_t start = event_line(y);
+  bee__yaml_item_t *it = NULL;
+  unsigned int connect_ms = 0, timeout_ms = 0;
+  int have_connect = 0, have_timeout = 0;
+  for (;;) {
+    if ((rc = next(y))) return rc;
+    if (y->event.type == YAML_MAPPING_END_EVENT) break;
+    if ((rc = check_string(y, "a key (address, timeout_ms, connect_timeout_ms)", 0))) return rc;
+    char key[32];
+    snprintf(key, sizeof key, "%.31s", scalar(y));
+    int is_address = !strcmp(key, "address"), is_timeout = !strcmp(key, "timeout_ms"),
+        is_connect = !strcmp(key, "connect_timeout_ms");
+    if (!is_address && !is_timeout && !is_connect)
+      return fail(y, BEE_ECONFIG, event_line(y),
+                  "unknown key '%.64s' (allowed: address, timeout_ms, connect_timeout_ms)", scalar(y));
+    if ((is_address && it) || (is_timeout && have_timeout) || (is_connect && have_connect))
+      return fail(y, BEE_ECONFIG, event_line(y), "duplicate key '%s'", key);
+    size_t old = path_push(y, key, strlen(key));
+    if ((rc = next(y))) return rc;
+    if (is_address) {
+      if ((rc = check_string(y, what, 0))) return rc;
+      if (!(it = item_add(y, BEE__ITEM_REDIS, "redis.address"))) return out_of_memory(y);
+    } else if ((rc = read_ms(y, is_timeout ? &timeout_ms : &connect_ms))) {
+      return rc;
+    }
+    have_timeout |= is_timeout;
+    have_connect |= is_connect;
+    path_pop(y, old);
+  }
+  if (!it) return fail(y, BEE_ECONFIG, start, "missing key 'address'");
+  it->connect_timeout_ms = connect_ms;
+  it->timeout_ms = timeout_ms;
+  return 0;
 }
 
 /*
@@ -468,7 +524,7 @@ static int register_item(bee_registry_t *reg, const bee__yaml_item_t *it, bee_er
     case BEE__ITEM_MYSQL:
       return bee_registry_add_mysql(reg, it->pool, it->value, e);
     case BEE__ITEM_REDIS:
-      return bee_registry_add_redis(reg, it->pool, it->value, -1, e);
+      return bee__registry_add_redis_timeouts(reg, it->pool, it->value, -1, it->connect_timeout_ms, it->timeout_ms, e);
     default:
       return bee_registry_set_local_cache(reg, it->pool, it->capacity, e);
   }

@@ -68,6 +68,7 @@ typedef struct {
   char *payload;
   size_t len;
   int retried; /* came back from the error list: its keys were invalidated on failure */
+  int dup;     /* its flush's token was applied already in this queue: not applied again (G11) */
 } entry_t;
 
 typedef struct {
@@ -92,6 +93,10 @@ static int stopping(const consumer_t *c) {
 static void count_applied(consumer_t *c, const entry_t *entries, size_t a, size_t b) {
   for (size_t i = a; i < b; i++) {
     size_t count = 0, pos;
+    if (entries[i].dup) {
+      c->stats.duplicates++;
+      continue;
+    }
     if (entries[i].payload && bee__batch_open(entries[i].payload, entries[i].len, &count, &pos) == 0)
       c->stats.events += count;
     c->stats.entries++;
@@ -168,8 +173,72 @@ static int ensure_mark_table(consumer_t *c, size_t pool, MYSQL *conn, bee_error_
   static const char sql[] =
       "CREATE TABLE IF NOT EXISTS `_beeorm_applied` (`queue` varchar(100) NOT NULL PRIMARY KEY, "
       "`ms` bigint unsigned NOT NULL, `seq` bigint unsigned NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+  /* The tokens of the flushes applied per queue (G11), kept TOKEN_DAYS. */
+  static const char tokens[] =
+      "CREATE TABLE IF NOT EXISTS `_beeorm_tokens` (`queue` varchar(100) NOT NULL, `token` bigint unsigned NOT NULL, "
+      "`batch` bigint unsigned NOT NULL, `at` timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+      "PRIMARY KEY (`queue`, `token`), KEY `at` (`at`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
   int rc = q(c, pool, conn, sql, sizeof sql - 1, err);
+  if (!rc) rc = q(c, pool, conn, tokens, sizeof tokens - 1, err);
   if (!rc) c->mark_table_ok[pool] = 1;
+  return rc;
+}
+
+#define TOKEN_DAYS 1
+
+/*
+ * Inside apply's transaction: records the flush tokens of entries [a, b) in
+ * _beeorm_tokens and marks `dup` the entries whose token this queue applied before (a
+ * flush_async sent again after an unknown outcome: DESIGN G11), also within the range.
+ * One INSERT IGNORE; a SELECT only when some token was there already.
+ */
+static int dedupe(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries, size_t a, size_t b, bee_error_t *err) {
+  bee__buf_t sql = {0};
+  uint64_t batch = bee__flush_token();
+  size_t n = 0;
+  bee__buf_printf(&sql, "INSERT IGNORE INTO `_beeorm_tokens` (`queue`, `token`, `batch`) VALUES ");
+  for (size_t i = a; i < b; i++) {
+    entries[i].dup = 0;
+    uint64_t t = entries[i].payload ? bee__batch_token(entries[i].payload, entries[i].len) : 0;
+    if (!t) continue;
+    for (size_t k = a; k < i && !entries[i].dup; k++) /* the same flush twice in this range */
+      entries[i].dup = entries[k].payload && !entries[k].dup && bee__batch_token(entries[k].payload, entries[k].len) == t;
+    if (entries[i].dup) continue;
+    bee__buf_printf(&sql, "%s('%s', %llu, %llu)", n++ ? "," : "", c->mark, (unsigned long long)t,
+                    (unsigned long long)batch);
+  }
+  int rc = 0;
+  if (n && sql.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory recording flush tokens");
+  else if (n && mysql_real_query(conn, sql.data, (unsigned long)sql.len) != 0)
+    rc = mysql_fail(c, pool, conn, "recording flush tokens failed on", err);
+  if (!rc && n && mysql_affected_rows(conn) < n) { /* some were applied before: which */
+    sql.len = 0;
+    bee__buf_printf(&sql, "SELECT `token` FROM `_beeorm_tokens` WHERE `queue` = '%s' AND `batch` <> %llu AND `token` IN (",
+                    c->mark, (unsigned long long)batch);
+    for (size_t i = a, k = 0; i < b; i++) {
+      uint64_t t = entries[i].payload && !entries[i].dup ? bee__batch_token(entries[i].payload, entries[i].len) : 0;
+      if (t) bee__buf_printf(&sql, "%s%llu", k++ ? "," : "", (unsigned long long)t);
+    }
+    bee__buf_puts(&sql, ")");
+    MYSQL_RES *res = NULL;
+    if (sql.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory recording flush tokens");
+    else if (mysql_real_query(conn, sql.data, (unsigned long)sql.len) != 0 || !(res = mysql_store_result(conn)))
+      rc = mysql_fail(c, pool, conn, "recording flush tokens failed on", err);
+    MYSQL_ROW row;
+    while (res && (row = mysql_fetch_row(res)) != NULL) {
+      uint64_t t = row[0] ? strtoull(row[0], NULL, 10) : 0;
+      for (size_t i = a; i < b; i++)
+        if (entries[i].payload && bee__batch_token(entries[i].payload, entries[i].len) == t) entries[i].dup = 1;
+    }
+    if (res) mysql_free_result(res);
+  }
+  if (!rc && (batch & 1023) == 0) { /* now and then: forget old tokens */
+    sql.len = 0;
+    bee__buf_printf(&sql, "DELETE FROM `_beeorm_tokens` WHERE `queue` = '%s' AND `at` < NOW() - INTERVAL %d DAY LIMIT 10000",
+                    c->mark, TOKEN_DAYS);
+    if (!sql.failed) rc = q(c, pool, conn, sql.data, sql.len, err);
+  }
+  bee__buf_free(&sql);
   return rc;
 }
 
@@ -257,6 +326,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
 
 static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed_all);
 static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq);
+static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b);
 
 /*
  * Up to max entries after the mark ms-seq. The read starts at the stream's head: entries
@@ -392,6 +462,7 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
   } while (0)
   for (size_t i = a; i < b && !rc; i++) {
     size_t count, pos;
+    if (entries[i].dup) continue; /* applied already (G11) */
     if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) {
       if (failed_event) *failed_event = 0;
       return bee__error(err, BEE_EINVAL, 0, "queue entry %s is not a beeorm event batch", entries[i].id);
@@ -474,21 +545,27 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
 static int apply(consumer_t *c, size_t pool, MYSQL *conn, const char *queue, entry_t *entries, size_t a, size_t b,
                  int run, int per_event, uint64_t mark_ms, uint64_t mark_seq, size_t *failed_event, bee_error_t *err) {
   int rc = q(c, pool, conn, "START TRANSACTION", 17, err);
-  if (rc) return rc;
+  if (rc) goto mark_failed;
   uint64_t ms, seq;
-  if ((rc = read_mark(c, pool, conn, 1, &ms, &seq, err))) goto rollback;
+  if ((rc = read_mark(c, pool, conn, 1, &ms, &seq, err))) goto mark_failed;
   if (ms != mark_ms || seq != mark_seq) {
     rc = CONFLICT;
     goto rollback;
   }
+  if (run && (rc = dedupe(c, pool, conn, entries, a, b, err))) goto mark_failed;
   if (run && (rc = run_events(c, pool, conn, entries, a, b, per_event, failed_event, err))) goto rollback;
   char sql[320];
   (void)queue;
   int n = snprintf(sql, sizeof sql, "UPDATE `_beeorm_applied` SET `ms` = %llu, `seq` = %llu WHERE `queue` = '%s'",
                    (unsigned long long)entries[b - 1].ms, (unsigned long long)entries[b - 1].seq, c->mark);
-  if ((rc = q(c, pool, conn, sql, (size_t)n, err))) goto rollback;
-  if ((rc = q(c, pool, conn, "COMMIT", 6, err))) goto rollback;
+  if ((rc = q(c, pool, conn, sql, (size_t)n, err))) goto mark_failed;
+  if ((rc = q(c, pool, conn, "COMMIT", 6, err))) goto mark_failed;
   return 0;
+mark_failed:
+  /* Nothing of the entries is to blame: the transaction or the mark could not be had
+     or moved (a read-only server, a lost connection ...). Never permanent: the entries
+     stay queued and are tried again (G4), never parked. */
+  if (err) err->temporary = 1;
 rollback:
   if (mysql_query(conn, "ROLLBACK") != 0) drop_mysql(c, pool);
   return rc;
@@ -604,6 +681,31 @@ static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_
   const char *argv[] = {"XTRIM", key, "MINID", "=", min};
   redisReply *rep = redisCommandArgv(r, 5, argv, NULL);
   if (rep) freeReplyObject(rep);
+}
+
+/*
+ * Entries [a, b) were just applied: an error record of any of them is gone (one was left
+ * when an entry was parked but its mark could not be moved: it was then applied after
+ * all, and must never be retried), then the stream is trimmed up to the last of them.
+ */
+static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b) {
+  redisContext *r;
+  bee_error_t ignored;
+  size_t kl = strlen(key);
+  if (b > a && kl > 2 && !get_redis(c, qp, &r, &ignored)) {
+    char errors_key[160];
+    snprintf(errors_key, sizeof errors_key, "%.*serrors", (int)(kl - 1), key); /* "...}:s" -> "...}:errors" */
+    const char **argv = bee__malloc((b - a + 2) * sizeof *argv);
+    if (argv) {
+      argv[0] = "HDEL";
+      argv[1] = errors_key;
+      for (size_t i = a; i < b; i++) argv[2 + i - a] = entries[i].id;
+      redisReply *rep = redisCommandArgv(r, (int)(b - a + 2), argv, NULL);
+      if (rep) freeReplyObject(rep);
+      bee__free(argv);
+    }
+  }
+  trim(c, qp, key, entries[b - 1].ms, entries[b - 1].seq);
 }
 
 static void set_pending(consumer_t *c, size_t qp, const char *pending_key, size_t n) {
@@ -843,6 +945,9 @@ static int handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, co
     if (r == 0) {
       count_applied(c, e, 0, 1);
       invalidate(c, e, 0, 1, 1); /* applied as retried or edited: what caches hold may differ */
+      char stream_key[128];
+      bee__queue_key(c->engine, pool, shard, "s", stream_key, sizeof stream_key);
+      trim_applied(c, qp, stream_key, e, 0, 1);
       goto done;
     }
     if (r == CONFLICT) goto done;
@@ -1011,6 +1116,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
       int prc = get_mysql(c, pool, &conn, err);
       if (!prc) prc = ensure_mark_table(c, pool, conn, err);
       if (!prc) prc = read_mark(c, pool, conn, 0, &ms, &seq, err);
+      if (prc && err) err->temporary = 1;
       if (!prc) prc = fetch(c, qp, key, ms, seq, 1, &peek, &pn, err);
       entries_free(peek, pn);
       if (prc) return prc;
@@ -1025,6 +1131,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
     int rc = get_mysql(c, pool, &conn, err);
     if (!rc) rc = ensure_mark_table(c, pool, conn, err);
     if (!rc) rc = read_mark(c, pool, conn, 0, &ms, &seq, err);
+    if (rc && err) err->temporary = 1; /* any failure on the mark is tried again (DESIGN §4) */
     if (!rc) {
       *last_ms = ms;
       *last_seq = seq;
@@ -1042,7 +1149,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
       if (rc == 0) {
         count_applied(c, entries, 0, n);
         invalidate(c, entries, 0, n, 0);
-        trim(c, qp, key, entries[n - 1].ms, entries[n - 1].seq);
+        trim_applied(c, qp, key, entries, 0, n);
         attempt = 0;
       } else if (rc != CONFLICT && err && !err->temporary && (err->code == BEE_EMYSQL || err->code == BEE_EINVAL)) {
         /* Permanent: entry by entry, so only the failing one stops (G5). */
@@ -1055,6 +1162,8 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
           if (r == 0) {
             count_applied(c, entries, i, i + 1);
             invalidate(c, entries, i, i + 1, 0);
+            trim_applied(c, qp, key, entries, i, i + 1);
+            continue;
           } else if (r == CONFLICT) {
             break;
           } else if (!one.temporary && (one.code == BEE_EMYSQL || one.code == BEE_EINVAL)) {
@@ -1437,6 +1546,7 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
         stats->failed += w[k].stats.failed;
         stats->skipped += w[k].stats.skipped;
         stats->retried += w[k].stats.retried;
+        stats->duplicates += w[k].stats.duplicates;
       }
       if (!rc && w[k].rc) {
         rc = w[k].rc;

@@ -354,6 +354,43 @@ static int parse_db_index(bee__span_t d, int *out, bee_error_t *err) {
   return 0;
 }
 
+/* connect_timeout_ms / timeout_ms: 1 to BEE_REDIS_TIMEOUT_MAX_MS, plain digits. */
+static int parse_redis_ms(bee__span_t k, bee__span_t v, unsigned int *out, bee_error_t *err) {
+  unsigned long n = 0;
+  int ok = v.n > 0 && v.n <= 6 && v.p[0] != '0';
+  for (size_t i = 0; ok && i < v.n; i++) {
+    ok = isdigit((unsigned char)v.p[i]);
+    n = n * 10 + (unsigned long)(v.p[i] - '0');
+  }
+  if (!ok || n > BEE_REDIS_TIMEOUT_MAX_MS)
+    return BEE__DSN_ERR(err, "bad %.*s '%.*s' (expected milliseconds, 1 to %d)", (int)k.n, k.p,
+                        (int)(v.n > 16 ? 16 : v.n), v.p, BEE_REDIS_TIMEOUT_MAX_MS);
+  *out = (unsigned int)n;
+  return 0;
+}
+
+/* The query of a redis:// or unix:// address: timeouts, and db for unix://. */
+static int parse_redis_params(bee__span_t q, int unix_form, bee_redis_settings_t *sp, bee_error_t *err) {
+  while (q.n) {
+    const char *amp = span_find(q, '&');
+    bee__span_t kv = amp ? span(q.p, (size_t)(amp - q.p)) : q;
+    q = amp ? span(amp + 1, q.n - (size_t)(amp + 1 - q.p)) : span(q.p + q.n, 0);
+    if (kv.n == 0) continue;
+    const char *eq = span_find(kv, '=');
+    if (!eq) return BEE__DSN_ERR(err, "parameter '%.*s' has no value (expected name=value)", (int)(kv.n > 32 ? 32 : kv.n), kv.p);
+    bee__span_t k = span(kv.p, (size_t)(eq - kv.p)), v = span(eq + 1, kv.n - (size_t)(eq + 1 - kv.p));
+    int rc;
+    if (span_eq(k, "timeout_ms")) rc = parse_redis_ms(k, v, &sp->timeout_ms, err);
+    else if (span_eq(k, "connect_timeout_ms")) rc = parse_redis_ms(k, v, &sp->connect_timeout_ms, err);
+    else if (unix_form && span_eq(k, "db")) rc = parse_db_index(v, &sp->db, err);
+    else
+      return BEE__DSN_ERR(err, "unknown parameter '%.*s' (supported: %stimeout_ms, connect_timeout_ms)",
+                          (int)(k.n > 32 ? 32 : k.n), k.p, unix_form ? "db, " : "");
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 static int redis_parse_inner(const char *address, int db, bee_redis_settings_t *sp, bee_error_t *err) {
   int rc;
   bee__span_t all = span(address, strlen(address)), scheme;
@@ -366,13 +403,12 @@ static int redis_parse_inner(const char *address, int db, bee_redis_settings_t *
       bee__span_t path = q ? span(rest.p, (size_t)(q - rest.p)) : rest;
       if (!path.n || path.p[0] != '/') return BEE__DSN_ERR(err, "unix:// needs an absolute socket path");
       if ((rc = copy_field(sp->socket, sizeof sp->socket, path, "socket path", err))) return rc;
-      if (q) {
-        bee__span_t p = span(q + 1, rest.n - (size_t)(q + 1 - rest.p));
-        if (p.n < 3 || memcmp(p.p, "db=", 3) != 0) return BEE__DSN_ERR(err, "unknown parameter in unix:// address (supported: db)");
-        if ((rc = parse_db_index(span(p.p + 3, p.n - 3), &sp->db, err))) return rc;
-      }
+      if (q && (rc = parse_redis_params(span(q + 1, rest.n - (size_t)(q + 1 - rest.p)), 1, sp, err))) return rc;
       sp->port = 0;
     } else if (span_eq(scheme, "redis")) {
+      const char *qm = span_find(rest, '?');
+      bee__span_t params = qm ? span(qm + 1, rest.n - (size_t)(qm + 1 - rest.p)) : span(rest.p + rest.n, 0);
+      if (qm) rest = span(rest.p, (size_t)(qm - rest.p));
       const char *at = span_find_last(rest, '@');
       bee__span_t hp = at ? span(at + 1, rest.n - (size_t)(at + 1 - rest.p)) : rest;
       if (at) {
@@ -380,7 +416,7 @@ static int redis_parse_inner(const char *address, int db, bee_redis_settings_t *
         if (sp->user[0] && !sp->password[0]) return BEE__DSN_ERR(err, "user name without password (expected redis://user:password@host)");
       }
       const char *slash = span_find(hp, '/');
-      if (span_find(hp, '?')) return BEE__DSN_ERR(err, "redis:// addresses take no parameters");
+      if ((rc = parse_redis_params(params, 0, sp, err))) return rc;
       bee__span_t host = slash ? span(hp.p, (size_t)(slash - hp.p)) : hp;
       if (host.n == 0) return BEE__DSN_ERR(err, "missing host (expected redis://[:password@]host:port/db)");
       if ((rc = parse_hostport(host, sp->host, sizeof sp->host, &sp->port, err))) return rc;

@@ -124,8 +124,13 @@ int bee_mysql_errno_is_temporary(unsigned int e) {
     case 1053: /* server shutdown in progress */
     case 1205: /* lock wait timeout */
     case 1213: /* deadlock */
+    case 1290: /* --read-only (or another server option) refuses the statement now */
     case 1317: /* query interrupted */
+    case 1792: /* cannot execute the statement in a read-only transaction */
+    case 1836: /* running in read-only mode */
+    case 1878: /* temporary file write failure */
     case 1927: /* connection killed */
+    case 1969: /* statement timeout (max_statement_time) */
     case 2001: /* can't create unix socket */
     case 2002: /* can't connect through socket */
     case 2003: /* can't connect to server */

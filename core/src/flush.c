@@ -35,10 +35,16 @@ static int op_alloc(bee__op_t *op, size_t nf) {
   return 0;
 }
 
-void bee_context_clear_flush(bee_context_t *ctx) {
+void bee_context_drop_changes(bee_context_t *ctx) {
   if (!ctx) return;
   for (size_t i = 0; i < ctx->op_count; i++) op_clear(&ctx->ops[i]);
   ctx->op_count = 0;
+}
+
+void bee_context_clear_flush(bee_context_t *ctx) {
+  if (!ctx) return;
+  bee_context_drop_changes(ctx);
+  ctx->unknown_outcome = 0; /* the next flush_async is a new one */
 }
 
 size_t bee_context_pending(const bee_context_t *ctx) { return ctx ? ctx->op_count : 0; }

@@ -59,8 +59,9 @@ size_t bee__max_fields(const bee_engine_t *engine);
 
 /*
  * The Redis script adding increments to a row hash (cache_write.c): KEYS[1] the row,
- * ARGV triples (column, delta, the column's cache text before the flush as the writer
- * read it, used when the hash lacks the column). Exact text arithmetic; NULL stays NULL.
+ * ARGV[1] the flush's token (a token adds once), then triples (column, delta, the
+ * column's cache text before the flush as the writer read it, used when the hash lacks
+ * the column). Exact text arithmetic; NULL stays NULL.
  */
 extern const char *const bee__incr_script;
 

@@ -75,6 +75,37 @@ uint64_t bee__flush_token(void) {
   return t ? t : 1;
 }
 
+/* FNV-1a 64 of the tracked changes: kinds, rows, and the columns and values they write. */
+static uint64_t changes_digest(const bee_context_t *ctx) {
+  uint64_t h = 0xcbf29ce484222325ull;
+#define MIX(p, n)                                          \
+  do {                                                     \
+    const unsigned char *b_ = (const unsigned char *)(p);  \
+    for (size_t k_ = 0; k_ < (n); k_++) {                  \
+      h ^= b_[k_];                                         \
+      h *= 0x100000001b3ull;                               \
+    }                                                      \
+  } while (0)
+  for (size_t i = 0; i < ctx->op_count; i++) {
+    const bee__op_t *op = &ctx->ops[i];
+    MIX(&op->kind, sizeof op->kind);
+    MIX(&op->entity, sizeof op->entity);
+    MIX(&op->id, sizeof op->id);
+    size_t nf = op->kind == BEE__OP_DELETE ? 0 : ctx->engine->entities[op->entity].field_count;
+    for (size_t f = 0; f < nf; f++) {
+      const bee_value_t *v = &op->values[f];
+      MIX(&op->changed[f], 1);
+      if (!op->changed[f]) continue;
+      MIX(&v->kind, sizeof v->kind);
+      if (v->kind == BEE_VALUE_STRING) MIX(v->str, v->len);
+      else if (v->kind == BEE_VALUE_FLOAT) MIX(&v->f, sizeof v->f);
+      else if (v->kind != BEE_VALUE_NIL) MIX(&v->i, sizeof v->i);
+    }
+  }
+#undef MIX
+  return h;
+}
+
 static bee__qentry_t *queue_entry(bee_context_t *ctx, bee__qentry_t *q, size_t *nq, size_t pool, size_t shard,
                              uint64_t token) {
   for (size_t i = 0; i < *nq; i++)
@@ -105,7 +136,9 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
     goto out;
   }
   if ((rc = load_before(ctx, &s, err))) goto out;
-  uint64_t token = bee__flush_token();
+  /* The same changes as a flush_async whose outcome was unknown: the same token (G11). */
+  uint64_t digest = changes_digest(ctx);
+  uint64_t token = ctx->unknown_outcome && ctx->unknown_digest == digest ? ctx->unknown_token : bee__flush_token();
   char token_text[17];
   bee__token_format(token, token_text);
   if (bee__compute_after(ctx, &s, values)) {
@@ -134,7 +167,13 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
       goto out;
     }
   /* The queue's Redis pool: events and that pool's caches in one MULTI/EXEC (G1). */
-  if ((rc = bee__cache_write_redis(ctx, qp, &s, values, q, nq, token_text, err))) goto out;
+  if ((rc = bee__cache_write_redis(ctx, qp, &s, values, q, nq, token_text, err))) {
+    /* Maybe queued, maybe not: remembered, so the same changes flushed again keep the token. */
+    ctx->unknown_outcome = 1;
+    ctx->unknown_token = token;
+    ctx->unknown_digest = digest;
+    goto out;
+  }
   /* Caches on other Redis pools, then local caches: the events are queued already. */
   rc = bee__cache_write(ctx, &s, values, (int)qp, token_text, "events queued, but a cache update failed", err);
   bee_context_clear_flush(ctx); /* queued: nothing left to retry */

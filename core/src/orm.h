@@ -67,6 +67,11 @@ struct bee_context_s {
   bee__op_t *ops;
   size_t op_count, op_cap;
   bee__buf_t scratch; /* reused by loaders: no allocation per cache hit */
+  /* A flush_async whose outcome is unknown (DESIGN G11): the token it was sent with and a
+     digest of its changes; flushing the same changes again reuses the token, so the
+     consumer applies them once however often they were queued. */
+  int unknown_outcome;
+  uint64_t unknown_token, unknown_digest;
 };
 
 /* The context's connection to MySQL/Redis pool i (borrowed on first use). */

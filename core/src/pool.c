@@ -93,7 +93,9 @@ static int handshake(redisContext *c, const bee__redis_pool_t *pool, bee_error_t
 
 int bee__redis_connect(const bee__redis_pool_t *pool, redisContext **out, bee_error_t *err) {
   const bee_redis_settings_t *s = &pool->settings;
-  struct timeval tv = {5, 0};
+  unsigned int cms = s->connect_timeout_ms ? s->connect_timeout_ms : BEE_REDIS_CONNECT_TIMEOUT_MS;
+  unsigned int ims = s->timeout_ms ? s->timeout_ms : BEE_REDIS_TIMEOUT_MS;
+  struct timeval tv = {(time_t)(cms / 1000), (suseconds_t)(cms % 1000) * 1000};
   redisContext *c = s->socket[0] ? redisConnectUnixWithTimeout(s->socket, tv)
                                  : redisConnectWithTimeout(s->host, (int)s->port, tv);
   if (!c || c->err) {
@@ -101,7 +103,7 @@ int bee__redis_connect(const bee__redis_pool_t *pool, redisContext **out, bee_er
     if (c) redisFree(c);
     return rc;
   }
-  struct timeval io = {30, 0};
+  struct timeval io = {(time_t)(ims / 1000), (suseconds_t)(ims % 1000) * 1000};
   redisSetTimeout(c, io);
   /* A child process must not inherit our connections (a subscriber kept alive by a
      child would make every flush wait for its acknowledgement). */

@@ -118,6 +118,11 @@ int bee_registry_add_mysql(bee_registry_t *reg, const char *pool, const char *ds
 
 int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *address, int db,
                            bee_error_t *err) {
+  return bee__registry_add_redis_timeouts(reg, pool, address, db, 0, 0, err);
+}
+
+int bee__registry_add_redis_timeouts(bee_registry_t *reg, const char *pool, const char *address, int db,
+                                     unsigned int connect_timeout_ms, unsigned int timeout_ms, bee_error_t *err) {
   if (!reg) return bee__error(err, BEE_EINVAL, 0, "registry is NULL");
   bee__redis_pool_t p;
   memset(&p, 0, sizeof p);
@@ -137,6 +142,8 @@ int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *ad
     }
     return remember(reg, rc, err);
   }
+  if (connect_timeout_ms) p.settings.connect_timeout_ms = connect_timeout_ms;
+  if (timeout_ms) p.settings.timeout_ms = timeout_ms;
   void *grown = bee__realloc(reg->redis, (reg->redis_count + 1) * sizeof *reg->redis);
   if (!grown) return bee__error(err, BEE_ENOMEM, 0, "out of memory registering Redis pool '%s'", pool);
   reg->redis = grown;

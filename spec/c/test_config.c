@@ -40,7 +40,12 @@ static const char every_form[] =
     "  redis: 'redis://:pw@cache.example:6380/2'\n"
     "  local_cache: 50\n"
     "lazy:\n"
-    "  streams: {}\n";
+    "  streams: {}\n"
+    "queue:\n"
+    "  redis:\n"
+    "    address: localhost:6379:3\n"
+    "    timeout_ms: 300\n"
+    "    connect_timeout_ms: 1000\n";
 
 TEST_IMPL(yaml_file_with_every_pool_form_loads) {
   char path[64];
@@ -51,7 +56,8 @@ TEST_IMPL(yaml_file_with_every_pool_form_loads) {
   unlink(path);
   ASSERT_EQ(rc, 0);
   ASSERT_EQ(bee_registry_mysql_count(reg), 2);
-  ASSERT_EQ(bee_registry_redis_count(reg), 2);
+  ASSERT_EQ(bee_registry_redis_count(reg), 3);
+  ASSERT_EQ(bee_registry_add_redis(reg, "queue", "h:1", -1, &err), BEE_EPOOL);
   /* The pools exist under their YAML names. */
   ASSERT_EQ(bee_registry_add_mysql(reg, "logs", "root@tcp(h)/app", &err), BEE_EPOOL);
   ASSERT_STR_EQ(err.message, "MySQL pool 'logs' is already registered");
@@ -101,8 +107,20 @@ TEST_IMPL(yaml_malformed_documents_give_exact_messages) {
       {"default:\n  redis: localhost:6379:zz\n", BEE_EDSN,
        "beeorm.yaml:2: default.redis: bad Redis address: bad db index 'zz' (expected a number 0 or more)"},
       {"default:\n  redis: {host: h}\n", BEE_ECONFIG,
+       "beeorm.yaml:2: default.redis: unknown key 'host' (allowed: address, timeout_ms, connect_timeout_ms)"},
+      {"default:\n  redis: {timeout_ms: 300}\n", BEE_ECONFIG, "beeorm.yaml:2: default.redis: missing key 'address'"},
+      {"default:\n  redis: {address: h:1, timeout_ms: 0}\n", BEE_ECONFIG,
+       "beeorm.yaml:2: default.redis.timeout_ms: expected milliseconds, an integer 1-60000, got '0'"},
+      {"default:\n  redis: {address: h:1, connect_timeout_ms: 60001}\n", BEE_ECONFIG,
+       "beeorm.yaml:2: default.redis.connect_timeout_ms: expected milliseconds, an integer 1-60000, got '60001'"},
+      {"default:\n  redis: {address: h:1, address: h:2}\n", BEE_ECONFIG,
+       "beeorm.yaml:2: default.redis: duplicate key 'address'"},
+      {"default:\n  redis: {address: [h]}\n", BEE_ECONFIG,
+       "beeorm.yaml:2: default.redis.address: expected an address string (host:port:db, redis:// URI or socket "
+       "path), got a sequence"},
+      {"default:\n  redis: [h]\n", BEE_ECONFIG,
        "beeorm.yaml:2: default.redis: expected an address string (host:port:db, redis:// URI or socket path), "
-       "got a mapping"},
+       "got a sequence"},
       {"default:\n  local_cache: many\n", BEE_ECONFIG,
        "beeorm.yaml:2: default.local_cache: expected an integer 1-1000000000, got 'many'"},
       {"default:\n  local_cache: 010\n", BEE_ECONFIG,
@@ -295,13 +313,13 @@ TEST_IMPL(yaml_survives_every_allocation_failure) {
         ASSERT_EQ(rc, BEE_ENOMEM);
         ASSERT_EQ(err.code, BEE_ENOMEM);
         ASSERT(bee_registry_mysql_count(reg) <= 2);
-        ASSERT(bee_registry_redis_count(reg) <= 2);
+        ASSERT(bee_registry_redis_count(reg) <= 3);
         ok = 0;
       }
     }
     if (ok) {
       ASSERT_EQ(bee_registry_mysql_count(reg), 2);
-      ASSERT_EQ(bee_registry_redis_count(reg), 2);
+      ASSERT_EQ(bee_registry_redis_count(reg), 3);
     }
     bee_registry_free(reg);
     if (ok) {

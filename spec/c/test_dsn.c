@@ -239,11 +239,28 @@ static const struct {
     {"rediss://h:6379", -1, "rediss:// (TLS) is not supported; use redis://"},
     {"redis://:6379/0", -1, "missing host"},
     {"redis:///0", -1, "missing host (expected redis://[:password@]host:port/db)"},
-    {"redis://h:6379/0?timeout=1", -1, "redis:// addresses take no parameters"},
+    {"redis://h:6379/0?timeout=1", -1, "unknown parameter 'timeout' (supported: timeout_ms, connect_timeout_ms)"},
+    {"redis://h:6379/0?timeout_ms=0", -1, "bad timeout_ms '0' (expected milliseconds, 1 to 60000)"},
+    {"redis://h:6379/0?timeout_ms=60001", -1, "bad timeout_ms '60001' (expected milliseconds, 1 to 60000)"},
+    {"redis://h:6379/0?connect_timeout_ms=1s", -1, "bad connect_timeout_ms '1s' (expected milliseconds, 1 to 60000)"},
+    {"redis://h:6379/0?timeout_ms", -1, "parameter 'timeout_ms' has no value (expected name=value)"},
     {"redis://user@h:6379/0", -1, "user name without password (expected redis://user:password@host)"},
     {"unix://relative.sock", -1, "unix:// needs an absolute socket path"},
-    {"unix:///x.sock?dbx=1", -1, "unknown parameter in unix:// address (supported: db)"},
+    {"unix:///x.sock?dbx=1", -1, "unknown parameter 'dbx' (supported: db, timeout_ms, connect_timeout_ms)"},
 };
+
+TEST_IMPL(redis_uri_timeouts) {
+  bee_redis_settings_t s;
+  bee_error_t err;
+  ASSERT_EQ(bee_redis_address_parse("redis://:p%3Fw@h:6380/2?timeout_ms=300&connect_timeout_ms=60000", -1, &s, &err), 0);
+  ASSERT(s.timeout_ms == 300 && s.connect_timeout_ms == 60000 && s.db == 2 && s.port == 6380);
+  ASSERT_STR_EQ(s.password, "p?w");
+  ASSERT_EQ(bee_redis_address_parse("unix:///tmp/r.sock?timeout_ms=1&db=3", -1, &s, &err), 0);
+  ASSERT(s.timeout_ms == 1 && s.connect_timeout_ms == 0 && s.db == 3);
+  ASSERT_EQ(bee_redis_address_parse("h:6379", -1, &s, &err), 0); /* 0: the defaults */
+  ASSERT(s.timeout_ms == 0 && s.connect_timeout_ms == 0);
+  return 0;
+}
 
 TEST_IMPL(redis_bad_shapes_have_clear_errors) {
   for (size_t i = 0; i < sizeof bad_redis / sizeof *bad_redis; i++) {

@@ -12,5 +12,6 @@
   T(redis_forms_parse_to_same_settings)           \
   T(redis_uri_with_password_and_user)             \
   T(redis_unix_socket)                            \
+  T(redis_uri_timeouts)                           \
   T(redis_bad_shapes_have_clear_errors)           \
   T(describe_never_shows_password)

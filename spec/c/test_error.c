@@ -42,7 +42,8 @@ TEST_IMPL(error_scrub_removes_every_secret) {
 }
 
 TEST_IMPL(mysql_errno_classification) {
-  static const unsigned temporary[] = {1021, 1040, 1045, 1205, 1213, 2002, 2003, 2006, 2013};
+  static const unsigned temporary[] = {1021, 1040, 1045, 1205, 1213, 2002, 2003, 2006, 2013,
+                                       1290, 1792, 1836, 1878, 1969}; /* "not now": read-only, timeouts */
   static const unsigned permanent[] = {1062, 1022, 1146, 1051, 1109, 1054, 1064, 1149, 1048,
                                        1364, 1406, 1264, 1265, 1292, 1366, 1452, 1451, 1049};
   for (size_t i = 0; i < sizeof temporary / sizeof *temporary; i++)
