@@ -1891,11 +1891,29 @@ static void push_failed_event(lua_State *L, const bee_failed_event_t *ev) {
     lua_setfield(L, -2, "increments");
   }
   lua_createtable(L, 0, 2);
-  lua_pushinteger(L, ev->code);
+  if (ev->code < 0) lua_pushstring(L, bee_err_code(ev->code)); /* "malformed", "invalid" ... */
+  else lua_pushinteger(L, ev->code);                          /* a MySQL errno */
   lua_setfield(L, -2, "code");
   lua_pushstring(L, ev->message);
   lua_setfield(L, -2, "message");
   lua_setfield(L, -2, "error");
+  if (ev->resolver_error) {
+    lua_pushstring(L, ev->resolver_error);
+    lua_setfield(L, -2, "resolver_error");
+  }
+  if (ev->raw) { /* a malformed entry or record: its first 256 bytes, in hex */
+    static const char hex[] = "0123456789abcdef";
+    char buf[513];
+    size_t n = ev->raw_len < 256 ? ev->raw_len : 256;
+    for (size_t k = 0; k < n; k++) {
+      buf[2 * k] = hex[(unsigned char)ev->raw[k] >> 4];
+      buf[2 * k + 1] = hex[(unsigned char)ev->raw[k] & 15];
+    }
+    lua_pushlstring(L, buf, 2 * n);
+    lua_setfield(L, -2, "raw");
+    lua_pushinteger(L, (lua_Integer)ev->raw_len);
+    lua_setfield(L, -2, "raw_len");
+  }
   lua_pushinteger(L, ev->attempts);
   lua_setfield(L, -2, "attempts");
   lua_pushnumber(L, (lua_Number)ev->failed_at_ms / 1000.0);
@@ -1956,13 +1974,16 @@ static bee_resolution_t lua_resolver(void *ud, const bee_failed_event_t *ev, bee
   lconsumer_t *c = ud;
   lresolve_t r = {c->L, c->fn, ev, edit, BEE_RESOLVE_KEEP};
   if (protected_call(c->L, call_resolver, &r, c->fn, 0, 0)) {
-    /* A broken resolver keeps the entry (nothing lost) and is reported at the end. */
+    /* A resolver with a bug: the entry is kept with its message, and consumption goes on.
+       The first message is kept for the stats (resolver_error). */
+    const char *msg = lua_tostring(c->L, -1);
+    bee_failed_event_resolver_failed(edit, msg ? msg : "the resolver raised a non-string error");
     if (!c->failed) {
       c->failed = 1;
+      lua_pushstring(c->L, msg ? msg : "the resolver raised a non-string error");
       lua_setfield(c->L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
-    } else {
-      lua_pop(c->L, 1);
     }
+    lua_pop(c->L, 1);
     return BEE_RESOLVE_KEEP;
   }
   return r.result;
@@ -2032,12 +2053,13 @@ static int core_consume(lua_State *L) {
     sigaction(SIGTERM, &old_term, NULL);
     signal_engine = NULL;
   }
-  if (lc.failed) {
-    lua_getfield(L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
-    return lua_error(L);
-  }
   if (rc) return fail(L, &err);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 10);
+  if (lc.failed) { /* the first resolver error; every entry it failed on is in the error list */
+    lua_getfield(L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
+    lua_setfield(L, -2, "resolver_error");
+  }
+  set_int(L, "resolver_errors", (lua_Integer)stats.resolver_errors);
   set_int(L, "entries", (lua_Integer)stats.entries);
   set_int(L, "events", (lua_Integer)stats.events);
   set_int(L, "batches", (lua_Integer)stats.batches);
@@ -2150,8 +2172,15 @@ static int queue_resolve(lua_State *L, int retry) {
   } else {
     id = check_text(L, 3);
   }
+  int force = 0;
+  if (retry && !lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_getfield(L, 4, "force");
+    force = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
   bee_error_t err;
-  int rc = retry ? bee_engine_queue_retry(engine, i, id, &err) : bee_engine_queue_skip(engine, i, id, &err);
+  int rc = retry ? bee_engine_queue_retry(engine, i, id, force, &err) : bee_engine_queue_skip(engine, i, id, &err);
   if (rc) return fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;

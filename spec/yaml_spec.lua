@@ -36,7 +36,7 @@ local function assert_no_secret(err, secret)
   assert.is_falsy(tostring(err):find("\n", 1, true), "tostring(err) is one line")
 end
 
-local POOL_KEYS = "(allowed: mysql, redis, local_cache, streams)"
+local POOL_KEYS = "(allowed: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms)"
 
 -- { description, YAML text, code, pool (or false), message after "<path>:" }
 local cases = {
@@ -56,10 +56,10 @@ local cases = {
     "3: a.mysql: unknown key 'url' (allowed: uri)" },
   { "a mysql mapping without uri", "a:\n  mysql: {}\n", "config", "a",
     "2: a.mysql: missing key 'uri'" },
-  { "redis as a mapping without address", "a:\n  redis:\n    host: h\n", "config", "a",
-    "3: a.redis: unknown key 'host' (allowed: address, timeout_ms, connect_timeout_ms)" },
-  { "a redis timeout out of range", "a:\n  redis:\n    address: h:1:0\n    timeout_ms: 90000\n", "config", "a",
-    "4: a.redis.timeout_ms: expected milliseconds, an integer 1-60000, got '90000'" },
+  { "redis as a mapping", "a:\n  redis:\n    host: h\n", "config", "a",
+    "3: a.redis: expected an address string (host:port:db, redis:// URI or socket path), got a mapping" },
+  { "a redis timeout out of range", "a:\n  redis: h:1:0\n  timeout_ms: 90000\n", "config", "a",
+    "3: a.timeout_ms: expected milliseconds, an integer 1-60000, got '90000'" },
   { "redis as a block scalar", "a:\n  redis: |\n    h:1:0\n", "config", "a",
     "2: a.redis: expected an address string (host:port:db, redis:// URI or socket path), got a block scalar (use a plain or quoted string)" },
   { "local_cache not a number", "a:\n  mysql: app:pw@tcp(h:1)/app\n  local_cache: lots\n", "config", "a",
@@ -95,7 +95,7 @@ local cases = {
   { "a pool given as an empty mapping", "b:\n  redis: h:1:0\na: {}\n", "config", "a",
     "3: pool 'a' defines nothing" },
   { "a pool given a DSN", "default: app:pw@tcp(h:1)/app\n", "config", "default",
-    "1: default: expected a mapping (keys: mysql, redis, local_cache, streams), got a scalar" },
+    "1: default: expected a mapping (keys: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms), got a scalar" },
   { "an empty file", "", "config", false,
     "1: expected a mapping of pool names, got an empty document" },
   { "a file with only a comment", "# nothing here\n", "config", false,
@@ -128,10 +128,9 @@ describe("registry:load_yaml", function()
       "  mysql:",
       "    uri: " .. q(uri),
       "cache:",
-      "  redis:",
-      "    address: " .. q(servers.redis .. ":1"),
-      "    timeout_ms: 300",
-      "    connect_timeout_ms: 1000",
+      "  redis: " .. q(servers.redis .. ":1"),
+      "  timeout_ms: 300",
+      "  connect_timeout_ms: 1000",
       "",
     }, "\n"))
     assert.is_nil(err)

@@ -54,7 +54,9 @@ const char *bee_version(void);
   XX(EVALIDATION, -9, "validation", "invalid value")                        \
   XX(ECONFIG, -10, "config", "bad configuration")                           \
   XX(ECLOSED, -11, "closed", "handle is closed")                            \
-  XX(ENOTFOUND, -12, "not_found", "not found")
+  XX(ENOTFOUND, -12, "not_found", "not found")                              \
+  XX(EMALFORMED, -13, "malformed", "malformed queue entry or record")         \
+  XX(ESTALE, -14, "stale", "a newer change was applied since")
 
 typedef enum {
   BEE_OK = 0,
@@ -649,6 +651,9 @@ typedef struct bee_failed_event_s {
   int attempts;
   int64_t failed_at_ms;  /* Unix time in ms of the last failure */
   size_t events;         /* events in the entry (all applied or none, G3) */
+  const char *resolver_error; /* NULL, or why the resolver failed on this event (it was kept) */
+  const char *raw;       /* a malformed entry or record (code BEE_EMALFORMED): its bytes; else NULL */
+  size_t raw_len;
 } bee_failed_event_t;
 
 typedef enum {
@@ -670,6 +675,13 @@ typedef bee_resolution_t (*bee_resolver_fn)(void *ud, const bee_failed_event_t *
 /* Sets column col of the failing event to v (copied). Returns 0, BEE_EINVAL (no such column), BEE_ENOMEM. */
 int bee_failed_event_edit(bee_edit_t *edit, const char *col, const bee_value_t *v);
 
+/*
+ * Says the resolver itself failed on this event (message copied, folded to one line and
+ * bounded): whatever the resolver returns, the entry is kept in the error list with this
+ * message next to the MySQL error, and consumption goes on. Returns 0 or BEE_EINVAL.
+ */
+int bee_failed_event_resolver_failed(bee_edit_t *edit, const char *message);
+
 typedef struct bee_consume_options_s {
   /* A zeroed struct asks for every default. */
   int block;              /* 0: drain what is queued, then return; 1: wait for events until stopped */
@@ -689,6 +701,7 @@ typedef struct bee_consume_stats_s {
   uint64_t failed, skipped, retried;  /* resolver outcomes of permanently failing entries */
   uint64_t workers;                   /* the threads that ran */
   uint64_t duplicates;                /* entries not applied: their flush's token was applied already (G11) */
+  uint64_t resolver_errors;           /* entries kept because the resolver failed on them */
 } bee_consume_stats_t;
 
 /*
@@ -748,10 +761,18 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
                             int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err);
 /*
  * Puts an errored entry back at the end of its queue (it applies after what is queued
- * now). Returns 0, BEE_ENOTFOUND (no such entry in the error list), BEE_EINVAL, BEE_EREDIS.
+ * now; DESIGN G13). Refused with BEE_ESTALE when a newer change of one of its rows was
+ * applied since it was parked (retrying would undo it), unless force; with BEE_EINVAL
+ * when the entry is still in its stream (its parking did not finish: the consumer
+ * handles it again); with BEE_EMALFORMED for a malformed record. Returns 0,
+ * BEE_ENOTFOUND (no such entry in the error list), those, BEE_EREDIS.
  */
-int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err);
-/* Drops an errored entry. Returns 0, BEE_ENOTFOUND, BEE_EINVAL, BEE_EREDIS. */
+int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, int force, bee_error_t *err);
+/*
+ * Drops the failing event of an errored entry: its other events go back to the end of
+ * the queue, to apply together (a malformed record, or an entry of one event, is dropped
+ * whole). Returns 0, BEE_ENOTFOUND, BEE_EINVAL, BEE_EREDIS.
+ */
 int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err);
 
 #ifdef __cplusplus

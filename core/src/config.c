@@ -29,7 +29,7 @@
 #define BEE__YAML_MAX_BYTES (1024 * 1024)
 /* beeorm.h: "Valid pool names: 1..63 characters" (BEE_NAME_MAX may be larger). */
 #define BEE__POOL_NAME_MAX 63
-#define BEE__YAML_POOL_KEYS "mysql, redis, local_cache, streams"
+#define BEE__YAML_POOL_KEYS "mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms"
 
 typedef enum { BEE__ITEM_MYSQL, BEE__ITEM_REDIS, BEE__ITEM_LOCAL_CACHE } bee__item_kind_t;
 
@@ -40,7 +40,7 @@ typedef struct bee__yaml_item_s {
   const char *key; /* "mysql", "mysql.uri", "redis" or "local_cache" (static) */
   char *value;     /* DSN or address, owned; NULL for local_cache */
   int64_t capacity;
-  unsigned int connect_timeout_ms, timeout_ms; /* redis mapping form; 0: as the address says */
+  unsigned int connect_timeout_ms, timeout_ms; /* the pool's timeout keys (redis); 0: as the address says */
   size_t line;
 } bee__yaml_item_t;
 
@@ -296,48 +296,11 @@ static int read_ms(bee__yaml_t *y, unsigned int *out) {
   return 0;
 }
 
-/* redis: an address, or a mapping with `address` and the timeouts. */
 static int read_redis(bee__yaml_t *y) {
-  static const char *const what = "an address string (host:port:db, redis:// URI or socket path)";
   int rc = next(y);
-  if (rc) return rc;
-  if (y->event.type != YAML_MAPPING_START_EVENT) {
-    if ((rc = check_string(y, what, 0))) return rc;
-    return collect_string(y, BEE__ITEM_REDIS, "redis");
-  }
-  size_t start = event_line(y);
-  bee__yaml_item_t *it = NULL;
-  unsigned int connect_ms = 0, timeout_ms = 0;
-  int have_connect = 0, have_timeout = 0;
-  for (;;) {
-    if ((rc = next(y))) return rc;
-    if (y->event.type == YAML_MAPPING_END_EVENT) break;
-    if ((rc = check_string(y, "a key (address, timeout_ms, connect_timeout_ms)", 0))) return rc;
-    char key[32];
-    snprintf(key, sizeof key, "%.31s", scalar(y));
-    int is_address = !strcmp(key, "address"), is_timeout = !strcmp(key, "timeout_ms"),
-        is_connect = !strcmp(key, "connect_timeout_ms");
-    if (!is_address && !is_timeout && !is_connect)
-      return fail(y, BEE_ECONFIG, event_line(y),
-                  "unknown key '%.64s' (allowed: address, timeout_ms, connect_timeout_ms)", scalar(y));
-    if ((is_address && it) || (is_timeout && have_timeout) || (is_connect && have_connect))
-      return fail(y, BEE_ECONFIG, event_line(y), "duplicate key '%s'", key);
-    size_t old = path_push(y, key, strlen(key));
-    if ((rc = next(y))) return rc;
-    if (is_address) {
-      if ((rc = check_string(y, what, 0))) return rc;
-      if (!(it = item_add(y, BEE__ITEM_REDIS, "redis.address"))) return out_of_memory(y);
-    } else if ((rc = read_ms(y, is_timeout ? &timeout_ms : &connect_ms))) {
-      return rc;
-    }
-    have_timeout |= is_timeout;
-    have_connect |= is_connect;
-    path_pop(y, old);
-  }
-  if (!it) return fail(y, BEE_ECONFIG, start, "missing key 'address'");
-  it->connect_timeout_ms = connect_ms;
-  it->timeout_ms = timeout_ms;
-  return 0;
+  if (!rc) rc = check_string(y, "an address string (host:port:db, redis:// URI or socket path)", 0);
+  if (!rc) rc = collect_string(y, BEE__ITEM_REDIS, "redis");
+  return rc;
 }
 
 /*
@@ -412,15 +375,17 @@ static int read_pool(bee__yaml_t *y) {
   int rc = next(y);
   if (rc) return rc;
   unsigned seen = 0;
+  unsigned int ms[2] = {0, 0}; /* the pool's Redis timeouts: connect_timeout_ms, timeout_ms */
+  size_t ms_line = 0;
   if (y->event.type == YAML_MAPPING_START_EVENT) {
-    static const char *const keys[] = {"mysql", "redis", "local_cache", "streams"};
+    static const char *const keys[] = {"mysql", "redis", "local_cache", "streams", "connect_timeout_ms", "timeout_ms"};
     for (;;) {
       if ((rc = next(y))) return rc;
       if (y->event.type == YAML_MAPPING_END_EVENT) break;
       if ((rc = check_string(y, "a key (" BEE__YAML_POOL_KEYS ")", 0))) return rc;
       unsigned k = 0;
-      while (k < 4 && strcmp(scalar(y), keys[k]) != 0) k++;
-      if (k == 4)
+      while (k < 6 && strcmp(scalar(y), keys[k]) != 0) k++;
+      if (k == 6)
         return fail(y, BEE_ECONFIG, event_line(y), "unknown key '%.64s' (allowed: " BEE__YAML_POOL_KEYS ")",
                     scalar(y));
       if (seen & (1u << k)) return fail(y, BEE_ECONFIG, event_line(y), "duplicate key '%s'", keys[k]);
@@ -436,8 +401,12 @@ static int read_pool(bee__yaml_t *y) {
         case 2:
           rc = read_local_cache(y);
           break;
-        default:
+        case 3:
           rc = read_streams(y);
+          break;
+        default:
+          ms_line = event_line(y);
+          if (!(rc = next(y))) rc = read_ms(y, &ms[k - 4]);
           break;
       }
       if (rc) return rc;
@@ -450,6 +419,16 @@ static int read_pool(bee__yaml_t *y) {
   }
   path_pop(y, old);
   if (!seen) return fail(y, BEE_ECONFIG, key_line, "pool '%s' defines nothing", y->pool);
+  if (ms[0] || ms[1]) { /* they set the timeouts of the pool's Redis */
+    bee__yaml_item_t *redis = NULL;
+    for (size_t i = 0; i < y->item_count; i++)
+      if (y->items[i].kind == BEE__ITEM_REDIS && !strcmp(y->items[i].pool, y->pool)) redis = &y->items[i];
+    if (!redis)
+      return fail(y, BEE_ECONFIG, ms_line, "%s: timeout_ms and connect_timeout_ms are timeouts of the pool's redis, "
+                  "and it has none", y->pool);
+    redis->connect_timeout_ms = ms[0];
+    redis->timeout_ms = ms[1];
+  }
   y->pool[0] = '\0';
   return 0;
 }

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "event.h"
+#include "rcmd.h"
+#include "record.h"
 #include "orm.h"
 #include "schema_internal.h"
 #include "sql.h"
@@ -69,6 +71,7 @@ typedef struct {
   size_t len;
   int retried; /* came back from the error list: its keys were invalidated on failure */
   int dup;     /* its flush's token was applied already in this queue: not applied again (G11) */
+  int bad_shape; /* its stream fields are not beeorm's: malformed whatever its bytes */
 } entry_t;
 
 typedef struct {
@@ -305,7 +308,16 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
     snprintf(x->id, sizeof x->id, "%s", it->element[0]->str);
     if (parse_stream_id(x->id, &x->ms, &x->seq)) continue;
     redisReply *f = it->element[1];
-    if (f->type == REDIS_REPLY_ARRAY && f->elements == 4) x->retried = 1; /* "e" <batch> "r" 1 */
+    /* "e" <batch>, or "e" <batch> "r" "1" for an entry retried from the error list;
+       anything else is junk: kept as it is (its first value) and parked as malformed */
+    int shape = f->type == REDIS_REPLY_ARRAY && (f->elements == 2 || f->elements == 4);
+    for (size_t j = 0; shape && j < f->elements; j++) shape = f->element[j]->type == REDIS_REPLY_STRING;
+    shape = shape && f->element[0]->len == 1 && f->element[0]->str[0] == 'e';
+    if (shape && f->elements == 4)
+      shape = f->element[2]->len == 1 && f->element[2]->str[0] == 'r' && f->element[3]->len == 1 &&
+              f->element[3]->str[0] == '1';
+    x->bad_shape = !shape;
+    if (shape && f->elements == 4) x->retried = 1;
     if (f->type == REDIS_REPLY_ARRAY && f->elements >= 2 && f->element[1]->type == REDIS_REPLY_STRING) {
       x->payload = bee__malloc(f->element[1]->len + 1);
       if (!x->payload) {
@@ -327,6 +339,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
 static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed_all);
 static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq);
 static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b);
+static void batch_rows(const char *data, size_t len, bee__event_t *ev, int (*fn)(void *ud, const char *row), void *ud);
 
 /*
  * Up to max entries after the mark ms-seq. The read starts at the stream's head: entries
@@ -463,14 +476,21 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
   for (size_t i = a; i < b && !rc; i++) {
     size_t count, pos;
     if (entries[i].dup) continue; /* applied already (G11) */
-    if (!entries[i].payload || bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) {
+    if (entries[i].bad_shape || !entries[i].payload ||
+        bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) {
       if (failed_event) *failed_event = 0;
-      return bee__error(err, BEE_EINVAL, 0, "queue entry %s is not a beeorm event batch", entries[i].id);
+      return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s is not a beeorm event batch", entries[i].id);
     }
     for (size_t k = 0; k < count && !rc; k++) {
       if (bee__batch_next(entries[i].payload, entries[i].len, &pos, ev) || !event_ok(ev)) {
         if (failed_event) *failed_event = k;
-        return bee__error(err, BEE_EINVAL, 0, "queue entry %s holds a malformed event (#%zu)", entries[i].id, k + 1);
+        return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s holds a malformed event (#%zu)", entries[i].id,
+                          k + 1);
+      }
+      if (k + 1 == count && pos != entries[i].len) {
+        if (failed_event) *failed_event = k;
+        return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s has %zu bytes after its last event",
+                          entries[i].id, entries[i].len - pos);
       }
       int batchable = !per_event;
       if (pending) {
@@ -688,20 +708,77 @@ static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_
  * when an entry was parked but its mark could not be moved: it was then applied after
  * all, and must never be retried), then the stream is trimmed up to the last of them.
  */
+typedef struct {
+  bee__rcmd_t *cmd;
+} rows_arg_t;
+
+static int add_row_arg(void *ud, const char *row) {
+  bee__rcmd_str(((rows_arg_t *)ud)->cmd, row);
+  return 0;
+}
+
+/*
+ * Rows of entries [a, b), just applied, that have a parked change: that parked entry is
+ * now stale (a retry would undo a newer write, DESIGN G13). Marked in "...:stale":
+ * parked stream id -> "<table>:<id> <the newer entry>".
+ */
+static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t kl, const entry_t *entries, size_t a,
+                       size_t b) {
+  char parked_key[160], stale_key[160];
+  snprintf(parked_key, sizeof parked_key, "%.*sparked", (int)(kl - 1), key);
+  snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
+  bee__rcmd_t cmd = {0};
+  bee__rcmd_begin(&cmd, "HMGET");
+  bee__rcmd_str(&cmd, parked_key);
+  rows_arg_t ra = {&cmd};
+  for (size_t i = a; i < b; i++)
+    if (!entries[i].dup) batch_rows(entries[i].payload, entries[i].len, c->ev, add_row_arg, &ra);
+  size_t sent = 0;
+  if (cmd.n > 2) bee__rcmd_send(r, &cmd, &sent);
+  void *reply = NULL;
+  if (sent && redisGetReply(r, &reply) == REDIS_OK) {
+    redisReply *rep = reply;
+    for (size_t k = 0; rep->type == REDIS_REPLY_ARRAY && k < rep->elements; k++) {
+      const redisReply *ids = rep->element[k];
+      if (ids->type != REDIS_REPLY_STRING) continue;
+      const char *row = cmd.text.data + cmd.spans[2 + k][0];
+      size_t row_len = cmd.spans[2 + k][1];
+      for (const char *p = ids->str, *end = ids->str + ids->len; p < end;) {
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        size_t n = sp ? (size_t)(sp - p) : (size_t)(end - p);
+        if (n) {
+          redisReply *x = redisCommand(r, "HSET %s %b %b %s", stale_key, p, n, row, row_len, entries[b - 1].id);
+          if (x) freeReplyObject(x);
+        }
+        p += n + 1;
+      }
+    }
+    freeReplyObject(rep);
+  }
+  bee__rcmd_free(&cmd);
+}
+
 static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b) {
   redisContext *r;
   bee_error_t ignored;
   size_t kl = strlen(key);
   if (b > a && kl > 2 && !get_redis(c, qp, &r, &ignored)) {
-    char errors_key[160];
+    char errors_key[160], parked_key[160];
     snprintf(errors_key, sizeof errors_key, "%.*serrors", (int)(kl - 1), key); /* "...}:s" -> "...}:errors" */
+    snprintf(parked_key, sizeof parked_key, "%.*sparked", (int)(kl - 1), key);
     const char **argv = bee__malloc((b - a + 2) * sizeof *argv);
     if (argv) {
       argv[0] = "HDEL";
       argv[1] = errors_key;
       for (size_t i = a; i < b; i++) argv[2 + i - a] = entries[i].id;
-      redisReply *rep = redisCommandArgv(r, (int)(b - a + 2), argv, NULL);
-      if (rep) freeReplyObject(rep);
+      redisAppendCommandArgv(r, (int)(b - a + 2), argv, NULL);
+      redisAppendCommand(r, "HLEN %s", parked_key);
+      void *x = NULL, *y = NULL;
+      if (redisGetReply(r, &x) == REDIS_OK && redisGetReply(r, &y) == REDIS_OK &&
+          ((redisReply *)y)->type == REDIS_REPLY_INTEGER && ((redisReply *)y)->integer > 0)
+        mark_stale(c, r, key, kl, entries, a, b); /* only while some change is parked */
+      if (x) freeReplyObject(x);
+      if (y) freeReplyObject(y);
       bee__free(argv);
     }
   }
@@ -721,77 +798,22 @@ static void set_pending(consumer_t *c, size_t qp, const char *pending_key, size_
 /* ------------------------------------------------------------------------ */
 /* Failures: error records and the resolver                                 */
 
-/*
- * Error record (the value in the errors hash):
- *   'E' u8 version=1, u32 code, u32 attempts, u64 failed_at_ms, u32 event index,
- *   str message, str sql, str batch
- */
-static void put32(bee__buf_t *b, uint64_t v, int n) {
-  char o[8];
-  for (int i = 0; i < n; i++) o[i] = (char)(unsigned char)(v >> (8 * i));
-  bee__buf_append(b, o, (size_t)n);
-}
-
-static void record_encode(bee__buf_t *b, int code, int attempts, int64_t at, size_t index, const char *msg,
-                          const bee__buf_t *sql, const char *batch, size_t batch_len) {
-  bee__buf_append(b, "E\1", 2);
-  put32(b, (uint64_t)(uint32_t)code, 4);
-  put32(b, (uint64_t)attempts, 4);
-  put32(b, (uint64_t)at, 8);
-  put32(b, index, 4);
-  put32(b, strlen(msg), 4);
-  bee__buf_puts(b, msg);
-  put32(b, sql->len, 4);
-  bee__buf_append(b, sql->data ? sql->data : "", sql->len);
-  put32(b, batch_len, 4);
-  bee__buf_append(b, batch, batch_len);
-}
-
-typedef struct {
-  int code, attempts;
-  int64_t at;
-  size_t index;
-  bee__str_t message, sql, batch;
-} record_t;
-
-static int record_decode(const char *p, size_t len, record_t *r) {
-  const unsigned char *u = (const unsigned char *)p;
-  size_t pos = 2;
-  if (len < 26 || p[0] != 'E' || p[1] != 1) return -1;
-#define RD(n, out)                                                  \
-  do {                                                              \
-    if (len - pos < (n)) return -1;                                 \
-    uint64_t v_ = 0;                                                \
-    for (int i_ = (n)-1; i_ >= 0; i_--) v_ = (v_ << 8) | u[pos + (size_t)i_]; \
-    pos += (n);                                                     \
-    out = v_;                                                       \
-  } while (0)
-  uint64_t v;
-  RD(4, v);
-  r->code = (int)(uint32_t)v;
-  RD(4, v);
-  r->attempts = (int)v;
-  RD(8, v);
-  r->at = (int64_t)v;
-  RD(4, v);
-  r->index = (size_t)v;
-  bee__str_t *strs[3] = {&r->message, &r->sql, &r->batch};
-  for (int i = 0; i < 3; i++) {
-    RD(4, v);
-    if (len - pos < v) return -1;
-    strs[i]->p = p + pos;
-    strs[i]->n = (size_t)v;
-    pos += (size_t)v;
-  }
-#undef RD
-  return pos == len ? 0 : -1;
-}
-
 struct bee_edit_s {
   bee__event_t *ev;
   bee__buf_t strings; /* copies of edited string values */
   int edited;
+  char resolver_error[BEE_ERROR_MESSAGE_MAX]; /* "" unless the resolver failed */
 };
+
+int bee_failed_event_resolver_failed(bee_edit_t *edit, const char *message) {
+  if (!edit || !message) return BEE_EINVAL;
+  size_t o = 0;
+  for (const char *p = message; *p && o + 1 < sizeof edit->resolver_error; p++)
+    edit->resolver_error[o++] = *p == '\n' || *p == '\r' || *p == '\t' ? ' ' : *p;
+  edit->resolver_error[o] = '\0';
+  if (!o) snprintf(edit->resolver_error, sizeof edit->resolver_error, "the resolver failed");
+  return 0;
+}
 
 int bee_failed_event_edit(bee_edit_t *edit, const char *col, const bee_value_t *v) {
   if (!edit || !col || !v) return BEE_EINVAL;
@@ -812,50 +834,13 @@ int bee_failed_event_edit(bee_edit_t *edit, const char *col, const bee_value_t *
   return BEE_EINVAL;
 }
 
-/* Re-encodes entry e with event `index` replaced by the edited ev. */
-static int reencode(consumer_t *c, entry_t *e, size_t index, bee__event_t *edited, bee_edit_t *edit) {
-  const size_t mark = (size_t)1 << (sizeof(size_t) * 8 - 1);
-  for (size_t i = 0; i < edited->ncols; i++)
-    if (edited->values[i].kind == BEE_VALUE_STRING && (edited->values[i].len & mark)) {
-      edited->values[i].len &= ~mark;
-      edited->values[i].str = edit->strings.data + (uintptr_t)edited->values[i].str;
-    }
+/* Replaces the bytes of entry e with the batch rewritten: event `index` replaced by ev, or dropped (ev NULL). */
+static int rewrite_entry(entry_t *e, size_t index, const bee__event_t *ev) {
   bee__buf_t out = {0};
-  bee__batch_t w;
-  size_t count, pos;
-  if (bee__batch_open(e->payload, e->len, &count, &pos)) return BEE_EINVAL;
-  bee__batch_begin(&w, &out, bee__batch_token(e->payload, e->len));
-  bee__event_t *ev = bee__malloc(sizeof *ev);
-  if (!ev) return BEE_ENOMEM;
-  for (size_t k = 0; k < count; k++) {
-    if (bee__batch_next(e->payload, e->len, &pos, ev)) {
-      bee__free(ev);
-      bee__buf_free(&out);
-      return BEE_EINVAL;
-    }
-    const bee__event_t *src = k == index ? edited : ev;
-    char table[BEE__IDENT_MAX + 1], entity[BEE__IDENT_MAX + 1], pool[BEE_NAME_MAX], prefix[512];
-    snprintf(table, sizeof table, "%.*s", (int)src->table.n, src->table.p);
-    snprintf(entity, sizeof entity, "%.*s", (int)src->entity.n, src->entity.p);
-    snprintf(pool, sizeof pool, "%.*s", (int)src->cache_pool.n, src->cache_pool.p);
-    snprintf(prefix, sizeof prefix, "%.*s", (int)src->prefix.n, src->prefix.p);
-    bee__batch_event(&w, src->kind, table, entity, pool, prefix, src->id);
-    for (size_t i = 0; i < src->ncols; i++) {
-      char col[BEE__IDENT_MAX + 1];
-      snprintf(col, sizeof col, "%.*s", (int)src->cols[i].n, src->cols[i].p);
-      bee__batch_col(&w, col, &src->values[i], src->add[i]);
-    }
-    bee__batch_keys_begin(&w);
-    for (size_t j = 0; j < src->nkeys; j++) {
-      char when;
-      bee__str_t key;
-      if (bee__event_key(src, j, &when, &key) == 0) bee__batch_key(&w, when, key.p, key.n);
-    }
-  }
-  bee__free(ev);
-  if (bee__batch_end(&w)) {
+  int rc = bee__batch_rewrite(e->payload, e->len, index, ev, &out);
+  if (rc) {
     bee__buf_free(&out);
-    return BEE_ENOMEM;
+    return rc;
   }
   size_t n = out.len;
   char *payload = bee__buf_take(&out);
@@ -863,8 +848,18 @@ static int reencode(consumer_t *c, entry_t *e, size_t index, bee__event_t *edite
   bee__free(e->payload);
   e->payload = payload;
   e->len = n;
-  (void)c;
   return 0;
+}
+
+/* Entry e with event `index` replaced by the resolver's edit of it. */
+static int reencode(entry_t *e, size_t index, bee__event_t *edited, bee_edit_t *edit) {
+  const size_t mark = (size_t)1 << (sizeof(size_t) * 8 - 1);
+  for (size_t i = 0; i < edited->ncols; i++)
+    if (edited->values[i].kind == BEE_VALUE_STRING && (edited->values[i].len & mark)) {
+      edited->values[i].len &= ~mark;
+      edited->values[i].str = edit->strings.data + (uintptr_t)edited->values[i].str;
+    }
+  return rewrite_entry(e, index, edited);
 }
 
 /* Fills the public view of a failing event from entry e, event index. */
@@ -905,91 +900,170 @@ static int describe(consumer_t *c, const char *queue, entry_t *e, size_t index, 
 }
 
 /*
- * Entry i failed permanently (err). Asks the resolver, retries as told (up to
- * MAX_ATTEMPTS), and otherwise keeps it in the error list or skips it; either way the
- * mark moves past it and its cache keys are dropped so reads converge on MySQL.
+ * Calls fn(ud, "<table>:<id>") for each event of a batch (its row), as long as fn
+ * returns 0. Malformed bytes: stops quietly.
+ */
+static void batch_rows(const char *data, size_t len, bee__event_t *ev, int (*fn)(void *ud, const char *row), void *ud) {
+  size_t count, pos;
+  if (!data || bee__batch_open(data, len, &count, &pos)) return;
+  for (size_t k = 0; k < count; k++) {
+    if (bee__batch_next(data, len, &pos, ev)) return;
+    char row[BEE__IDENT_MAX + 32];
+    snprintf(row, sizeof row, "%.*s:%llu", (int)ev->table.n, ev->table.p, (unsigned long long)ev->id);
+    if (fn(ud, row)) return;
+  }
+}
+
+/* 1 when err is an entry's own permanent failure (MySQL refused it, or it is malformed): it is parked, not retried. */
+static int permanent(const bee_error_t *err) {
+  return !err->temporary && (err->code == BEE_EMYSQL || err->code == BEE_EINVAL || err->code == BEE_EMALFORMED);
+}
+
+/* The number of events of an entry (0 when it is not a batch). */
+static size_t entry_events(const entry_t *e) {
+  size_t count = 0, pos;
+  if (!e->payload || bee__batch_open(e->payload, e->len, &count, &pos)) return 0;
+  return count;
+}
+
+typedef struct {
+  redisContext *r;
+  const char *parked_key, *id;
+} park_t;
+
+/* Appends the parked entry's id to its row's field in "...:parked" (ids space-separated). */
+static int park_row(void *ud, const char *row) {
+  park_t *p = ud;
+  static const char *const script =
+      "local v = redis.call('HGET', KEYS[1], ARGV[1]) or '' "
+      "if not string.find(' ' .. v .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then "
+      "redis.call('HSET', KEYS[1], ARGV[1], v == '' and ARGV[2] or (v .. ' ' .. ARGV[2])) end return 0";
+  redisReply *x = redisCommand(p->r, "EVAL %s 1 %s %s %s", script, p->parked_key, row, p->id);
+  if (x) freeReplyObject(x);
+  return 0;
+}
+
+/* The rows of a parked entry, so that a later change applied to one of them makes it stale. */
+static void park_rows(redisContext *r, size_t shard, consumer_t *c, size_t pool, const entry_t *e) {
+  char parked_key[128];
+  bee__queue_key(c->engine, pool, shard, "parked", parked_key, sizeof parked_key);
+  park_t p = {r, parked_key, e->id};
+  batch_rows(e->payload, e->len, c->ev, park_row, &p);
+}
+
+/*
+ * Entry e failed permanently (first) at event failed_event. Asks the resolver, event by
+ * event, and does what it says (DESIGN G5, G13):
+ *   retry (after an edit, or after the cause was fixed): the entry is applied again;
+ *   skip: that event is dropped and the entry's other events are applied together;
+ *   keep (and a resolver that fails): the entry is parked in the error list.
+ * An event is asked at most MAX_ATTEMPTS times; attempts are counted per event. When the
+ * entry is done (applied, emptied by skips, or parked) the mark moves past it and the
+ * cache keys of every event it had are dropped, so reads converge on MySQL.
  */
 static int handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, const char *queue, entry_t *e,
                           size_t failed_event, uint64_t mark_ms, uint64_t mark_seq, bee_error_t *first,
                           bee_error_t *err) {
-  char errors_key[128];
+  char errors_key[128], stream_key[128];
   size_t shard = (size_t)strtoul(strrchr(queue, ':') + 1, NULL, 10);
   bee__queue_key(c->engine, pool, shard, "errors", errors_key, sizeof errors_key);
+  bee__queue_key(c->engine, pool, shard, "s", stream_key, sizeof stream_key);
   bee_error_t cur = *first;
   bee__event_t *ev = bee__malloc(sizeof *ev);
   char(*cols)[BEE__IDENT_MAX + 1] = bee__malloc(1024 * sizeof *cols);
   const char **colp = bee__malloc(1024 * sizeof *colp);
+  entry_t original = *e; /* what the flush queued: every event's cache keys go at the end */
+  original.payload = e->payload ? bee__malloc(e->len + 1) : NULL;
   bee__buf_t sql = {0};
+  char resolver_error[BEE_ERROR_MESSAGE_MAX] = "";
   int rc = 0;
-  if (!ev || !cols || !colp) {
+  if (!ev || !cols || !colp || (e->payload && !original.payload)) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory handling a failed event");
     goto out;
   }
+  if (e->payload) memcpy(original.payload, e->payload, e->len);
   bee_resolution_t decision = BEE_RESOLVE_KEEP;
-  int attempts = 1;
+  int attempts = 1;                       /* of the event failing now */
+  size_t budget = MAX_ATTEMPTS * (entry_events(e) + 1); /* resolver calls for the whole entry */
   for (;;) {
     char entity[BEE__IDENT_MAX + 1], table[BEE__IDENT_MAX + 1];
     bee_failed_event_t view;
     decision = BEE_RESOLVE_KEEP;
-    if (c->opts.resolver && attempts <= MAX_ATTEMPTS &&
+    if (c->opts.resolver && attempts <= MAX_ATTEMPTS && budget > 0 &&
         describe(c, queue, e, failed_event, conn, &cur, attempts, ev, &sql, cols, colp, entity, table, &view) == 0) {
-      bee_edit_t edit = {ev, {0}, 0};
+      budget--;
+      bee_edit_t edit = {ev, {0}, 0, ""};
       decision = c->opts.resolver(c->opts.resolver_ud, &view, &edit);
-      if (decision == BEE_RESOLVE_RETRY && edit.edited && reencode(c, e, failed_event, ev, &edit)) decision = BEE_RESOLVE_KEEP;
+      if (edit.resolver_error[0]) { /* a resolver with a bug: keep the entry, say why, go on */
+        snprintf(resolver_error, sizeof resolver_error, "%s", edit.resolver_error);
+        decision = BEE_RESOLVE_KEEP;
+      } else if (decision == BEE_RESOLVE_RETRY && edit.edited && reencode(e, failed_event, ev, &edit)) {
+        decision = BEE_RESOLVE_KEEP;
+      }
       bee__buf_free(&edit.strings);
     }
-    if (decision != BEE_RESOLVE_RETRY) break;
-    c->stats.retried++;
+    if (decision == BEE_RESOLVE_KEEP) break;
+    if (decision == BEE_RESOLVE_SKIP) {
+      c->stats.skipped++;
+      if ((rc = rewrite_entry(e, failed_event, NULL))) {
+        rc = bee__error(err, rc, 0, "cannot drop the skipped event of entry %s", e->id);
+        goto out;
+      }
+      if (entry_events(e) == 0) goto move_mark; /* nothing left to apply */
+    } else {
+      c->stats.retried++;
+    }
     size_t fe = 0;
     int r = apply(c, pool, conn, queue, e, 0, 1, 1, 1, mark_ms, mark_seq, &fe, &cur);
     if (r == 0) {
       count_applied(c, e, 0, 1);
-      invalidate(c, e, 0, 1, 1); /* applied as retried or edited: what caches hold may differ */
-      char stream_key[128];
-      bee__queue_key(c->engine, pool, shard, "s", stream_key, sizeof stream_key);
+      invalidate(c, &original, 0, 1, 1); /* applied as retried, edited or without skipped events */
       trim_applied(c, qp, stream_key, e, 0, 1);
-      goto done;
+      goto out;
     }
-    if (r == CONFLICT) goto done;
-    if (cur.temporary || cur.code != BEE_EMYSQL) {
+    if (r == CONFLICT) goto out;
+    if (cur.temporary || !permanent(&cur)) {
       rc = r;
       if (err) *err = cur;
       goto out;
     }
+    /* another event of the entry (or the same one again) fails now */
+    attempts = decision == BEE_RESOLVE_RETRY && fe == failed_event ? attempts + 1 : 1;
     failed_event = fe;
-    attempts++;
   }
-  if (decision == BEE_RESOLVE_KEEP) {
-    /* Record first (idempotent: keyed by stream id), then move the mark. */
+  {
+    /* Keep: record first (idempotent: keyed by stream id), then move the mark. */
     char entity[BEE__IDENT_MAX + 1], table[BEE__IDENT_MAX + 1];
     bee_failed_event_t view;
     sql.len = 0;
     if (describe(c, queue, e, failed_event, conn, &cur, attempts, ev, &sql, cols, colp, entity, table, &view)) sql.len = 0;
     bee__buf_t rec = {0};
-    record_encode(&rec, cur.code == BEE_EMYSQL ? cur.server_code : cur.code, attempts, now_ms(), failed_event,
-                  cur.message, &sql, e->payload ? e->payload : "", e->payload ? e->len : 0);
+    bee__record_encode(&rec, cur.code == BEE_EMYSQL ? cur.server_code : cur.code, attempts, now_ms(), failed_event,
+                       cur.message, &sql, e->payload ? e->payload : "", e->payload ? e->len : 0, resolver_error);
     redisContext *r;
     if (rec.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory recording a failed event");
     else if (!(rc = get_redis(c, qp, &r, err))) {
       redisReply *rep = redisCommand(r, "HSET %s %s %b", errors_key, e->id, rec.data, rec.len);
       if (!rep || rep->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "recording a failed event failed");
       if (rep) freeReplyObject(rep);
+      if (!rc) park_rows(r, shard, c, pool, e);
     }
     bee__buf_free(&rec);
     if (rc) goto out;
     c->stats.failed++;
-  } else {
-    c->stats.skipped++;
+    if (resolver_error[0]) c->stats.resolver_errors++;
   }
+move_mark: {
   int r = apply(c, pool, conn, queue, e, 0, 1, 0, 0, mark_ms, mark_seq, NULL, &cur);
   if (r && r != CONFLICT) {
     rc = r;
     if (err) *err = cur;
     goto out;
   }
-  invalidate(c, e, 0, 1, 1);
-done:
+  invalidate(c, &original, 0, 1, 1);
+}
 out:
+  bee__free(original.payload);
   bee__buf_free(&sql);
   bee__free(ev);
   bee__free(cols);
@@ -1151,7 +1225,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
         invalidate(c, entries, 0, n, 0);
         trim_applied(c, qp, key, entries, 0, n);
         attempt = 0;
-      } else if (rc != CONFLICT && err && !err->temporary && (err->code == BEE_EMYSQL || err->code == BEE_EINVAL)) {
+      } else if (rc != CONFLICT && err && !err->temporary && permanent(err)) {
         /* Permanent: entry by entry, so only the failing one stops (G5). */
         rc = 0;
         for (size_t i = 0; i < n && !rc; i++) {
@@ -1166,7 +1240,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
             continue;
           } else if (r == CONFLICT) {
             break;
-          } else if (!one.temporary && (one.code == BEE_EMYSQL || one.code == BEE_EINVAL)) {
+          } else if (!one.temporary && permanent(&one)) {
             rc = handle_failure(c, pool, qp, conn, queue, &entries[i], fe, pm, ps, &one, err);
           } else {
             rc = r;
@@ -1547,6 +1621,7 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
         stats->skipped += w[k].stats.skipped;
         stats->retried += w[k].stats.retried;
         stats->duplicates += w[k].stats.duplicates;
+        stats->resolver_errors += w[k].stats.resolver_errors;
       }
       if (!rc && w[k].rc) {
         rc = w[k].rc;
@@ -1666,27 +1741,56 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
     redisReply *val = NULL;
     for (size_t j = 0; j < n; j++)
       if (rep->element[2 * j] == names[k]) val = rep->element[2 * j + 1];
-    record_t rec;
-    if (!val || val->type != REDIS_REPLY_STRING || record_decode(val->str, val->len, &rec)) continue;
-    size_t count, pos;
-    if (bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) || rec.index >= count) continue;
-    int bad = 0;
-    for (size_t e = 0; e <= rec.index && !bad; e++) bad = bee__batch_next(rec.batch.p, rec.batch.n, &pos, ev) != 0;
-    if (bad) continue;
-    char entity[BEE__IDENT_MAX + 1], table[BEE__IDENT_MAX + 1], message[BEE_ERROR_MESSAGE_MAX];
+    bee__record_t rec;
+    int record_ok = val && val->type == REDIS_REPLY_STRING && bee__record_decode(val->str, val->len, &rec) == 0;
+    size_t count = 0, pos;
+    int event_ok = record_ok && bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) == 0 && rec.index < count;
+    for (size_t e = 0; event_ok && e <= rec.index; e++) event_ok = bee__batch_next(rec.batch.p, rec.batch.n, &pos, ev) == 0;
+    char entity[BEE__IDENT_MAX + 1] = "", table[BEE__IDENT_MAX + 1] = "", message[BEE_ERROR_MESSAGE_MAX],
+         resolver[BEE_ERROR_MESSAGE_MAX] = "";
     bee__buf_t sql = {0};
-    bee__buf_append(&sql, rec.sql.p, rec.sql.n);
-    bee__buf_append(&sql, "", 0);
-    snprintf(entity, sizeof entity, "%.*s", (int)ev->entity.n, ev->entity.p);
-    snprintf(table, sizeof table, "%.*s", (int)ev->table.n, ev->table.p);
-    snprintf(message, sizeof message, "%.*s", (int)rec.message.n, rec.message.p);
-    for (size_t c2 = 0; c2 < ev->ncols; c2++) {
-      snprintf(cols[c2], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[c2].n, ev->cols[c2].p);
-      colp[c2] = cols[c2];
+    bee_failed_event_t view;
+    memset(&view, 0, sizeof view);
+    view.queue = queue;
+    view.stream_id = names[k]->str;
+    view.cols = colp;
+    if (record_ok) {
+      bee__buf_append(&sql, rec.sql.p, rec.sql.n);
+      snprintf(message, sizeof message, "%.*s", (int)rec.message.n, rec.message.p);
+      snprintf(resolver, sizeof resolver, "%.*s", (int)rec.resolver_error.n, rec.resolver_error.p);
+      view.attempts = rec.attempts;
+      view.failed_at_ms = rec.at;
+      view.events = count;
+    } else {
+      snprintf(message, sizeof message, "the error record cannot be read (%zu bytes)",
+               val && val->type == REDIS_REPLY_STRING ? val->len : (size_t)0);
     }
-    bee_failed_event_t view = {queue,     names[k]->str, ev->kind,     entity,  table, ev->id,
-                               sql.data ? sql.data : "", ev->ncols, colp, ev->values, ev->add, rec.code,
-                               message,   rec.attempts,  rec.at,       count};
+    bee__buf_append(&sql, "", 0);
+    view.sql = sql.data ? sql.data : "";
+    view.message = message;
+    view.resolver_error = resolver[0] ? resolver : NULL;
+    if (event_ok) {
+      snprintf(entity, sizeof entity, "%.*s", (int)ev->entity.n, ev->entity.p);
+      snprintf(table, sizeof table, "%.*s", (int)ev->table.n, ev->table.p);
+      for (size_t c2 = 0; c2 < ev->ncols; c2++) {
+        snprintf(cols[c2], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[c2].n, ev->cols[c2].p);
+        colp[c2] = cols[c2];
+      }
+      view.kind = ev->kind;
+      view.id = ev->id;
+      view.ncols = ev->ncols;
+      view.values = ev->values;
+      view.increments = ev->add;
+      view.code = rec.code;
+    }
+    if (!event_ok || (record_ok && rec.code == BEE_EMALFORMED)) { /* junk queued, or a record that cannot be read:
+                                                                    listed all the same (DESIGN G13) */
+      view.code = BEE_EMALFORMED;
+      view.raw = record_ok ? rec.batch.p : val && val->type == REDIS_REPLY_STRING ? val->str : "";
+      view.raw_len = record_ok ? rec.batch.n : val && val->type == REDIS_REPLY_STRING ? val->len : 0;
+    }
+    view.entity = entity;
+    view.table = table;
     int stop = fn(ud, &view);
     bee__buf_free(&sql);
     if (stop) break;
@@ -1700,54 +1804,132 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
   return rc;
 }
 
-/* Moves (retry: back onto the stream) or drops (skip) one errored entry. */
-static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, int retry, bee_error_t *err) {
+typedef struct {
   redisContext *r;
-  int rc = with_queue_redis(engine, i, &r, err);
-  if (rc) return rc;
-  char key[128], stream[128];
-  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", key, sizeof key);
-  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "s", stream, sizeof stream);
-  redisReply *rep = redisCommand(r, "HGET %s %s", key, stream_id);
-  if (!rep || rep->type == REDIS_REPLY_ERROR) {
-    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
-  } else if (rep->type != REDIS_REPLY_STRING) {
-    rc = bee__error(err, BEE_ENOTFOUND, 0, "no error entry %s in this queue", stream_id);
-  } else if (retry) {
-    record_t rec;
-    if (record_decode(rep->str, rep->len, &rec)) {
-      rc = bee__error(err, BEE_EINVAL, 0, "error entry %s is malformed", stream_id);
-    } else {
-      /* Both in one MULTI/EXEC: the entry is never lost or doubled. */
-      redisAppendCommand(r, "MULTI");
-      redisAppendCommand(r, "XADD %s * e %b r 1", stream, rec.batch.p, rec.batch.n);
-      redisAppendCommand(r, "HDEL %s %s", key, stream_id);
-      redisAppendCommand(r, "EXEC");
-      for (int k = 0; k < 4; k++) {
-        void *x = NULL;
-        if (redisGetReply(r, &x) != REDIS_OK) {
-          rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "retrying an entry failed");
-          break;
-        }
-        if (k == 3 && ((redisReply *)x)->type != REDIS_REPLY_ARRAY)
-          rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, x, "retrying an entry failed");
-        freeReplyObject(x);
-      }
-    }
-  } else {
-    redisReply *d = redisCommand(r, "HDEL %s %s", key, stream_id);
-    if (!d || d->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, d, "skipping an entry failed");
-    if (d) freeReplyObject(d);
+  const char *parked_key, *id;
+} unpark_t;
+
+/* Removes the parked entry's id from its row's field in "...:parked". */
+static int unpark_row(void *ud, const char *row) {
+  unpark_t *u = ud;
+  static const char *const script =
+      "local v = redis.call('HGET', KEYS[1], ARGV[1]) if not v then return 0 end "
+      "local kept = {} for t in string.gmatch(v, '%S+') do if t ~= ARGV[2] then kept[#kept + 1] = t end end "
+      "if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) "
+      "else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' ')) end return 0";
+  redisReply *x = redisCommand(u->r, "EVAL %s 1 %s %s %s", script, u->parked_key, row, u->id);
+  if (x) freeReplyObject(x);
+  return 0;
+}
+
+/* Runs a MULTI of the commands already appended (count of them) and checks EXEC. */
+static int exec_multi(bee_engine_t *engine, redisContext *r, int count, const char *doing, bee_error_t *err) {
+  int rc = 0;
+  for (int k = 0; k < count; k++) {
+    void *x = NULL;
+    if (redisGetReply(r, &x) != REDIS_OK)
+      return bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, doing);
+    if (!rc && k == count - 1 && ((redisReply *)x)->type != REDIS_REPLY_ARRAY)
+      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, x, doing);
+    freeReplyObject(x);
   }
-  if (rep) freeReplyObject(rep);
-  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0 && rc != BEE_ENOTFOUND);
   return rc;
 }
 
-int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err) {
-  return resolve_error(engine, i, stream_id, 1, err);
+/*
+ * Retry: puts an errored entry back at the end of its queue, unless it is stale (a newer
+ * change of one of its rows was applied since it was parked, DESIGN G13) and not forced,
+ * or still in its stream (its parking did not finish: the consumer handles it again).
+ * Skip: drops the failing event only; the entry's other events go back to the queue.
+ * Malformed records can only be skipped (dropped whole).
+ */
+static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, int retry, int force,
+                         bee_error_t *err) {
+  redisContext *r;
+  int rc = with_queue_redis(engine, i, &r, err);
+  if (rc) return rc;
+  size_t pool = i / BEE__SHARDS, shard = i % BEE__SHARDS;
+  char key[128], stream[128], stale_key[128], parked_key[128];
+  bee__queue_key(engine, pool, shard, "errors", key, sizeof key);
+  bee__queue_key(engine, pool, shard, "s", stream, sizeof stream);
+  bee__queue_key(engine, pool, shard, "stale", stale_key, sizeof stale_key);
+  bee__queue_key(engine, pool, shard, "parked", parked_key, sizeof parked_key);
+  redisAppendCommand(r, "HGET %s %s", key, stream_id);
+  redisAppendCommand(r, "HGET %s %s", stale_key, stream_id);
+  redisAppendCommand(r, "XRANGE %s %s %s", stream, stream_id, stream_id);
+  void *x1 = NULL, *x2 = NULL, *x3 = NULL;
+  if (redisGetReply(r, &x1) != REDIS_OK || redisGetReply(r, &x2) != REDIS_OK || redisGetReply(r, &x3) != REDIS_OK) {
+    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "reading the error list failed");
+    goto out;
+  }
+  redisReply *rep = x1, *stale = x2, *queued = x3;
+  bee__record_t rec;
+  size_t count = 0, pos;
+  int malformed = rep->type != REDIS_REPLY_STRING || bee__record_decode(rep->str, rep->len, &rec) ||
+                  rec.code == BEE_EMALFORMED || bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) ||
+                  rec.index >= count;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
+  } else if (rep->type != REDIS_REPLY_STRING) {
+    rc = bee__error(err, BEE_ENOTFOUND, 0, "no error entry %s in this queue", stream_id);
+  } else if (retry && malformed) {
+    rc = bee__error(err, BEE_EMALFORMED, 0, "error entry %s is malformed: it can only be skipped", stream_id);
+  } else if (retry && queued->type == REDIS_REPLY_ARRAY && queued->elements > 0) {
+    rc = bee__error(err, BEE_EINVAL, 0,
+                    "entry %s is still in its queue (its parking did not finish): the consumer applies or parks it "
+                    "again",
+                    stream_id);
+  } else if (retry && !force && stale->type == REDIS_REPLY_STRING) {
+    const char *sp = memchr(stale->str, ' ', stale->len);
+    int rl = sp ? (int)(sp - stale->str) : (int)stale->len;
+    rc = bee__error(err, BEE_ESTALE, 0,
+                    "entry %s is stale: row %.*s got a newer change (entry %.*s) applied since it was parked; "
+                    "retrying would undo it (force it to apply it anyway)",
+                    stream_id, rl, stale->str, sp ? (int)(stale->len - (size_t)rl - 1) : 0, sp ? sp + 1 : "");
+  } else {
+    /* What goes back to the queue: the entry (retry), or the entry without its failing event (skip). */
+    bee__buf_t back = {0};
+    int requeue = retry;
+    if (!retry && !malformed && count > 1) {
+      requeue = 1;
+      if (bee__batch_rewrite(rec.batch.p, rec.batch.n, rec.index, NULL, &back))
+        rc = bee__error(err, BEE_ENOMEM, 0, "out of memory skipping an event");
+    } else if (retry) {
+      bee__buf_append(&back, rec.batch.p, rec.batch.n);
+    }
+    if (!rc && back.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory retrying an entry");
+    if (!rc) { /* one MULTI/EXEC: the entry is never lost or doubled */
+      int n = 0;
+      redisAppendCommand(r, "MULTI"), n++;
+      if (requeue) redisAppendCommand(r, "XADD %s * e %b r 1", stream, back.data, back.len), n++;
+      redisAppendCommand(r, "HDEL %s %s", key, stream_id), n++;
+      redisAppendCommand(r, "HDEL %s %s", stale_key, stream_id), n++;
+      redisAppendCommand(r, "EXEC"), n++;
+      rc = exec_multi(engine, r, n, retry ? "retrying an entry failed" : "skipping an event failed", err);
+    }
+    bee__buf_free(&back);
+    if (!rc && !malformed) { /* its rows are no longer parked by it */
+      bee__event_t *ev = bee__malloc(sizeof *ev);
+      unpark_t u = {r, parked_key, stream_id};
+      if (ev) batch_rows(rec.batch.p, rec.batch.n, ev, unpark_row, &u);
+      bee__free(ev);
+    }
+  }
+out:
+  if (x1) freeReplyObject(x1);
+  if (x2) freeReplyObject(x2);
+  if (x3) freeReplyObject(x3);
+  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r,
+                            rc != 0 && rc != BEE_ENOTFOUND && rc != BEE_ESTALE && rc != BEE_EMALFORMED && rc != BEE_EINVAL);
+  return rc;
+}
+
+int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, int force, bee_error_t *err) {
+  if (!engine || !stream_id || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "bad queue or entry");
+  return resolve_error(engine, i, stream_id, 1, force, err);
 }
 
 int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err) {
-  return resolve_error(engine, i, stream_id, 0, err);
+  if (!engine || !stream_id || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "bad queue or entry");
+  return resolve_error(engine, i, stream_id, 0, 0, err);
 }

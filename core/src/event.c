@@ -193,7 +193,7 @@ int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos) {
   if (len < 14 || data[0] != 'B' || (unsigned char)data[1] < 2 || (unsigned char)data[1] > BEE__EVENT_VERSION)
     return BEE_EINVAL;
   r.pos = 2;
-  if (get_le(&r, 4, &c) || get_le(&r, 8, &token)) return BEE_EINVAL;
+  if (get_le(&r, 4, &c) || get_le(&r, 8, &token) || c == 0) return BEE_EINVAL; /* an entry has events */
   *count = (size_t)c;
   *pos = r.pos;
   return 0;
@@ -302,4 +302,43 @@ int bee__event_key(const bee__event_t *ev, size_t i, char *when, bee__str_t *key
     if (get_str(&r, key)) return BEE_EINVAL;
   }
   return 0;
+}
+
+int bee__batch_rewrite(const char *data, size_t len, size_t index, const bee__event_t *replace, bee__buf_t *out) {
+  size_t count, pos;
+  out->len = 0;
+  if (bee__batch_open(data, len, &count, &pos) || index >= count) return BEE_EINVAL;
+  bee__event_t *ev = bee__malloc(sizeof *ev);
+  if (!ev) return BEE_ENOMEM;
+  bee__batch_t w;
+  bee__batch_begin(&w, out, bee__batch_token(data, len));
+  int rc = 0;
+  for (size_t k = 0; k < count && !rc; k++) {
+    if (bee__batch_next(data, len, &pos, ev)) {
+      rc = BEE_EINVAL;
+      break;
+    }
+    if (k == index && !replace) continue;
+    const bee__event_t *src = k == index ? replace : ev;
+    char table[BEE__IDENT_MAX + 1], entity[BEE__IDENT_MAX + 1], pool[BEE_NAME_MAX], prefix[512];
+    snprintf(table, sizeof table, "%.*s", (int)src->table.n, src->table.p);
+    snprintf(entity, sizeof entity, "%.*s", (int)src->entity.n, src->entity.p);
+    snprintf(pool, sizeof pool, "%.*s", (int)src->cache_pool.n, src->cache_pool.p);
+    snprintf(prefix, sizeof prefix, "%.*s", (int)src->prefix.n, src->prefix.p);
+    bee__batch_event(&w, src->kind, table, entity, pool, prefix, src->id);
+    for (size_t i = 0; i < src->ncols; i++) {
+      char col[BEE__IDENT_MAX + 1];
+      snprintf(col, sizeof col, "%.*s", (int)src->cols[i].n, src->cols[i].p);
+      bee__batch_col(&w, col, &src->values[i], src->add[i]);
+    }
+    bee__batch_keys_begin(&w);
+    for (size_t j = 0; j < src->nkeys; j++) {
+      char when;
+      bee__str_t key;
+      if (bee__event_key(src, j, &when, &key) == 0) bee__batch_key(&w, when, key.p, key.n);
+    }
+  }
+  bee__free(ev);
+  int end = bee__batch_end(&w);
+  return rc ? rc : end;
 }

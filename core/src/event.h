@@ -107,6 +107,13 @@ int bee__batch_open(const char *data, size_t len, size_t *count, size_t *pos);
 uint64_t bee__batch_token(const char *data, size_t len);
 void bee__token_format(uint64_t token, char out[17]);
 int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev);
+/*
+ * A batch written again into out (reset): event `index` replaced by ev, or dropped when
+ * ev is NULL; the token and every other event are kept. Returns 0, BEE_EINVAL (data is
+ * not a batch or has no event `index`) or BEE_ENOMEM.
+ */
+int bee__batch_rewrite(const char *data, size_t len, size_t index, const bee__event_t *ev, bee__buf_t *out);
+
 /* The row's own cache key, cache_prefix "r:" id, into buf (as bee__row_key makes it). */
 size_t bee__event_row_key(const bee__event_t *ev, char *buf, size_t size);
 /* The i-th key of ev (0 <= i < ev->nkeys). */

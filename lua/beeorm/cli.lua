@@ -364,8 +364,13 @@ function M.consume(args)
       .. one_line(st)) or one_line(st))
   end
   if not st then fail(FAILED, "beeorm consume: consuming failed: %s", describe(err)) end
-  out(string.format("consumed: entries=%d events=%d batches=%d failed=%d skipped=%d retried=%d workers=%d\n",
-    st.entries, st.events, st.batches, st.failed, st.skipped, st.retried, st.workers))
+  if st.resolver_error then -- the entries it failed on are parked; consuming went on
+    io.stderr:write(string.format("beeorm consume: resolver '%s' failed on %d entr%s (kept in the error list): %s\n",
+      one_line(opts.resolver or "?"), st.resolver_errors, st.resolver_errors == 1 and "y" or "ies",
+      one_line(st.resolver_error)))
+  end
+  out(string.format("consumed: entries=%d events=%d batches=%d failed=%d skipped=%d retried=%d duplicates=%d "
+    .. "workers=%d\n", st.entries, st.events, st.batches, st.failed, st.skipped, st.retried, st.duplicates, st.workers))
   engine:close()
   return OK
 end

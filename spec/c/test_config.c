@@ -42,10 +42,9 @@ static const char every_form[] =
     "lazy:\n"
     "  streams: {}\n"
     "queue:\n"
-    "  redis:\n"
-    "    address: localhost:6379:3\n"
-    "    timeout_ms: 300\n"
-    "    connect_timeout_ms: 1000\n";
+    "  redis: localhost:6379:3\n"
+    "  timeout_ms: 300\n"
+    "  connect_timeout_ms: 1000\n";
 
 TEST_IMPL(yaml_file_with_every_pool_form_loads) {
   char path[64];
@@ -85,9 +84,9 @@ TEST_IMPL(yaml_malformed_documents_give_exact_messages) {
       {"- default\n- logs\n", BEE_ECONFIG, "beeorm.yaml:1: expected a mapping of pool names, got a sequence"},
       {"default\n", BEE_ECONFIG, "beeorm.yaml:1: expected a mapping of pool names, got a scalar"},
       {"default: root:pw@tcp(h)/app\n", BEE_ECONFIG,
-       "beeorm.yaml:1: default: expected a mapping (keys: mysql, redis, local_cache, streams), got a scalar"},
+       "beeorm.yaml:1: default: expected a mapping (keys: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms), got a scalar"},
       {"default:\n  redis: h:1\nlogs:\n  redsi: h:1\n", BEE_ECONFIG,
-       "beeorm.yaml:4: logs: unknown key 'redsi' (allowed: mysql, redis, local_cache, streams)"},
+       "beeorm.yaml:4: logs: unknown key 'redsi' (allowed: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms)"},
       {"default:\n  mysql:\n    - root@tcp(h)/app\n", BEE_ECONFIG,
        "beeorm.yaml:3: default.mysql: expected a DSN string or a mapping with 'uri', got a sequence"},
       {"default:\n  mysql:\n", BEE_ECONFIG,
@@ -107,20 +106,18 @@ TEST_IMPL(yaml_malformed_documents_give_exact_messages) {
       {"default:\n  redis: localhost:6379:zz\n", BEE_EDSN,
        "beeorm.yaml:2: default.redis: bad Redis address: bad db index 'zz' (expected a number 0 or more)"},
       {"default:\n  redis: {host: h}\n", BEE_ECONFIG,
-       "beeorm.yaml:2: default.redis: unknown key 'host' (allowed: address, timeout_ms, connect_timeout_ms)"},
-      {"default:\n  redis: {timeout_ms: 300}\n", BEE_ECONFIG, "beeorm.yaml:2: default.redis: missing key 'address'"},
-      {"default:\n  redis: {address: h:1, timeout_ms: 0}\n", BEE_ECONFIG,
-       "beeorm.yaml:2: default.redis.timeout_ms: expected milliseconds, an integer 1-60000, got '0'"},
-      {"default:\n  redis: {address: h:1, connect_timeout_ms: 60001}\n", BEE_ECONFIG,
-       "beeorm.yaml:2: default.redis.connect_timeout_ms: expected milliseconds, an integer 1-60000, got '60001'"},
-      {"default:\n  redis: {address: h:1, address: h:2}\n", BEE_ECONFIG,
-       "beeorm.yaml:2: default.redis: duplicate key 'address'"},
-      {"default:\n  redis: {address: [h]}\n", BEE_ECONFIG,
-       "beeorm.yaml:2: default.redis.address: expected an address string (host:port:db, redis:// URI or socket "
-       "path), got a sequence"},
-      {"default:\n  redis: [h]\n", BEE_ECONFIG,
        "beeorm.yaml:2: default.redis: expected an address string (host:port:db, redis:// URI or socket path), "
-       "got a sequence"},
+       "got a mapping"},
+      {"default:\n  redis: h:1\n  timeout_ms: 0\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default.timeout_ms: expected milliseconds, an integer 1-60000, got '0'"},
+      {"default:\n  redis: h:1\n  connect_timeout_ms: 60001\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default.connect_timeout_ms: expected milliseconds, an integer 1-60000, got '60001'"},
+      {"default:\n  redis: h:1\n  timeout_ms: \"300\"\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default.timeout_ms: expected milliseconds, an integer 1-60000, got '300'"},
+      {"default:\n  redis: h:1\n  timeout_ms: 300\n  timeout_ms: 400\n", BEE_ECONFIG,
+       "beeorm.yaml:4: default: duplicate key 'timeout_ms'"},
+      {"default:\n  mysql: root@tcp(h)/app\n  timeout_ms: 300\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default: timeout_ms and connect_timeout_ms are timeouts of the pool's redis, and it has none"},
       {"default:\n  local_cache: many\n", BEE_ECONFIG,
        "beeorm.yaml:2: default.local_cache: expected an integer 1-1000000000, got 'many'"},
       {"default:\n  local_cache: 010\n", BEE_ECONFIG,
