@@ -1,5 +1,6 @@
 /* registry.c: the registry of pools and the engine validated from it. */
 #include <ctype.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -425,11 +426,24 @@ static int idle_put(bee_engine_t *engine, bee__idle_t *stacks, size_t i, void *c
   return rc;
 }
 
+/*
+ * 1 when an idle connection's server has closed it (restart, wait_timeout, KILL) or
+ * sent anything unasked: an idle socket has nothing to read. Checked without a round
+ * trip, so the first statement after a server restart does not fail on a dead socket.
+ */
+static int idle_dead(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return fd < 0 || poll(&p, 1, 0) != 0;
+}
+
 int bee__engine_mysql_acquire(bee_engine_t *engine, const bee__mysql_pool_t *pool, MYSQL **out, bee_error_t *err) {
-  MYSQL *conn = idle_take(engine, engine->idle_mysql, (size_t)(pool - engine->mysql));
-  if (conn) {
-    *out = conn;
-    return 0;
+  MYSQL *conn;
+  while ((conn = idle_take(engine, engine->idle_mysql, (size_t)(pool - engine->mysql)))) {
+    if (!idle_dead((int)mysql_get_socket(conn))) {
+      *out = conn;
+      return 0;
+    }
+    mysql_close(conn);
   }
   return bee__mysql_connect(pool, out, err);
 }
@@ -441,10 +455,13 @@ void bee__engine_mysql_release(bee_engine_t *engine, const bee__mysql_pool_t *po
 
 int bee__engine_redis_acquire(bee_engine_t *engine, const bee__redis_pool_t *pool, redisContext **out,
                               bee_error_t *err) {
-  redisContext *conn = idle_take(engine, engine->idle_redis, (size_t)(pool - engine->redis));
-  if (conn) {
-    *out = conn;
-    return 0;
+  redisContext *conn;
+  while ((conn = idle_take(engine, engine->idle_redis, (size_t)(pool - engine->redis)))) {
+    if (!idle_dead(conn->fd)) {
+      *out = conn;
+      return 0;
+    }
+    redisFree(conn);
   }
   return bee__redis_connect(pool, out, err);
 }
