@@ -1,4 +1,5 @@
 #define _GNU_SOURCE /* memmem */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "event.h"
@@ -204,6 +205,75 @@ TEST_IMPL(event_batch_rejects_repeats_with_nothing_before) {
   free(ev);
   bee__buf_free(&b);
   bee__buf_free(&c);
+  return 0;
+}
+
+TEST_IMPL(event_batch_with_count_zero_is_not_a_batch) {
+  bee__buf_t b = {0};
+  ASSERT_EQ(build(&b), 0);
+  size_t count, pos;
+  memset(b.data + 2, 0, 4);
+  ASSERT_EQ(bee__batch_open(b.data, b.len, &count, &pos), BEE_EINVAL);
+  bee__buf_free(&b);
+  return 0;
+}
+
+/* The ids of a batch's events, in order, as "7,8,..."; "" when it does not decode whole. */
+static void ids_of(const char *p, size_t n, char *out, size_t size) {
+  size_t count, pos, o = 0;
+  bee__event_t *ev = malloc(sizeof *ev);
+  out[0] = '\0';
+  if (bee__batch_open(p, n, &count, &pos) == 0) {
+    for (size_t k = 0; k < count; k++) {
+      if (bee__batch_next(p, n, &pos, ev)) {
+        out[0] = '\0';
+        break;
+      }
+      o += (size_t)snprintf(out + o, size - o, "%s%llu", k ? "," : "", (unsigned long long)ev->id);
+    }
+    if (pos != n) out[0] = '\0';
+  }
+  free(ev);
+}
+
+TEST_IMPL(event_batch_rewrite_drops_or_replaces_one_event) {
+  bee__buf_t b = {0}, out = {0};
+  char ids[64];
+  ASSERT_EQ(build(&b), 0); /* ids 7, 8, UINT64_MAX */
+  ASSERT_EQ(bee__batch_rewrite(b.data, b.len, 1, NULL, &out), 0);
+  ids_of(out.data, out.len, ids, sizeof ids);
+  ASSERT_STR_EQ(ids, "7,18446744073709551615");
+  ASSERT(bee__batch_token(out.data, out.len) == 0x0102030405060708ull); /* the same flush: the same token */
+  /* the first event dropped: the next one (which said "same header") is written whole */
+  ASSERT_EQ(bee__batch_rewrite(b.data, b.len, 0, NULL, &out), 0);
+  ids_of(out.data, out.len, ids, sizeof ids);
+  ASSERT_STR_EQ(ids, "8,18446744073709551615");
+  /* replaced: event 0 with a copy of itself whose first value is edited; keys kept */
+  bee__event_t *ev = malloc(sizeof *ev);
+  size_t count, pos;
+  ASSERT_EQ(bee__batch_open(b.data, b.len, &count, &pos), 0);
+  ASSERT_EQ(bee__batch_next(b.data, b.len, &pos, ev), 0);
+  ev->values[0].i = 99;
+  ASSERT_EQ(bee__batch_rewrite(b.data, b.len, 0, ev, &out), 0);
+  ids_of(out.data, out.len, ids, sizeof ids);
+  ASSERT_STR_EQ(ids, "7,8,18446744073709551615");
+  ASSERT_EQ(bee__batch_open(out.data, out.len, &count, &pos), 0);
+  ASSERT_EQ(bee__batch_next(out.data, out.len, &pos, ev), 0);
+  ASSERT_EQ(ev->values[0].i, 99);
+  ASSERT_EQ(ev->nkeys, 3);
+  ASSERT_EQ(ev->values[1].len, 9);
+  /* out of range, and junk: refused */
+  ASSERT_EQ(bee__batch_rewrite(b.data, b.len, 3, NULL, &out), BEE_EINVAL);
+  ASSERT_EQ(bee__batch_rewrite("junk", 4, 0, NULL, &out), BEE_EINVAL);
+  /* a huge count with one event: the missing events are junk, not a reason to allocate */
+  bee__buf_t one = {0};
+  ASSERT_EQ(build_run(&one, 1, -1), 0);
+  memset(one.data + 2, 0xff, 3);
+  ASSERT_EQ(bee__batch_rewrite(one.data, one.len, 0, NULL, &out), BEE_EINVAL);
+  free(ev);
+  bee__buf_free(&one);
+  bee__buf_free(&out);
+  bee__buf_free(&b);
   return 0;
 }
 

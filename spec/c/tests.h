@@ -9,6 +9,7 @@
 #include "test_error.h"
 #include "test_event.h"
 #include "test_lru.h"
+#include "test_record.h"
 #include "test_registry.h"
 #include "test_schema.h"
 #include "test_value.h"
@@ -16,6 +17,7 @@
 #define BEE_TEST_LIST(T) \
   BEE_TESTS_ERROR(T)     \
   BEE_TESTS_EVENT(T)     \
+  BEE_TESTS_RECORD(T)    \
   BEE_TESTS_DSN(T)       \
   BEE_TESTS_REGISTRY(T)  \
   BEE_TESTS_VALUE(T)     \
