@@ -1970,10 +1970,50 @@ typedef struct {
   int failed; /* the resolver raised: its message is kept at the top of the stack (as a string) */
 } lconsumer_t;
 
+/*
+ * Message handler of resolver calls: the error as a string, followed by where it was
+ * raised (the first Lua frame of the traceback, e.g. "resolver.lua:7: in function
+ * 'fix'"), so a record says which line of which resolver failed.
+ */
+static int resolver_msgh(lua_State *L) {
+  const char *msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, NULL, 1);
+  const char *tb = lua_tostring(L, -1), *frame = NULL;
+  for (const char *line = tb ? strchr(tb, '\n') : NULL; line; line = strchr(line + 1, '\n')) {
+    const char *p = line + 1;
+    while (*p == '\t' || *p == ' ') p++;
+    if (*p && strncmp(p, "[C]", 3) != 0) {
+      frame = p;
+      break;
+    }
+  }
+  if (frame) {
+    const char *end = strchr(frame, '\n');
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, msg);
+    luaL_addstring(&b, " (raised at: ");
+    luaL_addlstring(&b, frame, end ? (size_t)(end - frame) : strlen(frame));
+    luaL_addstring(&b, ")");
+    luaL_pushresult(&b);
+  } else {
+    lua_pushstring(L, msg);
+  }
+  return 1;
+}
+
 static bee_resolution_t lua_resolver(void *ud, const bee_failed_event_t *ev, bee_edit_t *edit) {
   lconsumer_t *c = ud;
   lresolve_t r = {c->L, c->fn, ev, edit, BEE_RESOLVE_KEEP};
-  if (protected_call(c->L, call_resolver, &r, c->fn, 0, 0)) {
+  lua_State *L = c->L;
+  lua_pushcfunction(L, resolver_msgh);
+  int msgh = lua_gettop(L);
+  lua_pushcfunction(L, call_resolver);
+  lua_pushlightuserdata(L, &r);
+  lua_pushvalue(L, c->fn);
+  int raised = lua_pcall(L, 2, 0, msgh) != LUA_OK;
+  lua_remove(L, msgh);
+  if (raised) {
     /* A resolver with a bug: the entry is kept with its message, and consumption goes on.
        The first message is kept for the stats (resolver_error). */
     const char *msg = lua_tostring(c->L, -1);

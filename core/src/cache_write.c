@@ -496,15 +496,8 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
     void *reply = NULL;
     if (redisGetReply(c, &reply) != REDIS_OK) {
       rc = bee__redis_error(err, &engine->redis[rp], c, NULL, "updating the cache failed");
-      if (async && q) { /* the MULTI may have been executed, or not (DESIGN G11) */
-        char why[160];
-        snprintf(why, sizeof why, "%.150s", err ? err->message : "");
-        rc = bee__error(err, BEE_ETIMEOUT, 1,
-                        "flush_async got no answer (%.150s): the changes may or may not have been queued; they "
-                        "stay tracked, and flushing them again from this context queues them at most once",
-                        why);
-        bee__error_pool(err, engine->redis[rp].name);
-      }
+      if (async && q && rc != BEE_ETIMEOUT) /* lost after sending: the MULTI may have run, or not (G11) */
+        rc = err ? (err->code = BEE_ETIMEOUT) : BEE_ETIMEOUT;
       bee__ctx_redis_broken(ctx, rp);
       bee__rcmd_free(&cmd);
       bee__free(exec_at);

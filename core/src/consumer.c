@@ -70,9 +70,14 @@ typedef struct {
   char *payload;
   size_t len;
   int retried; /* came back from the error list: its keys were invalidated on failure */
+  char retried_of[48]; /* the parked entry it retries (its stream id), "" when forced or not a retry */
+  int stale;    /* a retry whose rows got newer changes since it was parked: parked again, not applied */
   int dup;     /* its flush's token was applied already in this queue: not applied again (G11) */
-  int bad_shape; /* its stream fields are not beeorm's: malformed whatever its bytes */
+  int bad;      /* malformed (ENTRY_*): checked whole when read, so nothing of it is ever applied */
+  size_t bad_event, trailing; /* ENTRY_BAD_EVENT: which event (0-based); ENTRY_TRAILING: how many bytes */
 } entry_t;
+
+enum { ENTRY_OK, ENTRY_NOT_BATCH, ENTRY_BAD_EVENT, ENTRY_TRAILING };
 
 typedef struct {
   bee_engine_t *engine;
@@ -278,7 +283,44 @@ static void entries_free(entry_t *e, size_t n) {
   bee__free(e);
 }
 
-/* XRANGE key (ms-seq + COUNT max. */
+static int event_ok(const bee__event_t *ev);
+
+/*
+ * Checks a whole batch before anything of it is applied: the header, every event
+ * (decodable, with sound identifiers), and no bytes after the last one. Returns ENTRY_OK
+ * or what is wrong (*bad: the failing event; *trailing: the extra bytes).
+ */
+static int batch_check(const char *data, size_t len, bee__event_t *ev, size_t *bad, size_t *trailing) {
+  size_t count, pos;
+  *bad = 0;
+  *trailing = 0;
+  if (!data || bee__batch_open(data, len, &count, &pos)) return ENTRY_NOT_BATCH;
+  for (size_t k = 0; k < count; k++) {
+    if (bee__batch_next(data, len, &pos, ev) || !event_ok(ev)) {
+      *bad = k;
+      return ENTRY_BAD_EVENT;
+    }
+  }
+  if (pos != len) {
+    *bad = count - 1;
+    *trailing = len - pos;
+    return ENTRY_TRAILING;
+  }
+  return ENTRY_OK;
+}
+
+/* The error of a malformed entry (entry_t.bad), naming it; *failed_event says which event. */
+static int malformed_error(const entry_t *e, size_t *failed_event, bee_error_t *err) {
+  if (failed_event) *failed_event = e->bad_event;
+  if (e->bad == ENTRY_BAD_EVENT)
+    return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s holds a malformed event (#%zu)", e->id,
+                      e->bad_event + 1);
+  if (e->bad == ENTRY_TRAILING)
+    return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s has %zu bytes after its last event", e->id,
+                      e->trailing);
+  return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s is not a beeorm event batch", e->id);
+}
+
 /* Up to max entries after ms-seq, in order. */
 static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq, size_t max,
                        entry_t **out, size_t *n, bee_error_t *err) {
@@ -308,16 +350,23 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
     snprintf(x->id, sizeof x->id, "%s", it->element[0]->str);
     if (parse_stream_id(x->id, &x->ms, &x->seq)) continue;
     redisReply *f = it->element[1];
-    /* "e" <batch>, or "e" <batch> "r" "1" for an entry retried from the error list;
+    /* "e" <batch>, or "e" <batch> "r" <what> for an entry retried from the error list:
+       <what> is the parked entry's stream id (checked for staleness before it applies),
+       "force" (a forced retry) or "1" (written by earlier versions);
        anything else is junk: kept as it is (its first value) and parked as malformed */
     int shape = f->type == REDIS_REPLY_ARRAY && (f->elements == 2 || f->elements == 4);
     for (size_t j = 0; shape && j < f->elements; j++) shape = f->element[j]->type == REDIS_REPLY_STRING;
     shape = shape && f->element[0]->len == 1 && f->element[0]->str[0] == 'e';
-    if (shape && f->elements == 4)
-      shape = f->element[2]->len == 1 && f->element[2]->str[0] == 'r' && f->element[3]->len == 1 &&
-              f->element[3]->str[0] == '1';
-    x->bad_shape = !shape;
-    if (shape && f->elements == 4) x->retried = 1;
+    if (shape && f->elements == 4) {
+      const redisReply *w = f->element[3];
+      uint64_t oms, oseq;
+      shape = f->element[2]->len == 1 && f->element[2]->str[0] == 'r';
+      if (shape && !(w->len == 1 && w->str[0] == '1') && !(w->len == 5 && !memcmp(w->str, "force", 5))) {
+        shape = w->len < sizeof x->retried_of && !memchr(w->str, '\0', w->len) && !parse_stream_id(w->str, &oms, &oseq);
+        if (shape) memcpy(x->retried_of, w->str, w->len + 1);
+      }
+      x->retried = shape;
+    }
     if (f->type == REDIS_REPLY_ARRAY && f->elements >= 2 && f->element[1]->type == REDIS_REPLY_STRING) {
       x->payload = bee__malloc(f->element[1]->len + 1);
       if (!x->payload) {
@@ -328,6 +377,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
       memcpy(x->payload, f->element[1]->str, f->element[1]->len);
       x->len = f->element[1]->len;
     }
+    x->bad = shape ? batch_check(x->payload, x->len, c->ev, &x->bad_event, &x->trailing) : ENTRY_NOT_BATCH;
     k++;
   }
   freeReplyObject(rep);
@@ -476,22 +526,10 @@ static int run_events(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries,
   for (size_t i = a; i < b && !rc; i++) {
     size_t count, pos;
     if (entries[i].dup) continue; /* applied already (G11) */
-    if (entries[i].bad_shape || !entries[i].payload ||
-        bee__batch_open(entries[i].payload, entries[i].len, &count, &pos)) {
-      if (failed_event) *failed_event = 0;
-      return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s is not a beeorm event batch", entries[i].id);
-    }
+    if (entries[i].bad) return malformed_error(&entries[i], failed_event, err);
+    bee__batch_open(entries[i].payload, entries[i].len, &count, &pos); /* checked whole when read */
     for (size_t k = 0; k < count && !rc; k++) {
-      if (bee__batch_next(entries[i].payload, entries[i].len, &pos, ev) || !event_ok(ev)) {
-        if (failed_event) *failed_event = k;
-        return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s holds a malformed event (#%zu)", entries[i].id,
-                          k + 1);
-      }
-      if (k + 1 == count && pos != entries[i].len) {
-        if (failed_event) *failed_event = k;
-        return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s has %zu bytes after its last event",
-                          entries[i].id, entries[i].len - pos);
-      }
+      bee__batch_next(entries[i].payload, entries[i].len, &pos, ev);
       int batchable = !per_event;
       if (pending) {
         int same = batchable && ev->kind == kind && same_shape(ev, table, tlen, cols, adds, pending_cols) &&
@@ -708,6 +746,37 @@ static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_
  * when an entry was parked but its mark could not be moved: it was then applied after
  * all, and must never be retried), then the stream is trimmed up to the last of them.
  */
+/* The rows a parked entry holds back: "...:parked", field "<table>:<id>", value the parked ids. */
+typedef struct {
+  redisContext *r;
+  const char *parked_key, *id;
+} park_t;
+
+/* Appends the parked entry's id to its row's field in "...:parked" (ids space-separated). */
+static int park_row(void *ud, const char *row) {
+  park_t *p = ud;
+  static const char *const script =
+      "local v = redis.call('HGET', KEYS[1], ARGV[1]) or '' "
+      "if not string.find(' ' .. v .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then "
+      "redis.call('HSET', KEYS[1], ARGV[1], v == '' and ARGV[2] or (v .. ' ' .. ARGV[2])) end return 0";
+  redisReply *x = redisCommand(p->r, "EVAL %s 1 %s %s %s", script, p->parked_key, row, p->id);
+  if (x) freeReplyObject(x);
+  return 0;
+}
+
+/* Removes the parked entry's id from its row's field in "...:parked". */
+static int unpark_row(void *ud, const char *row) {
+  park_t *u = ud;
+  static const char *const script =
+      "local v = redis.call('HGET', KEYS[1], ARGV[1]) if not v then return 0 end "
+      "local kept = {} for t in string.gmatch(v, '%S+') do if t ~= ARGV[2] then kept[#kept + 1] = t end end "
+      "if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) "
+      "else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' ')) end return 0";
+  redisReply *x = redisCommand(u->r, "EVAL %s 1 %s %s %s", script, u->parked_key, row, u->id);
+  if (x) freeReplyObject(x);
+  return 0;
+}
+
 typedef struct {
   bee__rcmd_t *cmd;
 } rows_arg_t;
@@ -731,8 +800,15 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
   bee__rcmd_begin(&cmd, "HMGET");
   bee__rcmd_str(&cmd, parked_key);
   rows_arg_t ra = {&cmd};
-  for (size_t i = a; i < b; i++)
+  size_t *ends = bee__malloc((b - a) * sizeof *ends); /* ends[i - a]: arguments up to entry i's rows */
+  if (!ends) {
+    bee__rcmd_free(&cmd);
+    return;
+  }
+  for (size_t i = a; i < b; i++) {
     if (!entries[i].dup) batch_rows(entries[i].payload, entries[i].len, c->ev, add_row_arg, &ra);
+    ends[i - a] = cmd.n;
+  }
   size_t sent = 0;
   if (cmd.n > 2) bee__rcmd_send(r, &cmd, &sent);
   void *reply = NULL;
@@ -742,12 +818,16 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
       const redisReply *ids = rep->element[k];
       if (ids->type != REDIS_REPLY_STRING) continue;
       const char *row = cmd.text.data + cmd.spans[2 + k][0];
-      size_t row_len = cmd.spans[2 + k][1];
+      size_t row_len = cmd.spans[2 + k][1], owner = a;
+      while (owner + 1 < b && ends[owner - a] <= 2 + k) owner++; /* the entry that changed the row */
       for (const char *p = ids->str, *end = ids->str + ids->len; p < end;) {
         const char *sp = memchr(p, ' ', (size_t)(end - p));
         size_t n = sp ? (size_t)(sp - p) : (size_t)(end - p);
-        if (n) {
-          redisReply *x = redisCommand(r, "HSET %s %b %b %s", stale_key, p, n, row, row_len, entries[b - 1].id);
+        int own = n == strlen(entries[owner].retried_of) && !memcmp(p, entries[owner].retried_of, n);
+        if (n && !own) { /* (a retry applying its own parked change is not newer than itself) */
+          char value[BEE__IDENT_MAX + 96]; /* "<table>:<id> <newer entry>" */
+          snprintf(value, sizeof value, "%.*s %s", (int)row_len, row, entries[owner].id);
+          redisReply *x = redisCommand(r, "HSET %s %b %s", stale_key, p, n, value);
           if (x) freeReplyObject(x);
         }
         p += n + 1;
@@ -755,7 +835,21 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
     }
     freeReplyObject(rep);
   }
+  bee__free(ends);
   bee__rcmd_free(&cmd);
+}
+
+/*
+ * A retry of a parked entry (e->retried_of) is done with, applied or parked again: the
+ * rows of that parked id are no longer held back, and it is no longer stale.
+ */
+static void forget_retried(consumer_t *c, redisContext *r, const char *parked_key, const char *stale_key,
+                           const entry_t *e) {
+  if (!e->retried_of[0]) return;
+  park_t u = {r, parked_key, e->retried_of};
+  batch_rows(e->payload, e->len, c->ev, unpark_row, &u);
+  redisReply *x = redisCommand(r, "HDEL %s %s", stale_key, e->retried_of);
+  if (x) freeReplyObject(x);
 }
 
 static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b) {
@@ -780,6 +874,9 @@ static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_
       if (x) freeReplyObject(x);
       if (y) freeReplyObject(y);
       bee__free(argv);
+      char stale_key[160];
+      snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
+      for (size_t i = a; i < b; i++) forget_retried(c, r, parked_key, stale_key, &entries[i]);
     }
   }
   trim(c, qp, key, entries[b - 1].ms, entries[b - 1].seq);
@@ -848,6 +945,10 @@ static int rewrite_entry(entry_t *e, size_t index, const bee__event_t *ev) {
   bee__free(e->payload);
   e->payload = payload;
   e->len = n;
+  bee__event_t *check = bee__malloc(sizeof *check); /* an edit can be unsound too (a string added to a number) */
+  if (!check) return BEE_ENOMEM;
+  e->bad = batch_check(e->payload, e->len, check, &e->bad_event, &e->trailing);
+  bee__free(check);
   return 0;
 }
 
@@ -926,22 +1027,6 @@ static size_t entry_events(const entry_t *e) {
   return count;
 }
 
-typedef struct {
-  redisContext *r;
-  const char *parked_key, *id;
-} park_t;
-
-/* Appends the parked entry's id to its row's field in "...:parked" (ids space-separated). */
-static int park_row(void *ud, const char *row) {
-  park_t *p = ud;
-  static const char *const script =
-      "local v = redis.call('HGET', KEYS[1], ARGV[1]) or '' "
-      "if not string.find(' ' .. v .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then "
-      "redis.call('HSET', KEYS[1], ARGV[1], v == '' and ARGV[2] or (v .. ' ' .. ARGV[2])) end return 0";
-  redisReply *x = redisCommand(p->r, "EVAL %s 1 %s %s %s", script, p->parked_key, row, p->id);
-  if (x) freeReplyObject(x);
-  return 0;
-}
 
 /* The rows of a parked entry, so that a later change applied to one of them makes it stale. */
 static void park_rows(redisContext *r, size_t shard, consumer_t *c, size_t pool, const entry_t *e) {
@@ -989,7 +1074,7 @@ static int handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, co
     char entity[BEE__IDENT_MAX + 1], table[BEE__IDENT_MAX + 1];
     bee_failed_event_t view;
     decision = BEE_RESOLVE_KEEP;
-    if (c->opts.resolver && attempts <= MAX_ATTEMPTS && budget > 0 &&
+    if (c->opts.resolver && !e->bad && !e->stale && attempts <= MAX_ATTEMPTS && budget > 0 &&
         describe(c, queue, e, failed_event, conn, &cur, attempts, ev, &sql, cols, colp, entity, table, &view) == 0) {
       budget--;
       bee_edit_t edit = {ev, {0}, 0, ""};
@@ -1060,9 +1145,20 @@ move_mark: {
     if (err) *err = cur;
     goto out;
   }
-  invalidate(c, &original, 0, 1, 1);
+  /* (a stale retry changed nothing: the caches hold the newer changes, queued ones too) */
+  if (!e->stale) invalidate(c, &original, 0, 1, 1);
 }
 out:
+  if (rc == 0 && original.retried_of[0]) { /* the retry is done with: applied, parked again or emptied */
+    redisContext *r;
+    bee_error_t ignored;
+    if (!get_redis(c, qp, &r, &ignored)) {
+      char parked_key[128], stale_key[128];
+      bee__queue_key(c->engine, pool, shard, "parked", parked_key, sizeof parked_key);
+      bee__queue_key(c->engine, pool, shard, "stale", stale_key, sizeof stale_key);
+      forget_retried(c, r, parked_key, stale_key, &original);
+    }
+  }
   bee__free(original.payload);
   bee__buf_free(&sql);
   bee__free(ev);
@@ -1073,6 +1169,85 @@ out:
 
 /* ------------------------------------------------------------------------ */
 /* The drain loop                                                           */
+
+/*
+ * Applies entries [0, n) after the mark ms-seq as one transaction; on a permanent error,
+ * entry by entry, so only the failing one stops (G5) and goes to handle_failure.
+ */
+static int apply_batch(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, const char *queue, const char *key,
+                       entry_t *entries, size_t n, uint64_t ms, uint64_t seq, bee_error_t *err) {
+  size_t failed_event = 0;
+  int rc = apply(c, pool, conn, queue, entries, 0, n, 1, 0, ms, seq, &failed_event, err);
+  if (rc == 0) {
+    count_applied(c, entries, 0, n);
+    invalidate(c, entries, 0, n, 0);
+    trim_applied(c, qp, key, entries, 0, n);
+    return 0;
+  }
+  if (rc == CONFLICT || !err || err->temporary || !permanent(err)) return rc;
+  rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    uint64_t pm = i ? entries[i - 1].ms : ms, ps = i ? entries[i - 1].seq : seq;
+    bee_error_t one;
+    size_t fe = 0;
+    int r = apply(c, pool, conn, queue, entries, i, i + 1, 1, 1, pm, ps, &fe, &one);
+    if (r == 0) {
+      count_applied(c, entries, i, i + 1);
+      invalidate(c, entries, i, i + 1, 0);
+      trim_applied(c, qp, key, entries, i, i + 1);
+      continue;
+    } else if (r == CONFLICT) {
+      break;
+    } else if (!one.temporary && permanent(&one)) {
+      rc = handle_failure(c, pool, qp, conn, queue, &entries[i], fe, pm, ps, &one, err);
+    } else {
+      rc = r;
+      if (err) *err = one;
+    }
+    if (!rc) trim(c, qp, key, entries[i].ms, entries[i].seq);
+  }
+  return rc;
+}
+
+/*
+ * Entry e retries parked entry e->retried_of. Returns 1 when that one is stale (a newer
+ * change of one of its rows was applied since it was parked, DESIGN G13): e must not
+ * apply; *why says which row and change, and e's own id inherits the stale mark (so a
+ * retry of the record it becomes is refused too). 0: it may apply. < 0: Redis failed.
+ */
+static int retry_is_stale(consumer_t *c, size_t qp, const char *key, entry_t *e, bee_error_t *why, bee_error_t *err) {
+  redisContext *r;
+  int rc = get_redis(c, qp, &r, err);
+  if (rc) return rc;
+  size_t kl = strlen(key);
+  char stale_key[160];
+  snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
+  redisReply *rep = redisCommand(r, "HGET %s %s", stale_key, e->retried_of);
+  if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+    rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "reading the stale marks failed");
+    if (rep) freeReplyObject(rep);
+    return rc;
+  }
+  if (rep->type == REDIS_REPLY_NIL) {
+    freeReplyObject(rep);
+    return 0;
+  }
+  redisReply *x = redisCommand(r, "HSET %s %s %b", stale_key, e->id, rep->str, rep->len);
+  int ok = x && x->type == REDIS_REPLY_INTEGER;
+  if (!ok) rc = bee__redis_error(err, &c->engine->redis[qp], r, x, "writing a stale mark failed");
+  if (x) freeReplyObject(x);
+  if (ok) {
+    const char *sp = memchr(rep->str, ' ', rep->len);
+    int rl = sp ? (int)(sp - rep->str) : (int)rep->len;
+    bee__error(why, BEE_ESTALE, 0,
+               "entry %s retries parked entry %s, which is stale: row %.*s got a newer change (entry %.*s) applied "
+               "since it was parked; applying it would undo that change (retry it with force to apply it anyway)",
+               e->id, e->retried_of, rl, rep->str, sp ? (int)(rep->len - (size_t)rl - 1) : 0, sp ? sp + 1 : "");
+    e->stale = 1;
+  }
+  freeReplyObject(rep);
+  return ok ? 1 : rc;
+}
 
 /*
  * The identity of a queue's stream: a random id kept in Redis next to it (created on
@@ -1218,37 +1393,25 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
     }
     if (!rc) {
       set_pending(c, qp, pending_key, n);
-      size_t failed_event = 0;
-      rc = apply(c, pool, conn, queue, entries, 0, n, 1, 0, ms, seq, &failed_event, err);
-      if (rc == 0) {
-        count_applied(c, entries, 0, n);
-        invalidate(c, entries, 0, n, 0);
-        trim_applied(c, qp, key, entries, 0, n);
-        attempt = 0;
-      } else if (rc != CONFLICT && err && !err->temporary && permanent(err)) {
-        /* Permanent: entry by entry, so only the failing one stops (G5). */
-        rc = 0;
-        for (size_t i = 0; i < n && !rc; i++) {
-          uint64_t pm = i ? entries[i - 1].ms : ms, ps = i ? entries[i - 1].seq : seq;
-          bee_error_t one;
-          size_t fe = 0;
-          int r = apply(c, pool, conn, queue, entries, i, i + 1, 1, 1, pm, ps, &fe, &one);
-          if (r == 0) {
-            count_applied(c, entries, i, i + 1);
-            invalidate(c, entries, i, i + 1, 0);
-            trim_applied(c, qp, key, entries, i, i + 1);
-            continue;
-          } else if (r == CONFLICT) {
-            break;
-          } else if (!one.temporary && permanent(&one)) {
-            rc = handle_failure(c, pool, qp, conn, queue, &entries[i], fe, pm, ps, &one, err);
-          } else {
-            rc = r;
-            if (err) *err = one;
-          }
-          if (!rc) trim(c, qp, key, entries[i].ms, entries[i].seq);
+      /* A retry of a parked entry starts its own batch: whether it became stale is read
+         after everything queued before it was applied. */
+      size_t todo = n;
+      for (size_t i = 1; i < n && todo == n; i++)
+        if (entries[i].retried_of[0]) todo = i;
+      int parked_stale = 0;
+      if (entries[0].retried_of[0]) {
+        bee_error_t why;
+        int s = retry_is_stale(c, qp, key, &entries[0], &why, err);
+        if (s < 0) {
+          rc = s;
+        } else if (s == 1) { /* parked again as stale, nothing applied (G13) */
+          parked_stale = 1;
+          rc = handle_failure(c, pool, qp, conn, queue, &entries[0], 0, ms, seq, &why, err);
+          if (!rc) trim(c, qp, key, entries[0].ms, entries[0].seq);
         }
       }
+      if (!rc && !parked_stale) rc = apply_batch(c, pool, qp, conn, queue, key, entries, todo, ms, seq, err);
+      if (rc == 0) attempt = 0;
       set_pending(c, qp, pending_key, 0);
     }
     entries_free(entries, n);
@@ -1804,23 +1967,6 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
   return rc;
 }
 
-typedef struct {
-  redisContext *r;
-  const char *parked_key, *id;
-} unpark_t;
-
-/* Removes the parked entry's id from its row's field in "...:parked". */
-static int unpark_row(void *ud, const char *row) {
-  unpark_t *u = ud;
-  static const char *const script =
-      "local v = redis.call('HGET', KEYS[1], ARGV[1]) if not v then return 0 end "
-      "local kept = {} for t in string.gmatch(v, '%S+') do if t ~= ARGV[2] then kept[#kept + 1] = t end end "
-      "if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) "
-      "else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' ')) end return 0";
-  redisReply *x = redisCommand(u->r, "EVAL %s 1 %s %s %s", script, u->parked_key, row, u->id);
-  if (x) freeReplyObject(x);
-  return 0;
-}
 
 /* Runs a MULTI of the commands already appended (count of them) and checks EXEC. */
 static int exec_multi(bee_engine_t *engine, redisContext *r, int count, const char *doing, bee_error_t *err) {
@@ -1865,9 +2011,17 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
   redisReply *rep = x1, *stale = x2, *queued = x3;
   bee__record_t rec;
   size_t count = 0, pos;
+  size_t bad_event = 0, trailing = 0;
+  bee__event_t *check = bee__malloc(sizeof *check);
+  if (!check) {
+    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading an error record");
+    goto out;
+  }
   int malformed = rep->type != REDIS_REPLY_STRING || bee__record_decode(rep->str, rep->len, &rec) ||
-                  rec.code == BEE_EMALFORMED || bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) ||
-                  rec.index >= count;
+                  rec.code == BEE_EMALFORMED ||
+                  batch_check(rec.batch.p, rec.batch.n, check, &bad_event, &trailing) != ENTRY_OK ||
+                  bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) || rec.index >= count;
+  bee__free(check);
   if (rep->type == REDIS_REPLY_ERROR) {
     rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
   } else if (rep->type != REDIS_REPLY_STRING) {
@@ -1901,19 +2055,26 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
     if (!rc) { /* one MULTI/EXEC: the entry is never lost or doubled */
       int n = 0;
       redisAppendCommand(r, "MULTI"), n++;
-      if (requeue) redisAppendCommand(r, "XADD %s * e %b r 1", stream, back.data, back.len), n++;
+      /* "r <parked id>": the consumer checks it is not stale before it applies (a newer
+         change may be queued before it); "r force": applied as it is */
+      if (requeue)
+        redisAppendCommand(r, "XADD %s * e %b r %s", stream, back.data, back.len, force ? "force" : stream_id), n++;
       redisAppendCommand(r, "HDEL %s %s", key, stream_id), n++;
       redisAppendCommand(r, "HDEL %s %s", stale_key, stream_id), n++;
       redisAppendCommand(r, "EXEC"), n++;
       rc = exec_multi(engine, r, n, retry ? "retrying an entry failed" : "skipping an event failed", err);
     }
-    bee__buf_free(&back);
-    if (!rc && !malformed) { /* its rows are no longer parked by it */
+    if (!rc && !malformed && !(retry && !force)) {
+      /* Its rows are no longer held back by it, except those of what was queued again
+         unforced (held since it was parked): a newer change applied to one of them
+         before it applies makes it stale. */
       bee__event_t *ev = bee__malloc(sizeof *ev);
-      unpark_t u = {r, parked_key, stream_id};
+      park_t u = {r, parked_key, stream_id};
       if (ev) batch_rows(rec.batch.p, rec.batch.n, ev, unpark_row, &u);
+      if (ev && requeue && !force) batch_rows(back.data, back.len, ev, park_row, &u);
       bee__free(ev);
     }
+    bee__buf_free(&back);
   }
 out:
   if (x1) freeReplyObject(x1);

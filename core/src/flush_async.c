@@ -75,6 +75,21 @@ uint64_t bee__flush_token(void) {
   return t ? t : 1;
 }
 
+/*
+ * A timeout in flush_async: whether Redis ran the MULTI is unknown (DESIGN G11). The
+ * message says so, and what to do; a retry of the same changes is safe (same token).
+ */
+static void unknown_outcome_message(const bee_engine_t *engine, size_t qp, int rc, bee_error_t *err) {
+  if (rc != BEE_ETIMEOUT || !err) return;
+  char why[200];
+  snprintf(why, sizeof why, "%.190s", err->message);
+  bee__error(err, BEE_ETIMEOUT, 1,
+             "flush_async got no answer (%s): the changes may or may not have been queued; they stay tracked, and "
+             "flushing them again from this context queues them at most once",
+             why);
+  bee__error_pool(err, engine->redis[qp].name);
+}
+
 /* FNV-1a 64 of the tracked changes: kinds, rows, and the columns and values they write. */
 static uint64_t changes_digest(const bee_context_t *ctx) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -135,7 +150,10 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory flushing");
     goto out;
   }
-  if ((rc = load_before(ctx, &s, err))) goto out;
+  if ((rc = load_before(ctx, &s, err))) {
+    unknown_outcome_message(engine, qp, rc, err);
+    goto out;
+  }
   /* The same changes as a flush_async whose outcome was unknown: the same token (G11). */
   uint64_t digest = changes_digest(ctx);
   uint64_t token = ctx->unknown_outcome && ctx->unknown_digest == digest ? ctx->unknown_token : bee__flush_token();
@@ -168,6 +186,7 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
     }
   /* The queue's Redis pool: events and that pool's caches in one MULTI/EXEC (G1). */
   if ((rc = bee__cache_write_redis(ctx, qp, &s, values, q, nq, token_text, err))) {
+    unknown_outcome_message(engine, qp, rc, err);
     /* Maybe queued, maybe not: remembered, so the same changes flushed again keep the token. */
     ctx->unknown_outcome = 1;
     ctx->unknown_token = token;
