@@ -12,7 +12,9 @@
  *
  * It prints its consumer's stats on stdout and exits 0; 1 when the resolver cannot be
  * loaded, the servers cannot be reached or consuming fails (message on stderr); 2 on
- * bad arguments (with a usage line).
+ * bad arguments (with a usage line). A resolver that raises while consuming stops
+ * nothing: the entries it failed on stay in the error list with its message, which is
+ * printed on stderr, and the host exits 0.
  *
  * Build: the CMake target bee_embed_host links beeorm_embed (lua/beeorm_lua.h: the Lua
  * binding and the embedded facade), which brings the core library and Lua 5.4. Outside
@@ -51,7 +53,8 @@ typedef struct {
 
 /* The consumer's counters, summed over the runs (drain, then blocking). */
 typedef struct {
-  lua_Integer entries, events, batches, failed, skipped, retried, workers;
+  lua_Integer entries, events, batches, failed, skipped, retried, workers, resolver_errors;
+  char resolver_error[512]; /* the last message of a resolver that raised, "" if none */
 } consume_stats_t;
 
 /* lua_pcall message handler: the error message with a traceback. */
@@ -118,7 +121,10 @@ static int run_consumer(lua_State *L, int consumer, int block, consume_stats_t *
   total->retried += int_field(L, st, "retried");
   lua_Integer w = int_field(L, st, "workers");
   if (w > total->workers) total->workers = w;
-  lua_pop(L, 1);
+  total->resolver_errors += int_field(L, st, "resolver_errors");
+  if (lua_getfield(L, st, "resolver_error") == LUA_TSTRING)
+    snprintf(total->resolver_error, sizeof total->resolver_error, "%s", lua_tostring(L, -1));
+  lua_pop(L, 2); /* resolver_error, stats */
   return 1;
 }
 
@@ -207,6 +213,9 @@ static int host_main(lua_State *L) {
   }
   lua_pop(L, 2); /* nil, list */
 
+  if (total.resolver_errors > 0)
+    fprintf(stderr, "%s: the resolver failed on %lld entr%s (kept in the error list): %s\n", progname,
+            (long long)total.resolver_errors, total.resolver_errors == 1 ? "y" : "ies", total.resolver_error);
   printf("%s: consumed %lld event(s) in %lld entries and %lld batch(es); failed %lld, skipped %lld, "
          "retried %lld; workers %lld; queues %lld, waiting %lld, errors %lld\n",
          progname, (long long)total.events, (long long)total.entries, (long long)total.batches,

@@ -3,16 +3,21 @@
 -- A consumer calls its resolver for each queued entry that failed with a *permanent*
 -- MySQL error (duplicate key, data too long, unknown column, ...; temporary errors such
 -- as deadlocks or a lost connection are retried by the consumer itself and never reach
--- the resolver). The resolver looks at the event and answers:
+-- the resolver). An entry is what one flush_async queued: its events are applied
+-- together, in one transaction. The resolver looks at the failing event and answers:
 --
 --   "retry"                    apply the entry again now (after fixing the cause elsewhere)
 --   { values = { col = v } }   change those columns of the failing event, then retry
---   "skip"                     drop the entry: it never reaches MySQL
---   "keep"  (or nil)           park it in its queue's error list, for an operator
---                              (`q:errors()`, `q:retry(ev)`, `q:skip(ev)`)
+--   "skip"                     drop the failing event only: it never reaches MySQL; the
+--                              entry's other events are applied (together)
+--   "keep"  (or nil)           park the whole entry in its queue's error list, for an
+--                              operator (`q:errors()`, `q:retry(ev)`, `q:skip(ev)`):
+--                              none of its events is applied until then
 --
--- A retry that fails again calls the resolver again, with ev.attempts one higher; after
--- 3 attempts the consumer stops asking and keeps the entry.
+-- A retry that fails again on the same event calls the resolver again, with ev.attempts
+-- one higher (attempts count per event); after 3 attempts the consumer stops asking and
+-- keeps the entry. A resolver that raises keeps the entry too (ev.resolver_error says
+-- why); the consumer goes on with the others.
 --
 -- The event (see README, "flush_async and the consumer"):
 --   ev.kind           "insert", "update" or "delete"
@@ -22,7 +27,7 @@
 --   ev.error.code     MySQL errno (1062 duplicate key, 1406 data too long, ...)
 --   ev.error.message  ends with the server's text, e.g. "applying events failed on
 --                     mysql://app@db:3306/app: Duplicate entry 'Cars' for key 'name'"
---   ev.attempts       1 on the first call, 2 after one failed retry, ...
+--   ev.attempts       1 on the first call for this event, 2 after one failed retry, ...
 --   ev.queue, ev.stream_id, ev.failed_at, ev.events
 --
 -- Use it:
@@ -39,12 +44,13 @@
 --   * an insert that hits a duplicate key on a text column: rename the value, appending
 --     " (2)", then " (3)" ..., and retry (think user names, slugs, titles);
 --   * anything else it cannot fix (another error, a duplicate on a number, a name still
---     taken after MAX_RENAMES tries): UNFIXABLE, "skip" here.
---     In production "keep" is often the better choice: nothing is lost and an operator
---     decides later. Change UNFIXABLE below.
+--     taken after MAX_RENAMES tries): UNFIXABLE, "keep" here: nothing is lost and an
+--     operator decides later (`beeorm errors list`, then retry or skip). "skip" drops
+--     such events for good (and applies the rest of their entry): change UNFIXABLE below
+--     only if losing them is acceptable.
 
-local MAX_RENAMES = 2      -- " (2)" and " (3)"; the consumer asks at most 3 times in all
-local UNFIXABLE = "skip"   -- or "keep"
+local MAX_RENAMES = 2      -- " (2)" and " (3)"; the consumer asks at most 3 times per event
+local UNFIXABLE = "keep"   -- or "skip"
 local LOG = true           -- report each decision on stderr (false: silent)
 
 local function log(fmt, ...)

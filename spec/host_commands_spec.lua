@@ -190,7 +190,8 @@ describe("the beeorm host's operator commands", function()
         { "errors purge --config " .. q(config), "beeorm errors: unknown action 'purge' (expected list, retry or skip)\n" },
         { "errors list", "beeorm errors: missing --config FILE (try 'beeorm errors --help')\n" },
         { "errors list --config " .. q(config) .. " --code x",
-          "beeorm errors: --code must be an integer of 1 or more, got 'x'\n" },
+          "beeorm errors: --code must be a MySQL error number or 'malformed', got 'x'\n" },
+        { "errors skip --config " .. q(config) .. " --force", "beeorm errors: --force applies to 'errors retry' only\n" },
         { "errors list --config " .. q(config) .. " --limit 0",
           "beeorm errors: --limit must be an integer of 1 or more, got '0'\n" },
         { "errors list --config " .. q(config) .. " --limit", "beeorm errors: missing value for --limit N\n" },
@@ -396,14 +397,22 @@ end
       assert.equal(1, au.total(engine, "len"))
     end)
 
-    it("exits 1 when the resolver raises; the event stays parked", function()
+    it("goes on when the resolver raises: exit 0, the resolver error on stderr, the summary on stdout, the event "
+      .. "parked with the resolver's message", function()
       local resolver = tmpfile('return function(ev) error("resolver boom") end\n')
       local dup = queue_duplicate("hc-resolver-raises")
       local code, out, err = host("consume --once --resolver " .. q(resolver) .. " --config " .. q(config))
-      assert_one_line(code, 1, out, err)
-      assert.matches("^beeorm consume: resolver '.-' failed: .*resolver boom\n$", err)
+      assert.equal(0, code, "stdout: " .. out .. "\nstderr: " .. err)
+      assert.matches("^beeorm consume: resolver '.-' failed on 1 entry %(kept in the error list%): .*resolver boom[^\n]*\n$",
+        err)
+      assert.matches("^consumed: entries=%d+ events=%d+ batches=%d+ failed=1 skipped=0 retried=0 workers=%d+\n$", out)
       assert.is_nil(sql_row(dup.id))
       assert.equal(1, stats_of(au.queue_of(dup.id)).errors)
+      local parked = au.errors(engine)
+      assert.equal(1, #parked)
+      assert.matches("resolver boom", tostring(parked[1].resolver_error), 1, true)
+      -- where it was raised: the resolver file's line, from the traceback
+      assert.matches("(raised at: " .. resolver .. ":1: in ", tostring(parked[1].resolver_error), 1, true)
     end)
   end)
 

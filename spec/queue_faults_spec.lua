@@ -748,8 +748,17 @@ describe("the queue under faults and operators", function()
           and au.all_applied(engine, REDIS_DB))
       end, 60)
       check_alive("after read-only ended")
-      assert(drained, "seed " .. seed .. ": the queues were not drained within 60 s of read-only ending; errors: "
-        .. listed() .. "\n" .. au.read(log))
+      if not drained then -- what was left, per queue
+        local left = {}
+        local marks = au.marks(engine, REDIS_DB)
+        for s = 0, au.SHARDS - 1 do
+          local qn = "default:" .. s
+          left[#left + 1] = string.format("%s len=%s mark=%s last=%s", qn, util.redis_cli(REDIS_DB, "XLEN",
+            au.stream_key(qn)):gsub("\n", ""), tostring(marks[qn]), tostring(au.last_stream_id(REDIS_DB, qn)))
+        end
+        error("seed " .. seed .. ": the queues were not drained within 60 s of read-only ending; errors: " .. listed()
+          .. "\n" .. table.concat(left, "\n") .. "\n" .. au.read(log))
+      end
 
       -- nothing parked, nothing left queued
       for _, qq in ipairs(engine:read_async_flush_events()) do
@@ -1044,6 +1053,53 @@ describe("the queue under faults and operators", function()
         return t ~= nil and t.email == tag .. "-b@qf" and t.note == "later"
       end, 1), "the caches do not show what MySQL holds")
       assert.same({}, au.errors(engine))
+    end)
+
+    it("queued behind a newer change of the same row that was not applied yet is parked again as stale when its turn "
+      .. "comes: MySQL and the caches keep the newer value; a forced retry applies it", function()
+      local tag = "qf-stale-queued"
+      local a, _, ev, qq = park(tag) -- b changed: a's update applies cleanly now
+      local ctx = engine:context()
+      local e = ctx:edit_entity(ctx:get_by_id(U, a.id))
+      e.note = "newer"
+      e.email = tag .. "-newer@qf"
+      assert.is_true(ctx:flush_async()) -- queued, not applied: not stale yet
+      local ok, err = qq:retry(ev)
+      assert.is_nil(err)
+      assert.is_true(ok)
+      assert.equal(2, qq:stats().len)
+      local st = au.consume(engine:context())
+      assert.same({ 1, 1 }, { st.events, st.failed }, "the newer change applies, the retry is parked again")
+      assert.same({ email = tag .. "-newer@qf", note = "newer" },
+        { email = sql_user(a.id).email, note = sql_user(a.id).note })
+      local recs = records_of(au.queue_of(a.id), a.id)
+      assert.equal(1, #recs, listed())
+      local again = recs[1]
+      assert.equal("stale", again.error.code)
+      assert.matches(U .. ":" .. a.id, again.error.message, 1, true)
+      assert.matches(ev.stream_id, again.error.message, 1, true)
+      assert.equal(tag .. "-b@qf", again.values.email)
+      assert.is_true(util.eventually(function()
+        local t = engine:context():get_by_id(U, a.id)
+        return t ~= nil and t.email == tag .. "-newer@qf" and t.note == "newer"
+      end, 1), "the caches lost the newer change")
+      -- the record it became is stale too: refused unless forced
+      local ok2, err2 = qq:retry(again)
+      assert.is_nil(ok2)
+      assert.equal("stale", err2.code)
+      assert.is_true(qq:retry(again, { force = true }))
+      assert.equal(1, au.consume(engine:context()).events)
+      assert.same({ email = tag .. "-b@qf", note = "newer" }, { email = sql_user(a.id).email, note = sql_user(a.id).note })
+      assert.same({}, au.errors(engine))
+      -- nothing is held back any more: a later change of the row does not mark anything
+      local e2 = ctx:edit_entity(ctx:get_by_id(U, a.id))
+      e2.note = "last"
+      assert.is_true(ctx:flush_async())
+      assert.equal(1, au.consume(engine:context()).events)
+      local left = {}
+      for _, k in ipairs(util.redis_keys(REDIS_DB, "beeorm:{q:*}:parked")) do left[#left + 1] = k end
+      for _, k in ipairs(util.redis_keys(REDIS_DB, "beeorm:{q:*}:stale")) do left[#left + 1] = k end
+      assert.same({}, left)
     end)
 
     it("of a row that got no newer change is not stale: it applies, and a second q:retry of the same record is refused",

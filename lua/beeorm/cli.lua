@@ -36,17 +36,21 @@ options:
   --workers N       worker threads, 1 to 256 (default: 11, at most twice the CPUs,
                     never more than the queues)
   --resolver FILE   a Lua file returning function(ev), called for each event failing
-                    with a permanent error; it returns "retry", "skip", "keep" (park it
-                    in the error list) or { values = { column = value, ... } } (edit
-                    and retry). Without a resolver such events are parked.
+                    with a permanent error; it returns "retry", "skip" (drop that event,
+                    apply the entry's others), "keep" (park the entry in the error list)
+                    or { values = { column = value, ... } } (edit and retry). Without a
+                    resolver such events are parked.
   --once            apply what is queued now, then exit (default: keep consuming until
                     SIGINT or SIGTERM, then finish the batch in hand and exit)
   -h, --help        print this help
 
 When it stops it prints one line:
   consumed: entries=N events=N batches=N failed=N skipped=N retried=N workers=N
+(followed by " duplicates=N" when entries queued twice after an unknown outcome were
+applied once). A resolver that raises does not stop it: the entries it failed on are
+kept in the error list with its message, which is also printed on stderr.
 
-]] .. exit_codes(",\n     resolver unusable or raising, consuming failed"),
+]] .. exit_codes(",\n     resolver unusable (cannot be loaded), consuming failed"),
 
   stats = [[
 usage: beeorm stats --config FILE [--json]
@@ -70,22 +74,29 @@ options:
 ]] .. exit_codes(),
 
   errors = [[
-usage: beeorm errors list|retry|skip --config FILE [--queue Q] [--code N] [--limit N] [--json]
+usage: beeorm errors list|retry|skip --config FILE [--queue Q] [--code N] [--limit N] [--force] [--json]
 
 Operates on the error lists of the queues (events parked after a permanent error).
   list    prints the matching records, one row each, oldest first per queue
-  retry   puts each matching record back at the end of its queue (after fixing the cause)
-  skip    drops each matching record for good
+  retry   puts each matching record's entry back at the end of its queue (after
+          fixing the cause); a stale record (a row of it got a newer change applied
+          since it was parked) is refused, so a retry never undoes a newer write,
+          unless --force is given
+  skip    drops the failing event of each matching record for good; the other events
+          of its entry go back to the queue; a malformed record is dropped whole
 retry and skip print how many records they handled.
 
 options:
   --config FILE     the YAML config with the pools
   --queue Q         only queue Q ("pool:shard", e.g. default:3), or every queue of a
                     MySQL pool ("default")
-  --code N          only records whose MySQL error code is N (e.g. 1062)
+  --code N          only records whose error code is N: a MySQL error (e.g. 1062)
+                    or a name ("malformed")
   --limit N         handle at most N records (default 100)
+  --force           retry: retry stale records too (their parked values overwrite
+                    the newer ones)
   --json            list: print one JSON object {"errors":[...]} with every field
-                    (including sql and values)
+                    (including sql, values, resolver_error and raw)
   -h, --help        print this help
 
 ]] .. exit_codes(",\n     a retry or skip failed", ", unknown queue"),
@@ -369,8 +380,9 @@ function M.consume(args)
       one_line(opts.resolver or "?"), st.resolver_errors, st.resolver_errors == 1 and "y" or "ies",
       one_line(st.resolver_error)))
   end
-  out(string.format("consumed: entries=%d events=%d batches=%d failed=%d skipped=%d retried=%d duplicates=%d "
-    .. "workers=%d\n", st.entries, st.events, st.batches, st.failed, st.skipped, st.retried, st.duplicates, st.workers))
+  out(string.format("consumed: entries=%d events=%d batches=%d failed=%d skipped=%d retried=%d workers=%d%s\n",
+    st.entries, st.events, st.batches, st.failed, st.skipped, st.retried, st.workers,
+    st.duplicates > 0 and (" duplicates=" .. st.duplicates) or ""))
   engine:close()
   return OK
 end
@@ -414,7 +426,7 @@ end
 -- errors
 
 local ERROR_KEYS = { "queue", "stream_id", "kind", "entity", "table", "id", "code", "message", "attempts",
-  "failed_at", "events", "sql", "values" }
+  "failed_at", "events", "sql", "values", "resolver_error", "raw", "raw_len" }
 
 local function utc(t)
   if type(t) ~= "number" then return "-" end
@@ -470,7 +482,8 @@ local function list_errors(found, as_json)
       table.sort(values._keys)
       arr[i] = { _keys = ERROR_KEYS, queue = ev.queue, stream_id = ev.stream_id, kind = ev.kind, entity = ev.entity,
         table = ev.table, id = ev.id, code = ev.error.code, message = ev.error.message, attempts = ev.attempts,
-        failed_at = ev.failed_at, events = ev.events, sql = ev.sql, values = values }
+        failed_at = ev.failed_at, events = ev.events, sql = ev.sql, values = values,
+        resolver_error = ev.resolver_error, raw = ev.raw, raw_len = ev.raw_len }
     end
     out(json.encode({ _keys = { "errors" }, errors = arr }), "\n")
     return
@@ -487,7 +500,7 @@ end
 
 function M.errors(args)
   local opts, pos = parse("errors", args, { ["--config"] = "FILE", ["--queue"] = "Q", ["--code"] = "N",
-    ["--limit"] = "N", ["--json"] = "flag" })
+    ["--limit"] = "N", ["--json"] = "flag", ["--force"] = "flag" })
   if opts == "help" then
     out(M.usage.errors)
     return OK
@@ -499,7 +512,12 @@ function M.errors(args)
   end
   if pos[2] then fail(USAGE, "beeorm errors: unexpected argument '%s'", one_line(pos[2])) end
   if opts.json and action ~= "list" then fail(USAGE, "beeorm errors: --json applies to 'errors list' only") end
-  local code = integer_option("errors", opts, "code", 1, nil, nil)
+  if opts.force and action ~= "retry" then fail(USAGE, "beeorm errors: --force applies to 'errors retry' only") end
+  local code
+  if opts.code == "malformed" then code = opts.code -- junk in a queue (not a MySQL error)
+  elseif opts.code and not opts.code:match("^%s*[+]?%d+%s*$") then
+    fail(USAGE, "beeorm errors: --code must be a MySQL error number or 'malformed', got '%s'", one_line(opts.code))
+  else code = integer_option("errors", opts, "code", 1, nil, nil) end
   local limit = integer_option("errors", opts, "limit", 1, nil, 100)
   local engine = connect("errors", need_config("errors", opts))
   local found = matching(engine, opts, limit, code)
@@ -509,7 +527,8 @@ function M.errors(args)
     local done = 0
     for _, m in ipairs(found) do
       local ok, err
-      if action == "retry" then ok, err = m.q:retry(m.ev) else ok, err = m.q:skip(m.ev) end
+      if action == "retry" then ok, err = m.q:retry(m.ev, { force = opts.force or nil })
+      else ok, err = m.q:skip(m.ev) end
       if not ok then
         out(string.format("%s %d of %d error records\n", action == "retry" and "retried" or "skipped", done, #found))
         fail(FAILED, "beeorm errors: %s of %s %s failed: %s", action, m.ev.queue, m.ev.stream_id, describe(err))

@@ -21,7 +21,7 @@ end
 
 --- True when every queue of the default pool on Redis db has applied its last entry.
 function M.all_applied(engine, db)
-  local marks = M.marks(engine)
+  local marks = M.marks(engine, db)
   for s = 0, M.SHARDS - 1 do
     local last = M.last_stream_id(db, "default:" .. s)
     if last and marks["default:" .. s] ~= last then return false end
@@ -130,11 +130,16 @@ function M.reset(engine, db, tables)
 end
 
 --- The applied marks: { ["default:3"] = "ms-seq", ... } (rows are "<queue>@<queue id>").
-function M.marks(engine)
+function M.marks(engine, db)
   local out = {}
   local ok, rows = pcall(engine.sql_query, engine, "SELECT `queue`, `ms`, `seq` FROM `_beeorm_applied`")
   if not ok or not rows then return out end
-  for _, r in ipairs(rows) do out[r.queue:match("^([^@]+)") or r.queue] = r.ms .. "-" .. r.seq end
+  local ids = {} -- with db: only the marks of that Redis db's queues (marks are kept per queue identity)
+  for _, r in ipairs(rows) do
+    local name, identity = r.queue:match("^([^@]+)@?(.*)$")
+    if db and ids[name] == nil then ids[name] = util.redis_get(db, "beeorm:{q:" .. name .. "}:id") or false end
+    if not db or identity == ids[name] then out[name] = r.ms .. "-" .. r.seq end
+  end
   return out
 end
 
