@@ -26,6 +26,7 @@
 #include "rcmd.h"
 #include "record.h"
 #include "orm.h"
+#include "queues.h"
 #include "schema_internal.h"
 #include "sql.h"
 
@@ -73,11 +74,10 @@ typedef struct {
   char retried_of[48]; /* the parked entry it retries (its stream id), "" when forced or not a retry */
   int stale;    /* a retry whose rows got newer changes since it was parked: parked again, not applied */
   int dup;     /* its flush's token was applied already in this queue: not applied again (G11) */
-  int bad;      /* malformed (ENTRY_*): checked whole when read, so nothing of it is ever applied */
-  size_t bad_event, trailing; /* ENTRY_BAD_EVENT: which event (0-based); ENTRY_TRAILING: how many bytes */
+  int bad;      /* malformed (BEE__BATCH_*): checked whole when read, so nothing of it is ever applied */
+  size_t bad_event, trailing; /* BEE__BATCH_BAD_EVENT: which event (0-based); BEE__BATCH_TRAILING: how many bytes */
 } entry_t;
 
-enum { ENTRY_OK, ENTRY_NOT_BATCH, ENTRY_BAD_EVENT, ENTRY_TRAILING };
 
 typedef struct {
   bee_engine_t *engine;
@@ -121,18 +121,6 @@ static void sleep_ms(const consumer_t *c, int ms) {
     }
     ms -= step;
   }
-}
-
-static int parse_stream_id(const char *s, uint64_t *ms, uint64_t *seq) {
-  char *end;
-  errno = 0;
-  unsigned long long a = strtoull(s, &end, 10);
-  if (errno || *end != '-') return -1;
-  unsigned long long b = strtoull(end + 1, &end, 10);
-  if (errno || *end) return -1;
-  *ms = a;
-  *seq = b;
-  return 0;
 }
 
 static int get_mysql(consumer_t *c, size_t pool, MYSQL **out, bee_error_t *err) {
@@ -283,39 +271,13 @@ static void entries_free(entry_t *e, size_t n) {
   bee__free(e);
 }
 
-static int event_ok(const bee__event_t *ev);
-
-/*
- * Checks a whole batch before anything of it is applied: the header, every event
- * (decodable, with sound identifiers), and no bytes after the last one. Returns ENTRY_OK
- * or what is wrong (*bad: the failing event; *trailing: the extra bytes).
- */
-static int batch_check(const char *data, size_t len, bee__event_t *ev, size_t *bad, size_t *trailing) {
-  size_t count, pos;
-  *bad = 0;
-  *trailing = 0;
-  if (!data || bee__batch_open(data, len, &count, &pos)) return ENTRY_NOT_BATCH;
-  for (size_t k = 0; k < count; k++) {
-    if (bee__batch_next(data, len, &pos, ev) || !event_ok(ev)) {
-      *bad = k;
-      return ENTRY_BAD_EVENT;
-    }
-  }
-  if (pos != len) {
-    *bad = count - 1;
-    *trailing = len - pos;
-    return ENTRY_TRAILING;
-  }
-  return ENTRY_OK;
-}
-
 /* The error of a malformed entry (entry_t.bad), naming it; *failed_event says which event. */
 static int malformed_error(const entry_t *e, size_t *failed_event, bee_error_t *err) {
   if (failed_event) *failed_event = e->bad_event;
-  if (e->bad == ENTRY_BAD_EVENT)
+  if (e->bad == BEE__BATCH_BAD_EVENT)
     return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s holds a malformed event (#%zu)", e->id,
                       e->bad_event + 1);
-  if (e->bad == ENTRY_TRAILING)
+  if (e->bad == BEE__BATCH_TRAILING)
     return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s has %zu bytes after its last event", e->id,
                       e->trailing);
   return bee__error(err, BEE_EMALFORMED, 0, "queue entry %s is not a beeorm event batch", e->id);
@@ -348,7 +310,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
     if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 || it->element[0]->type != REDIS_REPLY_STRING) continue;
     entry_t *x = &e[k];
     snprintf(x->id, sizeof x->id, "%s", it->element[0]->str);
-    if (parse_stream_id(x->id, &x->ms, &x->seq)) continue;
+    if (bee__stream_id_parse(x->id, &x->ms, &x->seq)) continue;
     redisReply *f = it->element[1];
     /* "e" <batch>, or "e" <batch> "r" <what> for an entry retried from the error list:
        <what> is the parked entry's stream id (checked for staleness before it applies),
@@ -362,7 +324,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
       uint64_t oms, oseq;
       shape = f->element[2]->len == 1 && f->element[2]->str[0] == 'r';
       if (shape && !(w->len == 1 && w->str[0] == '1') && !(w->len == 5 && !memcmp(w->str, "force", 5))) {
-        shape = w->len < sizeof x->retried_of && !memchr(w->str, '\0', w->len) && !parse_stream_id(w->str, &oms, &oseq);
+        shape = w->len < sizeof x->retried_of && !memchr(w->str, '\0', w->len) && !bee__stream_id_parse(w->str, &oms, &oseq);
         if (shape) memcpy(x->retried_of, w->str, w->len + 1);
       }
       x->retried = shape;
@@ -377,7 +339,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
       memcpy(x->payload, f->element[1]->str, f->element[1]->len);
       x->len = f->element[1]->len;
     }
-    x->bad = shape ? batch_check(x->payload, x->len, c->ev, &x->bad_event, &x->trailing) : ENTRY_NOT_BATCH;
+    x->bad = shape ? bee__batch_check(x->payload, x->len, c->ev, &x->bad_event, &x->trailing) : BEE__BATCH_NOT;
     k++;
   }
   freeReplyObject(rep);
@@ -389,7 +351,6 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
 static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int failed_all);
 static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq);
 static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b);
-static void batch_rows(const char *data, size_t len, bee__event_t *ev, int (*fn)(void *ud, const char *row), void *ud);
 
 /*
  * Up to max entries after the mark ms-seq. The read starts at the stream's head: entries
@@ -416,25 +377,6 @@ static int fetch(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_
 
 /* ------------------------------------------------------------------------ */
 /* Building statements                                                      */
-
-static int ident(const bee__str_t *s) {
-  char buf[BEE__IDENT_MAX];
-  if (s->n == 0 || s->n >= sizeof buf) return 0;
-  memcpy(buf, s->p, s->n);
-  buf[s->n] = '\0';
-  return bee__ident_ok(buf);
-}
-
-/* Checks an event's identifiers; a malformed event is a permanent failure. */
-static int event_ok(const bee__event_t *ev) {
-  if (!ident(&ev->table)) return 0;
-  for (size_t i = 0; i < ev->ncols; i++) {
-    if (!ident(&ev->cols[i]) || (ev->cols[i].n == 2 && !memcmp(ev->cols[i].p, "id", 2))) return 0;
-    if (ev->add[i] && (ev->kind != 'U' || !bee__sql_number_ok(&ev->values[i]))) return 0; /* increments: numbers */
-  }
-  if (ev->kind == 'U' && ev->ncols == 0) return 0;
-  return 1;
-}
 
 static void put_id(bee__buf_t *b, uint64_t id) {
   char num[BEE__ID_BUF];
@@ -746,37 +688,6 @@ static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_
  * when an entry was parked but its mark could not be moved: it was then applied after
  * all, and must never be retried), then the stream is trimmed up to the last of them.
  */
-/* The rows a parked entry holds back: "...:parked", field "<table>:<id>", value the parked ids. */
-typedef struct {
-  redisContext *r;
-  const char *parked_key, *id;
-} park_t;
-
-/* Appends the parked entry's id to its row's field in "...:parked" (ids space-separated). */
-static int park_row(void *ud, const char *row) {
-  park_t *p = ud;
-  static const char *const script =
-      "local v = redis.call('HGET', KEYS[1], ARGV[1]) or '' "
-      "if not string.find(' ' .. v .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then "
-      "redis.call('HSET', KEYS[1], ARGV[1], v == '' and ARGV[2] or (v .. ' ' .. ARGV[2])) end return 0";
-  redisReply *x = redisCommand(p->r, "EVAL %s 1 %s %s %s", script, p->parked_key, row, p->id);
-  if (x) freeReplyObject(x);
-  return 0;
-}
-
-/* Removes the parked entry's id from its row's field in "...:parked". */
-static int unpark_row(void *ud, const char *row) {
-  park_t *u = ud;
-  static const char *const script =
-      "local v = redis.call('HGET', KEYS[1], ARGV[1]) if not v then return 0 end "
-      "local kept = {} for t in string.gmatch(v, '%S+') do if t ~= ARGV[2] then kept[#kept + 1] = t end end "
-      "if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) "
-      "else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' ')) end return 0";
-  redisReply *x = redisCommand(u->r, "EVAL %s 1 %s %s %s", script, u->parked_key, row, u->id);
-  if (x) freeReplyObject(x);
-  return 0;
-}
-
 typedef struct {
   bee__rcmd_t *cmd;
 } rows_arg_t;
@@ -806,7 +717,7 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
     return;
   }
   for (size_t i = a; i < b; i++) {
-    if (!entries[i].dup) batch_rows(entries[i].payload, entries[i].len, c->ev, add_row_arg, &ra);
+    if (!entries[i].dup) bee__batch_rows(entries[i].payload, entries[i].len, c->ev, add_row_arg, &ra);
     ends[i - a] = cmd.n;
   }
   size_t sent = 0;
@@ -846,8 +757,8 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
 static void forget_retried(consumer_t *c, redisContext *r, const char *parked_key, const char *stale_key,
                            const entry_t *e) {
   if (!e->retried_of[0]) return;
-  park_t u = {r, parked_key, e->retried_of};
-  batch_rows(e->payload, e->len, c->ev, unpark_row, &u);
+  bee__park_t u = {r, parked_key, e->retried_of};
+  bee__batch_rows(e->payload, e->len, c->ev, bee__unpark_row, &u);
   redisReply *x = redisCommand(r, "HDEL %s %s", stale_key, e->retried_of);
   if (x) freeReplyObject(x);
 }
@@ -947,7 +858,7 @@ static int rewrite_entry(entry_t *e, size_t index, const bee__event_t *ev) {
   e->len = n;
   bee__event_t *check = bee__malloc(sizeof *check); /* an edit can be unsound too (a string added to a number) */
   if (!check) return BEE_ENOMEM;
-  e->bad = batch_check(e->payload, e->len, check, &e->bad_event, &e->trailing);
+  e->bad = bee__batch_check(e->payload, e->len, check, &e->bad_event, &e->trailing);
   bee__free(check);
   return 0;
 }
@@ -1000,21 +911,6 @@ static int describe(consumer_t *c, const char *queue, entry_t *e, size_t index, 
   return 0;
 }
 
-/*
- * Calls fn(ud, "<table>:<id>") for each event of a batch (its row), as long as fn
- * returns 0. Malformed bytes: stops quietly.
- */
-static void batch_rows(const char *data, size_t len, bee__event_t *ev, int (*fn)(void *ud, const char *row), void *ud) {
-  size_t count, pos;
-  if (!data || bee__batch_open(data, len, &count, &pos)) return;
-  for (size_t k = 0; k < count; k++) {
-    if (bee__batch_next(data, len, &pos, ev)) return;
-    char row[BEE__IDENT_MAX + 32];
-    snprintf(row, sizeof row, "%.*s:%llu", (int)ev->table.n, ev->table.p, (unsigned long long)ev->id);
-    if (fn(ud, row)) return;
-  }
-}
-
 /* 1 when err is an entry's own permanent failure (MySQL refused it, or it is malformed): it is parked, not retried. */
 static int permanent(const bee_error_t *err) {
   return !err->temporary && (err->code == BEE_EMYSQL || err->code == BEE_EINVAL || err->code == BEE_EMALFORMED);
@@ -1032,8 +928,8 @@ static size_t entry_events(const entry_t *e) {
 static void park_rows(redisContext *r, size_t shard, consumer_t *c, size_t pool, const entry_t *e) {
   char parked_key[128];
   bee__queue_key(c->engine, pool, shard, "parked", parked_key, sizeof parked_key);
-  park_t p = {r, parked_key, e->id};
-  batch_rows(e->payload, e->len, c->ev, park_row, &p);
+  bee__park_t p = {r, parked_key, e->id};
+  bee__batch_rows(e->payload, e->len, c->ev, bee__park_row, &p);
 }
 
 /*
@@ -1801,296 +1697,4 @@ int bee_engine_consume(bee_engine_t *engine, const bee_consume_options_t *opts, 
      starting (a signal right after the handlers went in) is not lost. */
   atomic_store(&engine->consume_stop, 0);
   return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Inspecting queues                                                        */
-
-size_t bee_engine_queue_count(const bee_engine_t *engine) {
-  return engine && engine->inval_redis >= 0 ? engine->mysql_count * BEE__SHARDS : 0;
-}
-
-size_t bee_engine_queue_name(const bee_engine_t *engine, size_t i, char *buf, size_t size) {
-  int n = snprintf(buf, size, "%s:%zu", engine->mysql[i / BEE__SHARDS].name, i % BEE__SHARDS);
-  return n < 0 ? 0 : (size_t)n;
-}
-
-/* Runs fn with a Redis connection of the queue pool borrowed from the engine. */
-static int with_queue_redis(bee_engine_t *engine, size_t i, redisContext **r, bee_error_t *err) {
-  if (!engine || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "no queue %zu", i);
-  return bee__engine_redis_acquire(engine, &engine->redis[engine->inval_redis], r, err);
-}
-
-static double entry_age(redisReply *rep, int64_t now) {
-  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return -1;
-  redisReply *it = rep->element[0];
-  if (it->type != REDIS_REPLY_ARRAY || it->elements < 1 || it->element[0]->type != REDIS_REPLY_STRING) return -1;
-  uint64_t ms, seq;
-  if (parse_stream_id(it->element[0]->str, &ms, &seq)) return -1;
-  return (double)(now - (int64_t)ms) / 1000.0;
-}
-
-int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *out, bee_error_t *err) {
-  redisContext *r;
-  int rc = with_queue_redis(engine, i, &r, err);
-  if (rc) return rc;
-  char key[128], errors[128], pending[128];
-  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "s", key, sizeof key);
-  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", errors, sizeof errors);
-  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "pending", pending, sizeof pending);
-  redisAppendCommand(r, "XLEN %s", key);
-  redisAppendCommand(r, "XRANGE %s - + COUNT 1", key);
-  redisAppendCommand(r, "XREVRANGE %s + - COUNT 1", key);
-  redisAppendCommand(r, "GET %s", pending);
-  redisAppendCommand(r, "HLEN %s", errors);
-  redisReply *rep[5] = {0};
-  for (int k = 0; k < 5; k++) {
-    void *x = NULL;
-    if (redisGetReply(r, &x) != REDIS_OK) {
-      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "reading queue statistics failed");
-      break;
-    }
-    rep[k] = x;
-  }
-  if (!rc) {
-    int64_t now = now_ms();
-    memset(out, 0, sizeof *out);
-    out->len = rep[0]->type == REDIS_REPLY_INTEGER ? (uint64_t)rep[0]->integer : 0;
-    double oldest = entry_age(rep[1], now), newest = entry_age(rep[2], now);
-    out->oldest_event_seconds = oldest > 0 ? oldest : 0;
-    out->lag = oldest > 0 && newest >= 0 ? oldest - newest : 0;
-    out->pending = rep[3]->type == REDIS_REPLY_STRING ? strtoull(rep[3]->str, NULL, 10) : 0;
-    out->errors = rep[4]->type == REDIS_REPLY_INTEGER ? (uint64_t)rep[4]->integer : 0;
-  }
-  for (int k = 0; k < 5; k++)
-    if (rep[k]) freeReplyObject(rep[k]);
-  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
-  return rc;
-}
-
-static int cmp_ids(const void *a, const void *b) {
-  const redisReply *x = *(redisReply *const *)a, *y = *(redisReply *const *)b;
-  uint64_t xm = 0, xs = 0, ym = 0, ys = 0;
-  parse_stream_id(x->str, &xm, &xs);
-  parse_stream_id(y->str, &ym, &ys);
-  if (xm != ym) return xm < ym ? -1 : 1;
-  return xs < ys ? -1 : xs > ys;
-}
-
-int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
-                            int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err) {
-  redisContext *r;
-  int rc = with_queue_redis(engine, i, &r, err);
-  if (rc) return rc;
-  char key[128], queue[BEE_NAME_MAX + 24];
-  bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", key, sizeof key);
-  bee_engine_queue_name(engine, i, queue, sizeof queue);
-  redisReply *rep = redisCommand(r, "HGETALL %s", key);
-  if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
-    if (rep) freeReplyObject(rep);
-    bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, 1);
-    return rc;
-  }
-  size_t n = rep->elements / 2;
-  redisReply **names = bee__malloc((n ? n : 1) * sizeof *names);
-  bee__event_t *ev = bee__malloc(sizeof *ev);
-  char(*cols)[BEE__IDENT_MAX + 1] = bee__malloc(1024 * sizeof *cols);
-  const char **colp = bee__malloc(1024 * sizeof *colp);
-  if (!names || !ev || !cols || !colp) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading the error list");
-  for (size_t k = 0; !rc && k < n; k++) names[k] = rep->element[2 * k];
-  if (!rc) qsort(names, n, sizeof *names, cmp_ids);
-  for (size_t k = 0; !rc && k < n && k < max; k++) {
-    redisReply *val = NULL;
-    for (size_t j = 0; j < n; j++)
-      if (rep->element[2 * j] == names[k]) val = rep->element[2 * j + 1];
-    bee__record_t rec;
-    int record_ok = val && val->type == REDIS_REPLY_STRING && bee__record_decode(val->str, val->len, &rec) == 0;
-    size_t count = 0, pos;
-    int event_ok = record_ok && bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) == 0 && rec.index < count;
-    for (size_t e = 0; event_ok && e <= rec.index; e++) event_ok = bee__batch_next(rec.batch.p, rec.batch.n, &pos, ev) == 0;
-    char entity[BEE__IDENT_MAX + 1] = "", table[BEE__IDENT_MAX + 1] = "", message[BEE_ERROR_MESSAGE_MAX],
-         resolver[BEE_ERROR_MESSAGE_MAX] = "";
-    bee__buf_t sql = {0};
-    bee_failed_event_t view;
-    memset(&view, 0, sizeof view);
-    view.queue = queue;
-    view.stream_id = names[k]->str;
-    view.cols = colp;
-    if (record_ok) {
-      bee__buf_append(&sql, rec.sql.p, rec.sql.n);
-      snprintf(message, sizeof message, "%.*s", (int)rec.message.n, rec.message.p);
-      snprintf(resolver, sizeof resolver, "%.*s", (int)rec.resolver_error.n, rec.resolver_error.p);
-      view.attempts = rec.attempts;
-      view.failed_at_ms = rec.at;
-      view.events = count;
-    } else {
-      snprintf(message, sizeof message, "the error record cannot be read (%zu bytes)",
-               val && val->type == REDIS_REPLY_STRING ? val->len : (size_t)0);
-    }
-    bee__buf_append(&sql, "", 0);
-    view.sql = sql.data ? sql.data : "";
-    view.message = message;
-    view.resolver_error = resolver[0] ? resolver : NULL;
-    if (event_ok) {
-      snprintf(entity, sizeof entity, "%.*s", (int)ev->entity.n, ev->entity.p);
-      snprintf(table, sizeof table, "%.*s", (int)ev->table.n, ev->table.p);
-      for (size_t c2 = 0; c2 < ev->ncols; c2++) {
-        snprintf(cols[c2], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[c2].n, ev->cols[c2].p);
-        colp[c2] = cols[c2];
-      }
-      view.kind = ev->kind;
-      view.id = ev->id;
-      view.ncols = ev->ncols;
-      view.values = ev->values;
-      view.increments = ev->add;
-      view.code = rec.code;
-    }
-    if (!event_ok || (record_ok && rec.code == BEE_EMALFORMED)) { /* junk queued, or a record that cannot be read:
-                                                                    listed all the same (DESIGN G13) */
-      view.code = BEE_EMALFORMED;
-      view.raw = record_ok ? rec.batch.p : val && val->type == REDIS_REPLY_STRING ? val->str : "";
-      view.raw_len = record_ok ? rec.batch.n : val && val->type == REDIS_REPLY_STRING ? val->len : 0;
-    }
-    view.entity = entity;
-    view.table = table;
-    int stop = fn(ud, &view);
-    bee__buf_free(&sql);
-    if (stop) break;
-  }
-  bee__free(names);
-  bee__free(ev);
-  bee__free(cols);
-  bee__free(colp);
-  freeReplyObject(rep);
-  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
-  return rc;
-}
-
-
-/* Runs a MULTI of the commands already appended (count of them) and checks EXEC. */
-static int exec_multi(bee_engine_t *engine, redisContext *r, int count, const char *doing, bee_error_t *err) {
-  int rc = 0;
-  for (int k = 0; k < count; k++) {
-    void *x = NULL;
-    if (redisGetReply(r, &x) != REDIS_OK)
-      return bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, doing);
-    if (!rc && k == count - 1 && ((redisReply *)x)->type != REDIS_REPLY_ARRAY)
-      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, x, doing);
-    freeReplyObject(x);
-  }
-  return rc;
-}
-
-/*
- * Retry: puts an errored entry back at the end of its queue, unless it is stale (a newer
- * change of one of its rows was applied since it was parked, DESIGN G13) and not forced,
- * or still in its stream (its parking did not finish: the consumer handles it again).
- * Skip: drops the failing event only; the entry's other events go back to the queue.
- * Malformed records can only be skipped (dropped whole).
- */
-static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, int retry, int force,
-                         bee_error_t *err) {
-  redisContext *r;
-  int rc = with_queue_redis(engine, i, &r, err);
-  if (rc) return rc;
-  size_t pool = i / BEE__SHARDS, shard = i % BEE__SHARDS;
-  char key[128], stream[128], stale_key[128], parked_key[128];
-  bee__queue_key(engine, pool, shard, "errors", key, sizeof key);
-  bee__queue_key(engine, pool, shard, "s", stream, sizeof stream);
-  bee__queue_key(engine, pool, shard, "stale", stale_key, sizeof stale_key);
-  bee__queue_key(engine, pool, shard, "parked", parked_key, sizeof parked_key);
-  redisAppendCommand(r, "HGET %s %s", key, stream_id);
-  redisAppendCommand(r, "HGET %s %s", stale_key, stream_id);
-  redisAppendCommand(r, "XRANGE %s %s %s", stream, stream_id, stream_id);
-  void *x1 = NULL, *x2 = NULL, *x3 = NULL;
-  if (redisGetReply(r, &x1) != REDIS_OK || redisGetReply(r, &x2) != REDIS_OK || redisGetReply(r, &x3) != REDIS_OK) {
-    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "reading the error list failed");
-    goto out;
-  }
-  redisReply *rep = x1, *stale = x2, *queued = x3;
-  bee__record_t rec;
-  size_t count = 0, pos;
-  size_t bad_event = 0, trailing = 0;
-  bee__event_t *check = bee__malloc(sizeof *check);
-  if (!check) {
-    rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading an error record");
-    goto out;
-  }
-  int malformed = rep->type != REDIS_REPLY_STRING || bee__record_decode(rep->str, rep->len, &rec) ||
-                  rec.code == BEE_EMALFORMED ||
-                  batch_check(rec.batch.p, rec.batch.n, check, &bad_event, &trailing) != ENTRY_OK ||
-                  bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) || rec.index >= count;
-  bee__free(check);
-  if (rep->type == REDIS_REPLY_ERROR) {
-    rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
-  } else if (rep->type != REDIS_REPLY_STRING) {
-    rc = bee__error(err, BEE_ENOTFOUND, 0, "no error entry %s in this queue", stream_id);
-  } else if (retry && malformed) {
-    rc = bee__error(err, BEE_EMALFORMED, 0, "error entry %s is malformed: it can only be skipped", stream_id);
-  } else if (retry && queued->type == REDIS_REPLY_ARRAY && queued->elements > 0) {
-    rc = bee__error(err, BEE_EINVAL, 0,
-                    "entry %s is still in its queue (its parking did not finish): the consumer applies or parks it "
-                    "again",
-                    stream_id);
-  } else if (retry && !force && stale->type == REDIS_REPLY_STRING) {
-    const char *sp = memchr(stale->str, ' ', stale->len);
-    int rl = sp ? (int)(sp - stale->str) : (int)stale->len;
-    rc = bee__error(err, BEE_ESTALE, 0,
-                    "entry %s is stale: row %.*s got a newer change (entry %.*s) applied since it was parked; "
-                    "retrying would undo it (force it to apply it anyway)",
-                    stream_id, rl, stale->str, sp ? (int)(stale->len - (size_t)rl - 1) : 0, sp ? sp + 1 : "");
-  } else {
-    /* What goes back to the queue: the entry (retry), or the entry without its failing event (skip). */
-    bee__buf_t back = {0};
-    int requeue = retry;
-    if (!retry && !malformed && count > 1) {
-      requeue = 1;
-      if (bee__batch_rewrite(rec.batch.p, rec.batch.n, rec.index, NULL, &back))
-        rc = bee__error(err, BEE_ENOMEM, 0, "out of memory skipping an event");
-    } else if (retry) {
-      bee__buf_append(&back, rec.batch.p, rec.batch.n);
-    }
-    if (!rc && back.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory retrying an entry");
-    if (!rc) { /* one MULTI/EXEC: the entry is never lost or doubled */
-      int n = 0;
-      redisAppendCommand(r, "MULTI"), n++;
-      /* "r <parked id>": the consumer checks it is not stale before it applies (a newer
-         change may be queued before it); "r force": applied as it is */
-      if (requeue)
-        redisAppendCommand(r, "XADD %s * e %b r %s", stream, back.data, back.len, force ? "force" : stream_id), n++;
-      redisAppendCommand(r, "HDEL %s %s", key, stream_id), n++;
-      redisAppendCommand(r, "HDEL %s %s", stale_key, stream_id), n++;
-      redisAppendCommand(r, "EXEC"), n++;
-      rc = exec_multi(engine, r, n, retry ? "retrying an entry failed" : "skipping an event failed", err);
-    }
-    if (!rc && !malformed && !(retry && !force)) {
-      /* Its rows are no longer held back by it, except those of what was queued again
-         unforced (held since it was parked): a newer change applied to one of them
-         before it applies makes it stale. */
-      bee__event_t *ev = bee__malloc(sizeof *ev);
-      park_t u = {r, parked_key, stream_id};
-      if (ev) batch_rows(rec.batch.p, rec.batch.n, ev, unpark_row, &u);
-      if (ev && requeue && !force) batch_rows(back.data, back.len, ev, park_row, &u);
-      bee__free(ev);
-    }
-    bee__buf_free(&back);
-  }
-out:
-  if (x1) freeReplyObject(x1);
-  if (x2) freeReplyObject(x2);
-  if (x3) freeReplyObject(x3);
-  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r,
-                            rc != 0 && rc != BEE_ENOTFOUND && rc != BEE_ESTALE && rc != BEE_EMALFORMED && rc != BEE_EINVAL);
-  return rc;
-}
-
-int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, int force, bee_error_t *err) {
-  if (!engine || !stream_id || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "bad queue or entry");
-  return resolve_error(engine, i, stream_id, 1, force, err);
-}
-
-int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err) {
-  if (!engine || !stream_id || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "bad queue or entry");
-  return resolve_error(engine, i, stream_id, 0, 0, err);
 }

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "event.h"
+#include "schema_internal.h"
+#include "sql.h"
 
 #define HEAD_SAME 1
 #define COL_NAMED 0
@@ -341,4 +343,62 @@ int bee__batch_rewrite(const char *data, size_t len, size_t index, const bee__ev
   bee__free(ev);
   int end = bee__batch_end(&w);
   return rc ? rc : end;
+}
+
+static int ident(const bee__str_t *s) {
+  char buf[BEE__IDENT_MAX];
+  if (s->n == 0 || s->n >= sizeof buf) return 0;
+  memcpy(buf, s->p, s->n);
+  buf[s->n] = '\0';
+  return bee__ident_ok(buf);
+}
+
+/* Checks an event's identifiers; a malformed event is a permanent failure. */
+int bee__event_ok(const bee__event_t *ev) {
+  if (!ident(&ev->table)) return 0;
+  for (size_t i = 0; i < ev->ncols; i++) {
+    if (!ident(&ev->cols[i]) || (ev->cols[i].n == 2 && !memcmp(ev->cols[i].p, "id", 2))) return 0;
+    if (ev->add[i] && (ev->kind != 'U' || !bee__sql_number_ok(&ev->values[i]))) return 0; /* increments: numbers */
+  }
+  if (ev->kind == 'U' && ev->ncols == 0) return 0;
+  return 1;
+}
+
+/*
+ * Checks a whole batch before anything of it is applied: the header, every event
+ * (decodable, with sound identifiers), and no bytes after the last one. Returns BEE__BATCH_OK
+ * or what is wrong (*bad: the failing event; *trailing: the extra bytes).
+ */
+int bee__batch_check(const char *data, size_t len, bee__event_t *ev, size_t *bad, size_t *trailing) {
+  size_t count, pos;
+  *bad = 0;
+  *trailing = 0;
+  if (!data || bee__batch_open(data, len, &count, &pos)) return BEE__BATCH_NOT;
+  for (size_t k = 0; k < count; k++) {
+    if (bee__batch_next(data, len, &pos, ev) || !bee__event_ok(ev)) {
+      *bad = k;
+      return BEE__BATCH_BAD_EVENT;
+    }
+  }
+  if (pos != len) {
+    *bad = count - 1;
+    *trailing = len - pos;
+    return BEE__BATCH_TRAILING;
+  }
+  return BEE__BATCH_OK;
+}
+
+/*
+ * Calls fn(ud, "<table>:<id>") for each event of a batch (its row), as long as fn
+ * returns 0. Malformed bytes: stops quietly.
+ */
+void bee__batch_rows(const char *data, size_t len, bee__event_t *ev, int (*fn)(void *ud, const char *row), void *ud) {
+  size_t count, pos;
+  if (!data || bee__batch_open(data, len, &count, &pos)) return;
+  for (size_t k = 0; k < count; k++) {
+    if (bee__batch_next(data, len, &pos, ev)) return;
+    char row[BEE__IDENT_MAX + 32];
+    snprintf(row, sizeof row, "%.*s:%llu", (int)ev->table.n, ev->table.p, (unsigned long long)ev->id);
+    if (fn(ud, row)) return;
+  }
 }

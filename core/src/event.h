@@ -114,6 +114,19 @@ int bee__batch_next(const char *data, size_t len, size_t *pos, bee__event_t *ev)
  */
 int bee__batch_rewrite(const char *data, size_t len, size_t index, const bee__event_t *ev, bee__buf_t *out);
 
+/*
+ * Checking a queued batch whole, before anything of it is applied: the header, every
+ * event (decodable; identifiers plain SQL identifiers, increments numbers), and no bytes
+ * after the last event. Returns BEE__BATCH_OK or what is wrong; *bad is the failing
+ * event (0-based), *trailing the extra bytes. ev is scratch.
+ */
+enum { BEE__BATCH_OK, BEE__BATCH_NOT, BEE__BATCH_BAD_EVENT, BEE__BATCH_TRAILING };
+int bee__batch_check(const char *data, size_t len, bee__event_t *ev, size_t *bad, size_t *trailing);
+/* 1 when a decoded event's identifiers and increments are sound (see bee__batch_check). */
+int bee__event_ok(const bee__event_t *ev);
+/* Calls fn(ud, "<table>:<id>") for each event's row, while fn returns 0; stops at junk. */
+void bee__batch_rows(const char *data, size_t len, bee__event_t *ev, int (*fn)(void *ud, const char *row), void *ud);
+
 /* The row's own cache key, cache_prefix "r:" id, into buf (as bee__row_key makes it). */
 size_t bee__event_row_key(const bee__event_t *ev, char *buf, size_t size);
 /* The i-th key of ev (0 <= i < ev->nkeys). */
