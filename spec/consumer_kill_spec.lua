@@ -43,8 +43,6 @@ local function new_model(engine, rng)
   assert(engine)
   local m = {
     ctx = engine:context(),
-    live = {},     -- ids of the rows that exist (in the model)
-    pos = {},      -- id -> index in live
     state = {},    -- id -> { name, code, n, note }
     history = {},  -- id -> the row changes in flush order, as the audit log writes them
     ops = 0,
@@ -57,24 +55,8 @@ local function new_model(engine, rng)
     return op .. " " .. s.name .. "|" .. (s.code or "~") .. "|" .. s.n .. "|" .. (s.note or "~")
   end
 
-  local function add(id)
-    m.live[#m.live + 1] = id
-    m.pos[id] = #m.live
-  end
-
-  local function remove(id)
-    local i, last = m.pos[id], m.live[#m.live]
-    m.live[i], m.pos[last] = last, i
-    m.live[#m.live] = nil
-    m.pos[id] = nil
-  end
-
-  local function pick(taken)
-    for _ = 1, 50 do
-      local id = m.live[rng(#m.live)]
-      if not taken[id] then return id end
-    end
-  end
+  local live = au.live_set(rng)
+  local add, remove, pick = live.add, live.remove, live.pick
 
   local notes = { "alpha", "beta", false, "gamma" }
 
@@ -85,7 +67,7 @@ local function new_model(engine, rng)
     for _ = 1, n do
       local r = rng()
       local id
-      if #m.live < 50 or r < (#m.live < ROWS and 0.4 or 0.12) then
+      if live.count() < 50 or r < (live.count() < ROWS and 0.4 or 0.12) then
         local s = { name = "row" .. rng(1000), n = 0, note = notes[rng(#notes)] or nil }
         local t = ctx:new_entity(K, { name = s.name, n = s.n, note = s.note })
         id = t.id

@@ -19,16 +19,8 @@ local item_def = {
   },
 }
 
-local SUMMARY = "^consumed: entries=(%d+) events=(%d+) batches=(%d+) failed=(%d+) skipped=(%d+) retried=(%d+) "
-  .. "workers=(%d+)\n$"
-
--- The summary line of a consume run as a table of numbers (nil when out is not one).
-local function summary(out)
-  local e, ev, b, f, s, r, w = out:match(SUMMARY)
-  if not e then return nil end
-  return { entries = tonumber(e), events = tonumber(ev), batches = tonumber(b), failed = tonumber(f),
-    skipped = tonumber(s), retried = tonumber(r), workers = tonumber(w) }
-end
+-- The summary line of a consume run as a table of numbers, or nil.
+local function summary(out) return au.consume_summary(out, true) end
 
 local function write_file(path, text)
   local f = assert(io.open(path, "w"))

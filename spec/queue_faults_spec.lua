@@ -72,16 +72,8 @@ local flush_def = {
 local q = util.shell_quote
 local BEEORM = servers.build_dir .. "/beeorm"
 
-local SUMMARY = "consumed: entries=(%d+) events=(%d+) batches=(%d+) failed=(%d+) skipped=(%d+) retried=(%d+) "
-  .. "workers=(%d+)"
-
--- The summary line of a consume run (anywhere in out) as a table of numbers, or nil.
-local function summary(out)
-  local e, ev, b, f, s, r, w = out:match(SUMMARY)
-  if not e then return nil end
-  return { entries = tonumber(e), events = tonumber(ev), batches = tonumber(b), failed = tonumber(f),
-    skipped = tonumber(s), retried = tonumber(r), workers = tonumber(w) }
-end
+-- The summary line of a consume run as a table of numbers, or nil.
+local function summary(out) return au.consume_summary(out, false) end
 
 local tmp = {}
 local function tmpfile(text)
@@ -600,34 +592,20 @@ describe("the queue under faults and operators", function()
     -- The workload: flush_async calls of 1-20 operations (inserts, updates, deletes and a
     -- few increments), one operation per row per call, each in a fresh context.
     local function new_model(rng)
-      local m = { live = {}, pos = {}, state = {}, history = {}, events = 0, serial = 0 }
+      local m = { state = {}, history = {}, events = 0, serial = 0 }
       local notes = { "alpha", "beta", false, "gamma" }
       local function line(op, s)
         return op .. " " .. s.name .. "|" .. s.n .. "|" .. (s.note or "~")
       end
-      local function add(id)
-        m.live[#m.live + 1] = id
-        m.pos[id] = #m.live
-      end
-      local function remove(id)
-        local i, last = m.pos[id], m.live[#m.live]
-        m.live[i], m.pos[last] = last, i
-        m.live[#m.live] = nil
-        m.pos[id] = nil
-      end
-      local function pick(taken)
-        for _ = 1, 50 do
-          local id = m.live[rng(#m.live)]
-          if not taken[id] then return id end
-        end
-      end
+      local live = au.live_set(rng)
+      local add, remove, pick = live.add, live.remove, live.pick
 
       function m.flush(n)
         local ctx = engine:context()
         local taken, done = {}, 0
         for _ = 1, n do
           local r = rng()
-          if #m.live < 40 or r < 0.35 then
+          if live.count() < 40 or r < 0.35 then
             m.serial = m.serial + 1
             local s = { name = "ro-" .. m.serial, n = 0, note = notes[rng(#notes)] or nil }
             local t = ctx:new_entity(RO, { name = s.name, n = s.n, note = s.note })

@@ -150,16 +150,29 @@ static int parse_duration_ms(bee__span_t key, bee__span_t v, unsigned int *out, 
   return 0;
 }
 
-static int parse_mysql_params(bee__span_t q, int uri, bee_mysql_settings_t *s, bee_error_t *err) {
-  while (q.n) {
-    const char *amp = span_find(q, '&');
-    bee__span_t kv = amp ? span(q.p, (size_t)(amp - q.p)) : q;
-    q = amp ? span(amp + 1, q.n - (size_t)(amp + 1 - q.p)) : span(q.p + q.n, 0);
+/*
+ * The next "name=value" of a query string q (advanced past it, and past empty pairs):
+ * 1 with *k and *v, 0 at the end, or a negative code when a pair has no '='.
+ */
+static int next_param(bee__span_t *q, bee__span_t *k, bee__span_t *v, bee_error_t *err) {
+  while (q->n) {
+    const char *amp = span_find(*q, '&');
+    bee__span_t kv = amp ? span(q->p, (size_t)(amp - q->p)) : *q;
+    *q = amp ? span(amp + 1, q->n - (size_t)(amp + 1 - q->p)) : span(q->p + q->n, 0);
     if (kv.n == 0) continue;
     const char *eq = span_find(kv, '=');
     if (!eq) return BEE__DSN_ERR(err, "parameter '%.*s' has no value (expected name=value)", (int)(kv.n > 32 ? 32 : kv.n), kv.p);
-    bee__span_t k = span(kv.p, (size_t)(eq - kv.p));
-    bee__span_t v = span(eq + 1, kv.n - (size_t)(eq + 1 - kv.p));
+    *k = span(kv.p, (size_t)(eq - kv.p));
+    *v = span(eq + 1, kv.n - (size_t)(eq + 1 - kv.p));
+    return 1;
+  }
+  return 0;
+}
+
+static int parse_mysql_params(bee__span_t q, int uri, bee_mysql_settings_t *s, bee_error_t *err) {
+  bee__span_t k, v;
+  int more;
+  while ((more = next_param(&q, &k, &v, err)) == 1) {
     int rc;
     if (span_eq(k, "timeout")) {
       rc = parse_duration_ms(k, v, &s->connect_timeout_ms, err);
@@ -183,7 +196,7 @@ static int parse_mysql_params(bee__span_t q, int uri, bee_mysql_settings_t *s, b
     }
     if (rc) return rc;
   }
-  return 0;
+  return more;
 }
 
 static int parse_database(bee__span_t d, bee_mysql_settings_t *s, bee_error_t *err) {
@@ -371,14 +384,9 @@ static int parse_redis_ms(bee__span_t k, bee__span_t v, unsigned int *out, bee_e
 
 /* The query of a redis:// or unix:// address: timeouts, and db for unix://. */
 static int parse_redis_params(bee__span_t q, int unix_form, bee_redis_settings_t *sp, bee_error_t *err) {
-  while (q.n) {
-    const char *amp = span_find(q, '&');
-    bee__span_t kv = amp ? span(q.p, (size_t)(amp - q.p)) : q;
-    q = amp ? span(amp + 1, q.n - (size_t)(amp + 1 - q.p)) : span(q.p + q.n, 0);
-    if (kv.n == 0) continue;
-    const char *eq = span_find(kv, '=');
-    if (!eq) return BEE__DSN_ERR(err, "parameter '%.*s' has no value (expected name=value)", (int)(kv.n > 32 ? 32 : kv.n), kv.p);
-    bee__span_t k = span(kv.p, (size_t)(eq - kv.p)), v = span(eq + 1, kv.n - (size_t)(eq + 1 - kv.p));
+  bee__span_t k, v;
+  int more;
+  while ((more = next_param(&q, &k, &v, err)) == 1) {
     int rc;
     if (span_eq(k, "timeout_ms")) rc = parse_redis_ms(k, v, &sp->timeout_ms, err);
     else if (span_eq(k, "connect_timeout_ms")) rc = parse_redis_ms(k, v, &sp->connect_timeout_ms, err);
@@ -388,7 +396,7 @@ static int parse_redis_params(bee__span_t q, int unix_form, bee_redis_settings_t
                           (int)(k.n > 32 ? 32 : k.n), k.p, unix_form ? "db, " : "");
     if (rc) return rc;
   }
-  return 0;
+  return more;
 }
 
 static int redis_parse_inner(const char *address, int db, bee_redis_settings_t *sp, bee_error_t *err) {

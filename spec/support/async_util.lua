@@ -50,6 +50,44 @@ function M.queues(engine)
 end
 
 --- Stats of every queue by name (raises on error).
+-- The summary line of `beeorm consume` ("consumed: entries=N ... workers=N", maybe
+-- followed by " duplicates=N") as a table of numbers, or nil. whole: out must be that
+-- line and nothing else; otherwise the line may be anywhere in out.
+function M.consume_summary(out, whole)
+  local base = "consumed: entries=(%d+) events=(%d+) batches=(%d+) failed=(%d+) skipped=(%d+) retried=(%d+) "
+    .. "workers=(%d+)"
+  local e, ev, b, f, s, r, w, rest = out:match(whole and ("^" .. base .. "([^\n]*)\n$") or (base .. "([^\n]*)"))
+  if not e then return nil end
+  local dup = rest == "" and "0" or rest:match("^ duplicates=(%d+)$")
+  if not dup then return nil end
+  return { entries = tonumber(e), events = tonumber(ev), batches = tonumber(b), failed = tonumber(f),
+    skipped = tonumber(s), retried = tonumber(r), workers = tonumber(w), duplicates = tonumber(dup) }
+end
+
+-- The ids of the rows a workload model holds live: add and remove in O(1), pick one at
+-- random (rng(n) -> 1..n) that is not in taken (nil after 50 tries).
+function M.live_set(rng)
+  local set = { ids = {}, pos = {} }
+  function set.add(id)
+    set.ids[#set.ids + 1] = id
+    set.pos[id] = #set.ids
+  end
+  function set.remove(id)
+    local i, last = set.pos[id], set.ids[#set.ids]
+    set.ids[i], set.pos[last] = last, i
+    set.ids[#set.ids] = nil
+    set.pos[id] = nil
+  end
+  function set.pick(taken)
+    for _ = 1, 50 do
+      local id = set.ids[rng(#set.ids)]
+      if not taken[id] then return id end
+    end
+  end
+  function set.count() return #set.ids end
+  return set
+end
+
 function M.stats(engine)
   local out = {}
   for _, q in ipairs(engine:read_async_flush_events()) do
