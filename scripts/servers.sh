@@ -3,6 +3,12 @@
 #
 #   scripts/servers.sh start DIR [OWNER_PID]   start, wait until they answer, write DIR/env
 #   scripts/servers.sh stop DIR                stop by recorded PID, remove DIR
+#   scripts/servers.sh sentinel DIR [OWNER_PID]
+#       a Redis primary, two replicas and three sentinels (master name "mymaster",
+#       down-after-milliseconds 1000), no MariaDB; waits until every sentinel sees the
+#       primary, both replicas and the two other sentinels; writes DIR/env
+#   scripts/servers.sh restart-redis DIR NAME  starts node NAME (redis-a, redis-b, redis-c)
+#       of a sentinel set again on its port, as a replica of the current master
 #
 # DIR/env is a shell file of `export` lines that tests read:
 #   BEEORM_TEST_MYSQL          bee:<pw>@tcp(127.0.0.1:<port>)/beeorm_test
@@ -10,6 +16,11 @@
 #   BEEORM_TEST_REDIS          127.0.0.1:<port>
 #   BEEORM_TEST_REDIS_SOCKET   that server's unix socket path
 #   BEEORM_TEST_REDIS_AUTH     redis://:<pw>@127.0.0.1:<port2>/0 (a second server with requirepass)
+# For a sentinel set, DIR/env has instead:
+#   BEEORM_TEST_SENTINELS        127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>
+#   BEEORM_TEST_SENTINEL_MASTER  mymaster
+#   BEEORM_TEST_SENTINEL_NODES   redis-a=<port>,redis-b=<port>,redis-c=<port> (redis-a
+#                                starts as the primary)
 # A watchdog stops the servers when OWNER_PID (default: the caller) exits, so even a
 # killed test run leaves nothing behind. Two runs never share a folder or a port.
 set -euo pipefail
@@ -28,6 +39,8 @@ free_port() {
 }
 random_secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 record() { echo "$1 $2" >> "$D/pids"; }
+# A pid that runs (a zombie nobody reaped yet has stopped running).
+alive() { kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]; }
 
 start_mariadb() {
   local data="$D/mysql/data" user_opt=()
@@ -94,6 +107,112 @@ start_redis_retry() { # name dir var [extra args]
   die "Redis did not start"
 }
 
+# The node NAME of a sentinel set, started on PORT; as a replica of MASTER_PORT unless that is empty.
+start_node() { # name port master_port
+  local name=$1 port=$2 master=$3 dir="$D/$1"
+  mkdir -p "$dir"
+  local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir"
+    --unixsocket "$dir/redis.sock" --unixsocketperm 700 --daemonize no --logfile "$dir/redis.log"
+    --replica-announce-ip 127.0.0.1)
+  [[ -n "$master" ]] && args+=(--replicaof 127.0.0.1 "$master")
+  rm -f "$dir/redis.sock"
+  redis-server "${args[@]}" < /dev/null > /dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do
+    if [[ -S "$dir/redis.sock" ]] && redis-cli -s "$dir/redis.sock" ping 2>/dev/null | grep -q PONG; then
+      record "$name" "$pid"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  return 1
+}
+
+start_sentinel() { # name port master_port
+  local name=$1 port=$2 master=$3 dir="$D/$1"
+  mkdir -p "$dir"
+  cat > "$dir/sentinel.conf" <<CONF
+port $port
+bind 127.0.0.1
+daemonize no
+dir $dir
+logfile $dir/sentinel.log
+sentinel announce-ip 127.0.0.1
+sentinel resolve-hostnames no
+sentinel monitor mymaster 127.0.0.1 $master 2
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 3000
+sentinel parallel-syncs mymaster 1
+CONF
+  redis-server "$dir/sentinel.conf" --sentinel < /dev/null > /dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do
+    if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+      record "$name" "$pid"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  return 1
+}
+
+# Starts a sentinel set in $D (see the top of this file).
+start_sentinel_set() {
+  local ports=() p
+  while [[ ${#ports[@]} -lt 6 ]]; do
+    p=$(free_port)
+    [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+  done
+  start_node redis-a "${ports[0]}" "" || die "Redis redis-a did not start on port ${ports[0]}"
+  start_node redis-b "${ports[1]}" "${ports[0]}" || die "Redis redis-b did not start on port ${ports[1]}"
+  start_node redis-c "${ports[2]}" "${ports[0]}" || die "Redis redis-c did not start on port ${ports[2]}"
+  for i in 1 2 3; do
+    start_sentinel "sentinel-$i" "${ports[$((i + 2))]}" "${ports[0]}" || die "sentinel-$i did not start"
+  done
+  # Every sentinel must know the primary, both replicas and the two other sentinels
+  # (replicas in sync: master_link_status up), or a failover test could start too early.
+  local ready=0
+  for _ in $(seq 1 300); do
+    ready=1
+    for i in 3 4 5; do
+      local info
+      info=$(redis-cli -p "${ports[$i]}" sentinel master mymaster 2>/dev/null | paste -sd' ')
+      [[ "$info" == *"num-slaves 2 "* && "$info" == *"num-other-sentinels 2 "* ]] || ready=0
+    done
+    for i in 1 2; do
+      redis-cli -p "${ports[$i]}" info replication 2>/dev/null | grep -q "master_link_status:up" || ready=0
+    done
+    [[ $ready -eq 1 ]] && break
+    sleep 0.1
+  done
+  [[ $ready -eq 1 ]] || die "the sentinels did not see the whole set within 30 s (see $D/sentinel-*/sentinel.log)"
+  cat > "$D/env" <<ENV
+export BEEORM_TEST_SENTINELS='127.0.0.1:${ports[3]},127.0.0.1:${ports[4]},127.0.0.1:${ports[5]}'
+export BEEORM_TEST_SENTINEL_MASTER='mymaster'
+export BEEORM_TEST_SENTINEL_NODES='redis-a=${ports[0]},redis-b=${ports[1]},redis-c=${ports[2]}'
+export BEEORM_TEST_SERVER_DIR='$D'
+ENV
+}
+
+# Starts node NAME of the sentinel set in $D again, as a replica of the current master.
+restart_node() { # name
+  local name=$1 port master
+  port=$(sed -n "s/.*$name=\([0-9]*\).*/\1/p" "$D/env")
+  [[ -n "$port" ]] || die "no node '$name' in $D/env"
+  local sentinel
+  sentinel=$(sed -n "s/.*BEEORM_TEST_SENTINELS='127.0.0.1:\([0-9]*\),.*/\1/p" "$D/env")
+  master=$(redis-cli -p "$sentinel" sentinel get-master-addr-by-name mymaster 2>/dev/null | sed -n 2p)
+  [[ -n "$master" && "$master" != "$port" ]] || die "no master other than $name to follow"
+  local old
+  old=$(awk -v n="$name" '$1 == n { print $2 }' "$D/pids" | tail -n 1)
+  [[ -n "$old" ]] && alive "$old" && die "$name (pid $old) is still running"
+  start_node "$name" "$port" "$master" || die "Redis $name did not start again on port $port"
+}
+
 stop_all() {
   local dir=$1
   [[ -f "$dir/pids" ]] || { rm -rf "$dir"; return 0; }
@@ -104,7 +223,7 @@ stop_all() {
   done < "$dir/pids"
   for _ in $(seq 1 100); do
     local alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    for pid in "${pids[@]}"; do alive "$pid" && alive=1; done
     [[ $alive -eq 0 ]] && break
     sleep 0.1
   done
@@ -116,9 +235,9 @@ stop_all() {
 }
 
 cmd=${1:-}; D=${2:-}
-[[ -n "$cmd" && -n "$D" ]] || die "usage: servers.sh start|stop DIR [OWNER_PID]"
+[[ -n "$cmd" && -n "$D" ]] || die "usage: servers.sh start|sentinel|stop DIR [OWNER_PID], or restart-redis DIR NAME"
 case "$cmd" in
-  start)
+  start|sentinel)
     OWNER=${3:-$PPID}
     mkdir -p "$D"
     D=$(cd "$D" && pwd)
@@ -133,6 +252,11 @@ case "$cmd" in
     ) &
     record watchdog $!
     trap 'stop_all "$D"; exit 1' ERR INT TERM
+    if [[ "$cmd" == sentinel ]]; then
+      start_sentinel_set
+      trap - ERR INT TERM
+      exit 0
+    fi
     start_mariadb
     MYSQL_PW=$(random_secret)
     mariadb --no-defaults -S "$D/mysql/mysqld.sock" -uroot <<SQL
@@ -155,9 +279,13 @@ export BEEORM_TEST_SERVER_DIR='$D'
 ENV
     trap - ERR INT TERM
     ;;
+  restart-redis)
+    D=$(cd "$D" && pwd)
+    restart_node "${3:-}"
+    ;;
   stop)
     [[ -d "$D" ]] || exit 0
     stop_all "$(cd "$D" && pwd)"
     ;;
-  *) die "unknown command '$cmd' (use start or stop)" ;;
+  *) die "unknown command '$cmd' (use start, sentinel, restart-redis or stop)" ;;
 esac

@@ -42,4 +42,62 @@ function M.run(cmd)
   return code, (out:gsub("::exit=%d+%s*$", ""))
 end
 
+--- Starts a throwaway Sentinel set (scripts/servers.sh sentinel: a Redis primary
+-- redis-a, replicas redis-b and redis-c, three sentinels watching "mymaster") in a
+-- fresh folder, stopped when this process exits if not before. Returns a handle:
+--   set.sentinels { "127.0.0.1:p", ... }, set.master_name, set.nodes { name = port }
+--   set:master()          the port the first answering sentinel names as master
+--   set:pid(name)         the pid of a node or sentinel (the last one started)
+--   set:restart(name)     starts a killed node again, as a replica of the master
+--   set:stop()            stops every process of the set by pid and removes the folder
+function M.sentinel_set()
+  local stat = assert(io.open("/proc/self/stat"))
+  local owner = stat:read("n")
+  stat:close()
+  local code, dir = M.run("mkdir -p " .. M.build_dir .. "/servers && mktemp -d " .. M.build_dir
+    .. "/servers/sentinel.XXXXXX")
+  assert(code == 0, dir)
+  dir = dir:gsub("%s+$", "")
+  local script = M.root .. "/scripts/servers.sh"
+  local out
+  code, out = M.run(script .. " sentinel " .. dir .. " " .. owner)
+  assert(code == 0, "the sentinel set did not start: " .. out)
+  local f = assert(io.open(dir .. "/env"))
+  local env_text = f:read("a")
+  f:close()
+  local set = { dir = dir, sentinels = {}, nodes = {},
+    master_name = env_text:match("BEEORM_TEST_SENTINEL_MASTER='([^']+)'") }
+  for addr in env_text:match("BEEORM_TEST_SENTINELS='([^']+)'"):gmatch("[^,]+") do set.sentinels[#set.sentinels + 1] = addr end
+  for name, port in env_text:match("BEEORM_TEST_SENTINEL_NODES='([^']+)'"):gmatch("([%w-]+)=(%d+)") do
+    set.nodes[name] = tonumber(port)
+  end
+  function set:master()
+    for _, addr in ipairs(self.sentinels) do
+      local c, o = M.run("redis-cli -p " .. addr:match(":(%d+)$") .. " sentinel get-master-addr-by-name "
+        .. self.master_name)
+      local port = c == 0 and o:match("\n(%d+)%s*$")
+      if port then return tonumber(port) end
+    end
+  end
+  function set:pid(name)
+    local pf = io.open(self.dir .. "/pids")
+    if not pf then return nil end
+    local found
+    for line in pf:lines() do
+      local n, pid = line:match("^(%S+) (%d+)$")
+      if n == name then found = tonumber(pid) end
+    end
+    pf:close()
+    return found
+  end
+  function set:restart(name)
+    local c, o = M.run(script .. " restart-redis " .. self.dir .. " " .. name)
+    assert(c == 0, o)
+  end
+  function set:stop()
+    M.run(script .. " stop " .. self.dir)
+  end
+  return set
+end
+
 return M
