@@ -37,7 +37,7 @@ static void value_keys(bee__rcmd_t *cmd, const bee__entity_rt_t *rt, const bee__
 }
 
 /* The keys of the given rows: their own, and those of their values in Redis and in MySQL. */
-static int ids_keys(bee_context_t *ctx, size_t ei, redisContext *c, const uint64_t *ids, size_t n, bee__rcmd_t *cmd,
+static int ids_keys(bee_context_t *ctx, size_t ei, bee__rconn_t *c, const uint64_t *ids, size_t n, bee__rcmd_t *cmd,
                     bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
   const bee__entity_t *e = &engine->entities[ei];
@@ -51,11 +51,11 @@ static int ids_keys(bee_context_t *ctx, size_t ei, redisContext *c, const uint64
   for (size_t i = 0; i < n && !rc; i++) {
     size_t kl = bee__key_row(rt->prefix, ids[i], key, sizeof key);
     bee__rcmd_arg(cmd, key, kl);
-    redisAppendCommand(c, "HGETALL %b", key, kl);
+    bee__redis_append(c, "HGETALL %b", key, kl);
   }
   for (size_t i = 0; i < n && !rc; i++) {
-    void *reply = NULL;
-    if (redisGetReply(c, &reply) != REDIS_OK) {
+    bee__reply_t *reply = NULL;
+    if (bee__redis_get_reply(c, &reply) != 0) {
       rc = bee__redis_error(err, &engine->redis[rt->redis], c, NULL, "clearing the cache failed");
       bee__ctx_redis_broken(ctx, (size_t)rt->redis);
       break;
@@ -63,7 +63,7 @@ static int ids_keys(bee_context_t *ctx, size_t ei, redisContext *c, const uint64
     bee__rowhash_info_t info;
     bee__read_row_hash(e, reply, values, present, &info);
     value_keys(cmd, rt, e, values, present);
-    freeReplyObject(reply);
+    bee__reply_free(reply);
   }
   /* as MySQL has them now */
   bee__buf_t sql = {0};
@@ -106,7 +106,7 @@ static void glob_escape(const char *s, bee__buf_t *out) {
 }
 
 /* Every key of the table but the id allocator, the pending marks and the version. */
-static int all_keys(bee_context_t *ctx, size_t ei, redisContext *c, bee__rcmd_t *cmd, bee_error_t *err) {
+static int all_keys(bee_context_t *ctx, size_t ei, bee__rconn_t *c, bee__rcmd_t *cmd, bee_error_t *err) {
   const bee__entity_rt_t *rt = &ctx->engine->rt[ei];
   size_t pl = strlen(rt->prefix);
   bee__buf_t match = {0};
@@ -116,25 +116,25 @@ static int all_keys(bee_context_t *ctx, size_t ei, redisContext *c, bee__rcmd_t 
   char cursor[32] = "0";
   int rc = 0;
   do {
-    redisReply *r = redisCommand(c, "SCAN %s MATCH %b COUNT 1000", cursor, match.data, match.len);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING) {
+    bee__reply_t *r = bee__redis_command(c, "SCAN %s MATCH %b COUNT 1000", cursor, match.data, match.len);
+    if (!r || r->type != BEE__REPLY_ARRAY || r->elements != 2 || r->element[0]->type != BEE__REPLY_STRING) {
       rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, r, "clearing the cache failed");
-      if (r) freeReplyObject(r);
+      if (r) bee__reply_free(r);
       else bee__ctx_redis_broken(ctx, (size_t)rt->redis);
       break;
     }
     snprintf(cursor, sizeof cursor, "%.*s", (int)r->element[0]->len, r->element[0]->str);
-    const redisReply *keys = r->element[1];
-    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
-      const redisReply *k = keys->element[i];
-      if (k->type != REDIS_REPLY_STRING || k->len <= pl) continue;
+    const bee__reply_t *keys = r->element[1];
+    for (size_t i = 0; keys->type == BEE__REPLY_ARRAY && i < keys->elements; i++) {
+      const bee__reply_t *k = keys->element[i];
+      if (k->type != BEE__REPLY_STRING || k->len <= pl) continue;
       const char *rest = k->str + pl;
       size_t rl = k->len - pl;
       int keep = (rl == 3 && !memcmp(rest, "ids", 3)) || (rl == 5 && !memcmp(rest, "idmax", 5)) ||
                  (rl == 1 && rest[0] == 'v') || (rl >= 2 && !memcmp(rest, "p:", 2));
       if (!keep) bee__rcmd_arg(cmd, k->str, k->len);
     }
-    freeReplyObject(r);
+    bee__reply_free(r);
   } while (strcmp(cursor, "0") != 0);
   bee__buf_free(&match);
   return rc;
@@ -154,7 +154,7 @@ int bee_engine_clear_cache(bee_engine_t *engine, const bee_entity_t *entity, con
   int rc = bee_engine_context(engine, &ctx, err);
   if (rc) return rc;
   if (rt->redis >= 0) {
-    redisContext *c;
+    bee__rconn_t *c;
     bee__rcmd_t cmd = {0};
     if (!(rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err))) {
       bee__rcmd_begin(&cmd, "DEL");
@@ -170,11 +170,11 @@ int bee_engine_clear_cache(bee_engine_t *engine, const bee_entity_t *entity, con
     if (!rc) {
       /* the keys, then the version (readers that read MySQL before must not fill) */
       size_t count = 0;
-      redisAppendCommand(c, "MULTI");
+      bee__redis_append(c, "MULTI");
       count++;
       if (cmd.n > 1) bee__rcmd_send(c, &cmd, &count);
-      redisAppendCommand(c, "INCR %sv", rt->prefix);
-      redisAppendCommand(c, "EXEC");
+      bee__redis_append(c, "INCR %sv", rt->prefix);
+      bee__redis_append(c, "EXEC");
       count += 2;
       rc = bee__ctx_redis_replies(ctx, (size_t)rt->redis, c, count, "clearing the cache failed", err);
     }

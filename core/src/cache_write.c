@@ -76,7 +76,7 @@ static void column_text(const bee__entity_t *e, const bee__buf_t *row, size_t f,
 }
 
 /* HSET of the row's columns (all of them, with the mark, for a new row; else those set). */
-static void row_hset(bee__rcmd_t *cmd, redisContext *c, const char *key, size_t kl, const bee__entity_t *e,
+static void row_hset(bee__rcmd_t *cmd, bee__rconn_t *c, const char *key, size_t kl, const bee__entity_t *e,
                      const bee__state_t *st, bee_value_t *values, int whole, size_t *count) {
   uint64_t id;
   if (bee__row_decode(e, st->after.data, st->after.len, &id, values)) return;
@@ -103,14 +103,14 @@ static void row_hset(bee__rcmd_t *cmd, redisContext *c, const char *key, size_t 
  * flush_async, dropped by a sync flush). Returns 1 when it dropped columns (readers that
  * read MySQL before the commit must be fenced out: the caller bumps the version).
  */
-static int row_commands(bee__rcmd_t *cmd, redisContext *c, const bee__entity_rt_t *rt, const bee__entity_t *e,
+static int row_commands(bee__rcmd_t *cmd, bee__rconn_t *c, const bee__entity_rt_t *rt, const bee__entity_t *e,
                         const bee__state_t *st, bee_value_t *values, const char *token, size_t *count) {
   int async = token != NULL;
   char key[BEE__KEY_ROW_MAX];
   size_t kl = bee__key_row(rt->prefix, st->id, key, sizeof key);
   if (!st->has_after) {
-    redisAppendCommand(c, "DEL %b", key, kl);
-    redisAppendCommand(c, "HSET %b " BEE__ROWHASH_MARK " N", key, kl);
+    bee__redis_append(c, "DEL %b", key, kl);
+    bee__redis_append(c, "HSET %b " BEE__ROWHASH_MARK " N", key, kl);
     *count += 2;
     return 0;
   }
@@ -197,7 +197,7 @@ static void unique_key_of(const char *prefix, const bee__entity_t *e, const bee_
 
 typedef struct {
   bee__rcmd_t *cmd;
-  redisContext *c;
+  bee__rconn_t *c;
   const bee__entity_rt_t *rt;
   const bee__entity_t *e;
   const bee__state_t *st;
@@ -218,21 +218,21 @@ static void unique_commands(void *ud, const bee__index_t *ix, const bee__buf_t *
   char num[BEE__ID_BUF];
   size_t nl = bee__id_format(u->st->id, num);
   bee__key_unique_gen(u->rt->prefix, u->e, ix, &key);
-  redisAppendCommand(u->c, "SET %b %s", key.data, key.len, u->token);
+  bee__redis_append(u->c, "SET %b %s", key.data, key.len, u->token);
   (*u->count)++;
   if (old_text) {
     unique_key_of(u->rt->prefix, u->e, ix, old_text, &key);
-    redisAppendCommand(u->c, "SET %b N%s", key.data, key.len, u->token);
+    bee__redis_append(u->c, "SET %b N%s", key.data, key.len, u->token);
     (*u->count)++;
   }
   if (new_text) {
     unique_key_of(u->rt->prefix, u->e, ix, new_text, &key);
-    redisAppendCommand(u->c, "SET %b %b:%b", key.data, key.len, num, nl, new_text->data, new_text->len);
+    bee__redis_append(u->c, "SET %b %b:%b", key.data, key.len, num, nl, new_text->data, new_text->len);
     (*u->count)++;
   }
   if (u->async) {
     bee__key_unique_pending(u->rt->prefix, u->e, ix, &key);
-    redisAppendCommand(u->c, "HSET %b %b %s", key.data, key.len, num, nl, u->token);
+    bee__redis_append(u->c, "HSET %b %b %s", key.data, key.len, num, nl, u->token);
     (*u->count)++;
   }
   bee__buf_free(&key);
@@ -267,7 +267,7 @@ static void row_lists(const bee__entity_rt_t *rt, const bee__entity_t *e, const 
 }
 
 typedef struct {
-  redisContext *c;
+  bee__rconn_t *c;
   const char *prefix;
   const char *token; /* flush_async: mark the row pending in the list */
   uint64_t id;
@@ -281,13 +281,13 @@ typedef struct {
  */
 static void list_commands(void *ud, bee__buf_t *key) {
   list_cmds_t *l = ud;
-  redisAppendCommand(l->c, "DEL %b", key->data, key->len);
+  bee__redis_append(l->c, "DEL %b", key->data, key->len);
   (*l->count)++;
   if (!l->token) return;
   char num[BEE__ID_BUF];
   size_t nl = bee__id_format(l->id, num);
   bee__key_list_pending(l->prefix, key);
-  redisAppendCommand(l->c, "HSET %b %b %s", key->data, key->len, num, nl, l->token);
+  bee__redis_append(l->c, "HSET %b %b %s", key->data, key->len, num, nl, l->token);
   (*l->count)++;
 }
 
@@ -381,7 +381,7 @@ static void drop_list(void *ud, bee__buf_t *key) {
 static int drop_keys(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_value_t *values, bee__rcmd_t *cmd,
                      bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
-  redisContext *c;
+  bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, rp, &c, err);
   if (rc) return rc;
   size_t count = 0;
@@ -412,7 +412,7 @@ static int drop_keys(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_value_
  * and records it in s->published, with its place in EXEC's reply in exec_at. Out of
  * memory, nothing is recorded: write_local publishes it then.
  */
-static void publish_in_multi(redisContext *c, bee_context_t *ctx, size_t ei, bee__states_t *s, size_t *count,
+static void publish_in_multi(bee__rconn_t *c, bee_context_t *ctx, size_t ei, bee__states_t *s, size_t *count,
                             size_t *exec_at) {
   size_t n = 0;
   for (size_t i = 0; i < s->count; i++) n += s->items[i].entity == ei;
@@ -428,7 +428,7 @@ static void publish_in_multi(redisContext *c, bee_context_t *ctx, size_t ei, bee
   const char *prefix = ctx->engine->rt[ei].prefix;
   bee__invalidation_channel(prefix, strlen(prefix), &channel);
   if (ok && !channel.failed) {
-    redisAppendCommand(c, "PUBLISH %b %b", channel.data, channel.len, msg.data, msg.len);
+    bee__redis_append(c, "PUBLISH %b %b", channel.data, channel.len, msg.data, msg.len);
     exec_at[s->npublished] = (*count)++ - 1; /* its place in EXEC's reply (MULTI is not in it) */
     p->entity = ei;
     p->receivers = 0;
@@ -442,7 +442,7 @@ static void publish_in_multi(redisContext *c, bee_context_t *ctx, size_t ei, bee
 int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_value_t *values, const bee__qentry_t *q,
                            size_t nq, const char *token, bee_error_t *err) {
   bee_engine_t *engine = ctx->engine;
-  redisContext *c;
+  bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, rp, &c, err);
   if (rc) return rc;
   int async = token != NULL;
@@ -457,10 +457,10 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
     return bee__error(err, BEE_ENOMEM, 0, "out of memory updating the cache");
   }
   size_t first_published = s->npublished;
-  redisAppendCommand(c, "MULTI");
+  bee__redis_append(c, "MULTI");
   count++;
   for (size_t i = 0; i < nq; i++) {
-    redisAppendCommand(c, "XADD %s * e %b", q[i].key, q[i].payload.data, q[i].payload.len);
+    bee__redis_append(c, "XADD %s * e %b", q[i].key, q[i].payload.data, q[i].payload.len);
     count++;
   }
   for (size_t ei = 0; ei < engine->entity_count; ei++) {
@@ -481,7 +481,7 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
     /* The version fences readers' fills against what was dropped here (columns, lists).
        What was written needs no fence: fills never overwrite (loader.c). */
     if (touched && (fence || has_lists(e))) {
-      redisAppendCommand(c, "INCR %sv", rt->prefix);
+      bee__redis_append(c, "INCR %sv", rt->prefix);
       count++;
     }
     /* Other processes' local caches: the invalidation goes with the writes (no round trip
@@ -490,11 +490,11 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
   }
   /* A command that could not be built (out of memory): nothing of the MULTI is applied. */
   int cmd_failed = cmd.failed || cmd.text.failed;
-  redisAppendCommand(c, cmd_failed ? "DISCARD" : "EXEC");
+  bee__redis_append(c, cmd_failed ? "DISCARD" : "EXEC");
   count++;
   for (size_t i = 0; i < count; i++) {
-    void *reply = NULL;
-    if (redisGetReply(c, &reply) != REDIS_OK) {
+    bee__reply_t *reply = NULL;
+    if (bee__redis_get_reply(c, &reply) != 0) {
       rc = bee__redis_error(err, &engine->redis[rp], c, NULL, "updating the cache failed");
       if (async && q && rc != BEE_ETIMEOUT) /* lost after sending: the MULTI may have run, or not (G11) */
         rc = err ? (err->code = BEE_ETIMEOUT) : BEE_ETIMEOUT;
@@ -504,22 +504,22 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
       s->npublished = first_published;
       return rc;
     }
-    redisReply *r = reply;
+    bee__reply_t *r = reply;
     /* The first refusal tells why (out of memory ...), not EXEC's EXECABORT after it. */
-    if (!rc && r->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
+    if (!rc && r->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
     if (!rc && i == count - 1 && !cmd_failed) {
-      if (r->type != REDIS_REPLY_ARRAY) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
+      if (r->type != BEE__REPLY_ARRAY) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
       for (size_t k = 0; !rc && k < r->elements; k++)
-        if (r->element[k]->type == REDIS_REPLY_ERROR)
+        if (r->element[k]->type == BEE__REPLY_ERROR)
           rc = bee__redis_error(err, &engine->redis[rp], c, r->element[k], "updating the cache failed");
       for (size_t p = first_published; !rc && p < s->npublished; p++) {
         size_t at = exec_at[p - first_published];
-        s->published[p].receivers = at < r->elements && r->element[at]->type == REDIS_REPLY_INTEGER
+        s->published[p].receivers = at < r->elements && r->element[at]->type == BEE__REPLY_INTEGER
                                         ? r->element[at]->integer
                                         : 0;
       }
     }
-    freeReplyObject(r);
+    bee__reply_free(r);
   }
   bee__free(exec_at);
   if (rc) s->npublished = first_published; /* not published: write_local publishes them */

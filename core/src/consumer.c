@@ -87,7 +87,7 @@ typedef struct {
   char token[64]; /* this worker's lease token */
   char mark[160];  /* the current queue's row in _beeorm_applied: "<pool>:<shard>@<queue id>" */
   MYSQL **mysql;        /* per pool, this consumer's own */
-  redisContext **redis; /* per Redis pool, this consumer's own */
+  bee__rconn_t **redis; /* per Redis pool, this consumer's own */
   unsigned char *mark_table_ok;
   bee__event_t *ev;
   bee__buf_t sql;
@@ -137,9 +137,9 @@ static void drop_mysql(consumer_t *c, size_t pool) {
   c->mysql[pool] = NULL;
 }
 
-static int get_redis(consumer_t *c, size_t pool, redisContext **out, bee_error_t *err) {
-  if (c->redis[pool] && c->redis[pool]->err) {
-    redisFree(c->redis[pool]);
+static int get_redis(consumer_t *c, size_t pool, bee__rconn_t **out, bee_error_t *err) {
+  if (c->redis[pool] && bee__redis_failed(c->redis[pool])) {
+    bee__redis_free(c->redis[pool]);
     c->redis[pool] = NULL;
   }
   if (!c->redis[pool]) {
@@ -286,41 +286,41 @@ static int malformed_error(const entry_t *e, size_t *failed_event, bee_error_t *
 /* Up to max entries after ms-seq, in order. */
 static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq, size_t max,
                        entry_t **out, size_t *n, bee_error_t *err) {
-  redisContext *r;
+  bee__rconn_t *r;
   int rc = get_redis(c, qp, &r, err);
   if (rc) return rc;
   char mark[64], count[24];
   snprintf(mark, sizeof mark, "(%llu-%llu", (unsigned long long)ms, (unsigned long long)seq);
   snprintf(count, sizeof count, "%zu", max);
   const char *argv[] = {"XRANGE", key, mark, "+", "COUNT", count};
-  redisReply *rep = redisCommandArgv(r, 6, argv, NULL);
-  if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+  bee__reply_t *rep = bee__redis_command_argv(r, 6, argv, NULL);
+  if (!rep || rep->type != BEE__REPLY_ARRAY) {
     rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "reading the queue failed");
-    if (rep) freeReplyObject(rep);
+    if (rep) bee__reply_free(rep);
     return rc;
   }
   entry_t *e = bee__calloc(rep->elements ? rep->elements : 1, sizeof *e);
   if (!e) {
-    freeReplyObject(rep);
+    bee__reply_free(rep);
     return bee__error(err, BEE_ENOMEM, 0, "out of memory reading the queue");
   }
   size_t k = 0;
   for (size_t i = 0; i < rep->elements; i++) {
-    redisReply *it = rep->element[i];
-    if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 || it->element[0]->type != REDIS_REPLY_STRING) continue;
+    bee__reply_t *it = rep->element[i];
+    if (it->type != BEE__REPLY_ARRAY || it->elements != 2 || it->element[0]->type != BEE__REPLY_STRING) continue;
     entry_t *x = &e[k];
     snprintf(x->id, sizeof x->id, "%s", it->element[0]->str);
     if (bee__stream_id_parse(x->id, &x->ms, &x->seq)) continue;
-    redisReply *f = it->element[1];
+    bee__reply_t *f = it->element[1];
     /* "e" <batch>, or "e" <batch> "r" <what> for an entry retried from the error list:
        <what> is the parked entry's stream id (checked for staleness before it applies),
        "force" (a forced retry) or "1" (written by earlier versions);
        anything else is junk: kept as it is (its first value) and parked as malformed */
-    int shape = f->type == REDIS_REPLY_ARRAY && (f->elements == 2 || f->elements == 4);
-    for (size_t j = 0; shape && j < f->elements; j++) shape = f->element[j]->type == REDIS_REPLY_STRING;
+    int shape = f->type == BEE__REPLY_ARRAY && (f->elements == 2 || f->elements == 4);
+    for (size_t j = 0; shape && j < f->elements; j++) shape = f->element[j]->type == BEE__REPLY_STRING;
     shape = shape && f->element[0]->len == 1 && f->element[0]->str[0] == 'e';
     if (shape && f->elements == 4) {
-      const redisReply *w = f->element[3];
+      const bee__reply_t *w = f->element[3];
       uint64_t oms, oseq;
       shape = f->element[2]->len == 1 && f->element[2]->str[0] == 'r';
       if (shape && !(w->len == 1 && w->str[0] == '1') && !(w->len == 5 && !memcmp(w->str, "force", 5))) {
@@ -329,11 +329,11 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
       }
       x->retried = shape;
     }
-    if (f->type == REDIS_REPLY_ARRAY && f->elements >= 2 && f->element[1]->type == REDIS_REPLY_STRING) {
+    if (f->type == BEE__REPLY_ARRAY && f->elements >= 2 && f->element[1]->type == BEE__REPLY_STRING) {
       x->payload = bee__malloc(f->element[1]->len + 1);
       if (!x->payload) {
         entries_free(e, k);
-        freeReplyObject(rep);
+        bee__reply_free(rep);
         return bee__error(err, BEE_ENOMEM, 0, "out of memory reading the queue");
       }
       memcpy(x->payload, f->element[1]->str, f->element[1]->len);
@@ -342,7 +342,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
     x->bad = shape ? bee__batch_check(x->payload, x->len, c->ev, &x->bad_event, &x->trailing) : BEE__BATCH_NOT;
     k++;
   }
-  freeReplyObject(rep);
+  bee__reply_free(rep);
   *out = e;
   *n = k;
   return 0;
@@ -603,14 +603,14 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
       char pool_name[BEE_NAME_MAX];
       snprintf(pool_name, sizeof pool_name, "%.*s", (int)ev->cache_pool.n, ev->cache_pool.p);
       int rp = bee__engine_redis_index(engine, pool_name);
-      redisContext *r;
+      bee__rconn_t *r;
       bee_error_t ignored;
       if (rp < 0 || get_redis(c, (size_t)rp, &r, &ignored)) continue;
       if (failed) { /* the row's own key, implied by the event */
         char row_key[600];
         size_t rl = bee__event_row_key(ev, row_key, sizeof row_key);
         if (rl) {
-          redisAppendCommand(r, "DEL %b", row_key, rl);
+          bee__redis_append(r, "DEL %b", row_key, rl);
           sent[rp]++;
         }
       }
@@ -621,10 +621,10 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
         if (when == 'P') { /* the list's pending mark, unless a later flush_async set it again */
           char num[BEE__ID_BUF];
           size_t nl = bee__id_format(ev->id, num);
-          redisAppendCommand(r, "EVAL %s 1 %b %b %s", unpend_script, key.p, key.n, num, nl, token);
+          bee__redis_append(r, "EVAL %s 1 %b %b %s", unpend_script, key.p, key.n, num, nl, token);
           sent[rp]++;
         } else if (when == 'A' || failed) {
-          redisAppendCommand(r, "DEL %b", key.p, key.n);
+          bee__redis_append(r, "DEL %b", key.p, key.n);
           sent[rp]++;
         }
       }
@@ -637,28 +637,28 @@ static void invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
           snprintf(prefixes[nprefix], sizeof prefixes[0], "%.*s", (int)ev->prefix.n, ev->prefix.p);
           prefix_pool[nprefix++] = rp;
         } else { /* too many entities in one batch to remember: bump now */
-          redisAppendCommand(r, "INCR %bv", ev->prefix.p, ev->prefix.n);
+          bee__redis_append(r, "INCR %bv", ev->prefix.p, ev->prefix.n);
           sent[rp]++;
         }
       }
       if (failed && engine->inval_redis == rp) {
         char num[BEE__ID_BUF];
         size_t nl = bee__id_format(ev->id, num);
-        redisAppendCommand(r, "PUBLISH " BEE__CHANNEL "%b -\n\n%b\n%b", ev->prefix.p, ev->prefix.n, ev->prefix.p,
+        bee__redis_append(r, "PUBLISH " BEE__CHANNEL "%b -\n\n%b\n%b", ev->prefix.p, ev->prefix.n, ev->prefix.p,
                            ev->prefix.n, num, nl);
         sent[rp]++;
       }
     }
   }
   for (size_t p = 0; p < nprefix; p++) {
-    redisAppendCommand(c->redis[prefix_pool[p]], "INCR %sv", prefixes[p]); /* the entity's version */
+    bee__redis_append(c->redis[prefix_pool[p]], "INCR %sv", prefixes[p]); /* the entity's version */
     sent[prefix_pool[p]]++;
   }
   for (size_t rp = 0; rp < engine->redis_count; rp++)
     for (size_t j = 0; j < sent[rp]; j++) {
-      void *reply = NULL;
-      if (redisGetReply(c->redis[rp], &reply) != REDIS_OK) break;
-      freeReplyObject(reply);
+      bee__reply_t *reply = NULL;
+      if (bee__redis_get_reply(c->redis[rp], &reply) != 0) break;
+      bee__reply_free(reply);
     }
 out:
   bee__free(sent);
@@ -672,15 +672,15 @@ out:
  * failure only leaves them for the mark to skip (and the next trim to remove).
  */
 static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq) {
-  redisContext *r;
+  bee__rconn_t *r;
   bee_error_t ignored;
   if (get_redis(c, qp, &r, &ignored)) return;
   char min[64];
   if (seq == UINT64_MAX) snprintf(min, sizeof min, "%llu-0", (unsigned long long)ms + 1);
   else snprintf(min, sizeof min, "%llu-%llu", (unsigned long long)ms, (unsigned long long)seq + 1);
   const char *argv[] = {"XTRIM", key, "MINID", "=", min};
-  redisReply *rep = redisCommandArgv(r, 5, argv, NULL);
-  if (rep) freeReplyObject(rep);
+  bee__reply_t *rep = bee__redis_command_argv(r, 5, argv, NULL);
+  if (rep) bee__reply_free(rep);
 }
 
 /*
@@ -702,7 +702,7 @@ static int add_row_arg(void *ud, const char *row) {
  * now stale (a retry would undo a newer write, DESIGN G13). Marked in "...:stale":
  * parked stream id -> "<table>:<id> <the newer entry>".
  */
-static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t kl, const entry_t *entries, size_t a,
+static void mark_stale(consumer_t *c, bee__rconn_t *r, const char *key, size_t kl, const entry_t *entries, size_t a,
                        size_t b) {
   char parked_key[160], stale_key[160];
   snprintf(parked_key, sizeof parked_key, "%.*sparked", (int)(kl - 1), key);
@@ -722,12 +722,12 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
   }
   size_t sent = 0;
   if (cmd.n > 2) bee__rcmd_send(r, &cmd, &sent);
-  void *reply = NULL;
-  if (sent && redisGetReply(r, &reply) == REDIS_OK) {
-    redisReply *rep = reply;
-    for (size_t k = 0; rep->type == REDIS_REPLY_ARRAY && k < rep->elements; k++) {
-      const redisReply *ids = rep->element[k];
-      if (ids->type != REDIS_REPLY_STRING) continue;
+  bee__reply_t *reply = NULL;
+  if (sent && bee__redis_get_reply(r, &reply) == 0) {
+    bee__reply_t *rep = reply;
+    for (size_t k = 0; rep->type == BEE__REPLY_ARRAY && k < rep->elements; k++) {
+      const bee__reply_t *ids = rep->element[k];
+      if (ids->type != BEE__REPLY_STRING) continue;
       const char *row = cmd.text.data + cmd.spans[2 + k][0];
       size_t row_len = cmd.spans[2 + k][1], owner = a;
       while (owner + 1 < b && ends[owner - a] <= 2 + k) owner++; /* the entry that changed the row */
@@ -738,13 +738,13 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
         if (n && !own) { /* (a retry applying its own parked change is not newer than itself) */
           char value[BEE__IDENT_MAX + 96]; /* "<table>:<id> <newer entry>" */
           snprintf(value, sizeof value, "%.*s %s", (int)row_len, row, entries[owner].id);
-          redisReply *x = redisCommand(r, "HSET %s %b %s", stale_key, p, n, value);
-          if (x) freeReplyObject(x);
+          bee__reply_t *x = bee__redis_command(r, "HSET %s %b %s", stale_key, p, n, value);
+          if (x) bee__reply_free(x);
         }
         p += n + 1;
       }
     }
-    freeReplyObject(rep);
+    bee__reply_free(rep);
   }
   bee__free(ends);
   bee__rcmd_free(&cmd);
@@ -754,17 +754,17 @@ static void mark_stale(consumer_t *c, redisContext *r, const char *key, size_t k
  * A retry of a parked entry (e->retried_of) is done with, applied or parked again: the
  * rows of that parked id are no longer held back, and it is no longer stale.
  */
-static void forget_retried(consumer_t *c, redisContext *r, const char *parked_key, const char *stale_key,
+static void forget_retried(consumer_t *c, bee__rconn_t *r, const char *parked_key, const char *stale_key,
                            const entry_t *e) {
   if (!e->retried_of[0]) return;
   bee__park_t u = {r, parked_key, e->retried_of};
   bee__batch_rows(e->payload, e->len, c->ev, bee__unpark_row, &u);
-  redisReply *x = redisCommand(r, "HDEL %s %s", stale_key, e->retried_of);
-  if (x) freeReplyObject(x);
+  bee__reply_t *x = bee__redis_command(r, "HDEL %s %s", stale_key, e->retried_of);
+  if (x) bee__reply_free(x);
 }
 
 static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b) {
-  redisContext *r;
+  bee__rconn_t *r;
   bee_error_t ignored;
   size_t kl = strlen(key);
   if (b > a && kl > 2 && !get_redis(c, qp, &r, &ignored)) {
@@ -776,14 +776,14 @@ static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_
       argv[0] = "HDEL";
       argv[1] = errors_key;
       for (size_t i = a; i < b; i++) argv[2 + i - a] = entries[i].id;
-      redisAppendCommandArgv(r, (int)(b - a + 2), argv, NULL);
-      redisAppendCommand(r, "HLEN %s", parked_key);
-      void *x = NULL, *y = NULL;
-      if (redisGetReply(r, &x) == REDIS_OK && redisGetReply(r, &y) == REDIS_OK &&
-          ((redisReply *)y)->type == REDIS_REPLY_INTEGER && ((redisReply *)y)->integer > 0)
+      bee__redis_append_argv(r, (int)(b - a + 2), argv, NULL);
+      bee__redis_append(r, "HLEN %s", parked_key);
+      bee__reply_t *x = NULL, *y = NULL;
+      if (bee__redis_get_reply(r, &x) == 0 && bee__redis_get_reply(r, &y) == 0 &&
+          ((bee__reply_t *)y)->type == BEE__REPLY_INTEGER && ((bee__reply_t *)y)->integer > 0)
         mark_stale(c, r, key, kl, entries, a, b); /* only while some change is parked */
-      if (x) freeReplyObject(x);
-      if (y) freeReplyObject(y);
+      if (x) bee__reply_free(x);
+      if (y) bee__reply_free(y);
       bee__free(argv);
       char stale_key[160];
       snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
@@ -794,13 +794,13 @@ static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_
 }
 
 static void set_pending(consumer_t *c, size_t qp, const char *pending_key, size_t n) {
-  redisContext *r;
+  bee__rconn_t *r;
   bee_error_t ignored;
   if (get_redis(c, qp, &r, &ignored)) return;
   char num[24];
   snprintf(num, sizeof num, "%zu", n); /* (hiredis formats know no %zu) */
-  redisReply *rep = n ? redisCommand(r, "SET %s %s PX 60000", pending_key, num) : redisCommand(r, "DEL %s", pending_key);
-  if (rep) freeReplyObject(rep);
+  bee__reply_t *rep = n ? bee__redis_command(r, "SET %s %s PX 60000", pending_key, num) : bee__redis_command(r, "DEL %s", pending_key);
+  if (rep) bee__reply_free(rep);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -925,7 +925,7 @@ static size_t entry_events(const entry_t *e) {
 
 
 /* The rows of a parked entry, so that a later change applied to one of them makes it stale. */
-static void park_rows(redisContext *r, size_t shard, consumer_t *c, size_t pool, const entry_t *e) {
+static void park_rows(bee__rconn_t *r, size_t shard, consumer_t *c, size_t pool, const entry_t *e) {
   char parked_key[128];
   bee__queue_key(c->engine, pool, shard, "parked", parked_key, sizeof parked_key);
   bee__park_t p = {r, parked_key, e->id};
@@ -1021,12 +1021,12 @@ static int handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, co
     bee__buf_t rec = {0};
     bee__record_encode(&rec, cur.code == BEE_EMYSQL ? cur.server_code : cur.code, attempts, now_ms(), failed_event,
                        cur.message, &sql, e->payload ? e->payload : "", e->payload ? e->len : 0, resolver_error);
-    redisContext *r;
+    bee__rconn_t *r;
     if (rec.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory recording a failed event");
     else if (!(rc = get_redis(c, qp, &r, err))) {
-      redisReply *rep = redisCommand(r, "HSET %s %s %b", errors_key, e->id, rec.data, rec.len);
-      if (!rep || rep->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "recording a failed event failed");
-      if (rep) freeReplyObject(rep);
+      bee__reply_t *rep = bee__redis_command(r, "HSET %s %s %b", errors_key, e->id, rec.data, rec.len);
+      if (!rep || rep->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "recording a failed event failed");
+      if (rep) bee__reply_free(rep);
       if (!rc) park_rows(r, shard, c, pool, e);
     }
     bee__buf_free(&rec);
@@ -1046,7 +1046,7 @@ move_mark: {
 }
 out:
   if (rc == 0 && original.retried_of[0]) { /* the retry is done with: applied, parked again or emptied */
-    redisContext *r;
+    bee__rconn_t *r;
     bee_error_t ignored;
     if (!get_redis(c, qp, &r, &ignored)) {
       char parked_key[128], stale_key[128];
@@ -1112,26 +1112,26 @@ static int apply_batch(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, const
  * retry of the record it becomes is refused too). 0: it may apply. < 0: Redis failed.
  */
 static int retry_is_stale(consumer_t *c, size_t qp, const char *key, entry_t *e, bee_error_t *why, bee_error_t *err) {
-  redisContext *r;
+  bee__rconn_t *r;
   int rc = get_redis(c, qp, &r, err);
   if (rc) return rc;
   size_t kl = strlen(key);
   char stale_key[160];
   snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
-  redisReply *rep = redisCommand(r, "HGET %s %s", stale_key, e->retried_of);
-  if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+  bee__reply_t *rep = bee__redis_command(r, "HGET %s %s", stale_key, e->retried_of);
+  if (!rep || (rep->type != BEE__REPLY_STRING && rep->type != BEE__REPLY_NIL)) {
     rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "reading the stale marks failed");
-    if (rep) freeReplyObject(rep);
+    if (rep) bee__reply_free(rep);
     return rc;
   }
-  if (rep->type == REDIS_REPLY_NIL) {
-    freeReplyObject(rep);
+  if (rep->type == BEE__REPLY_NIL) {
+    bee__reply_free(rep);
     return 0;
   }
-  redisReply *x = redisCommand(r, "HSET %s %s %b", stale_key, e->id, rep->str, rep->len);
-  int ok = x && x->type == REDIS_REPLY_INTEGER;
+  bee__reply_t *x = bee__redis_command(r, "HSET %s %s %b", stale_key, e->id, rep->str, rep->len);
+  int ok = x && x->type == BEE__REPLY_INTEGER;
   if (!ok) rc = bee__redis_error(err, &c->engine->redis[qp], r, x, "writing a stale mark failed");
-  if (x) freeReplyObject(x);
+  if (x) bee__reply_free(x);
   if (ok) {
     const char *sp = memchr(rep->str, ' ', rep->len);
     int rl = sp ? (int)(sp - rep->str) : (int)rep->len;
@@ -1141,7 +1141,7 @@ static int retry_is_stale(consumer_t *c, size_t qp, const char *key, entry_t *e,
                e->id, e->retried_of, rl, rep->str, sp ? (int)(rep->len - (size_t)rl - 1) : 0, sp ? sp + 1 : "");
     e->stale = 1;
   }
-  freeReplyObject(rep);
+  bee__reply_free(rep);
   return ok ? 1 : rc;
 }
 
@@ -1151,7 +1151,7 @@ static int retry_is_stale(consumer_t *c, size_t qp, const char *key, entry_t *e,
  * its data) feeding one database never share a mark and never skip each other's events.
  */
 static int queue_identity(consumer_t *c, size_t qp, const char *id_key, char *out, size_t size, bee_error_t *err) {
-  redisContext *r;
+  bee__rconn_t *r;
   int rc = get_redis(c, qp, &r, err);
   if (rc) return rc;
   char fresh[20];
@@ -1164,22 +1164,22 @@ static int queue_identity(consumer_t *c, size_t qp, const char *id_key, char *ou
   uint64_t x = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 40);
   for (int i = 0; i < 8; i++) b[i] ^= (unsigned char)(x >> (8 * i));
   snprintf(fresh, sizeof fresh, "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
-  redisAppendCommand(r, "SET %s %s NX", id_key, fresh);
-  redisAppendCommand(r, "GET %s", id_key);
-  void *r1 = NULL, *r2 = NULL;
-  if (redisGetReply(r, &r1) != REDIS_OK || redisGetReply(r, &r2) != REDIS_OK) {
-    if (r1) freeReplyObject(r1);
+  bee__redis_append(r, "SET %s %s NX", id_key, fresh);
+  bee__redis_append(r, "GET %s", id_key);
+  bee__reply_t *r1 = NULL, *r2 = NULL;
+  if (bee__redis_get_reply(r, &r1) != 0 || bee__redis_get_reply(r, &r2) != 0) {
+    if (r1) bee__reply_free(r1);
     return bee__redis_error(err, &c->engine->redis[qp], r, NULL, "reading the queue identity failed");
   }
-  redisReply *g = r2;
-  if (g->type == REDIS_REPLY_STRING && g->len < size && g->len > 0) {
+  bee__reply_t *g = r2;
+  if (g->type == BEE__REPLY_STRING && g->len < size && g->len > 0) {
     memcpy(out, g->str, g->len);
     out[g->len] = '\0';
   } else {
     rc = bee__error(err, BEE_EREDIS, 1, "the queue identity %s is unreadable", id_key);
   }
-  freeReplyObject(r1);
-  freeReplyObject(r2);
+  bee__reply_free(r1);
+  bee__reply_free(r2);
   return rc;
 }
 
@@ -1203,13 +1203,13 @@ static const char *const release_script =
  * asked, the worker goes on (the fence still holds).
  */
 static int lease(consumer_t *c, size_t qp, const char *key, const char *script) {
-  redisContext *r;
+  bee__rconn_t *r;
   bee_error_t ignored;
   if (get_redis(c, qp, &r, &ignored)) return 1;
   const char *argv[] = {"EVAL", script, "1", key, c->token, LEASE_MS};
-  redisReply *rep = redisCommandArgv(r, 6, argv, NULL);
-  int held = !rep || rep->type != REDIS_REPLY_INTEGER || rep->integer == 1;
-  if (rep) freeReplyObject(rep);
+  bee__reply_t *rep = bee__redis_command_argv(r, 6, argv, NULL);
+  int held = !rep || rep->type != BEE__REPLY_INTEGER || rep->integer == 1;
+  if (rep) bee__reply_free(rep);
   return held;
 }
 
@@ -1334,23 +1334,23 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
  */
 static size_t heartbeat(consumer_t *c, size_t mine) {
   size_t total = c->engine->mysql_count * BEE__SHARDS;
-  redisContext *r;
+  bee__rconn_t *r;
   bee_error_t ignored;
   if (get_redis(c, (size_t)c->engine->inval_redis, &r, &ignored)) return mine;
   int64_t now = now_ms();
   char deadline[24], cutoff[24];
   snprintf(deadline, sizeof deadline, "%lld", (long long)(now + LEASE_MS_INT));
   snprintf(cutoff, sizeof cutoff, "%lld", (long long)now);
-  redisAppendCommand(r, "ZADD %s %s %s", BEE__WORKERS_KEY, deadline, c->token);
-  redisAppendCommand(r, "ZREMRANGEBYSCORE %s -inf (%s", BEE__WORKERS_KEY, cutoff);
-  redisAppendCommand(r, "ZCARD %s", BEE__WORKERS_KEY);
+  bee__redis_append(r, "ZADD %s %s %s", BEE__WORKERS_KEY, deadline, c->token);
+  bee__redis_append(r, "ZREMRANGEBYSCORE %s -inf (%s", BEE__WORKERS_KEY, cutoff);
+  bee__redis_append(r, "ZCARD %s", BEE__WORKERS_KEY);
   size_t live = 0;
   for (int i = 0; i < 3; i++) {
-    void *reply = NULL;
-    if (redisGetReply(r, &reply) != REDIS_OK) return mine;
-    redisReply *rep = reply;
-    if (i == 2 && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) live = (size_t)rep->integer;
-    freeReplyObject(rep);
+    bee__reply_t *reply = NULL;
+    if (bee__redis_get_reply(r, &reply) != 0) return mine;
+    bee__reply_t *rep = reply;
+    if (i == 2 && rep->type == BEE__REPLY_INTEGER && rep->integer > 0) live = (size_t)rep->integer;
+    bee__reply_free(rep);
   }
   if (!live) return mine;
   size_t fair = (total + live - 1) / live;
@@ -1359,11 +1359,11 @@ static size_t heartbeat(consumer_t *c, size_t mine) {
 
 /* Leaves the live workers (a stopping blocking worker). */
 static void leave(consumer_t *c) {
-  redisContext *r;
+  bee__rconn_t *r;
   bee_error_t ignored;
   if (get_redis(c, (size_t)c->engine->inval_redis, &r, &ignored)) return;
-  redisReply *rep = redisCommand(r, "ZREM %s %s", BEE__WORKERS_KEY, c->token);
-  if (rep) freeReplyObject(rep);
+  bee__reply_t *rep = bee__redis_command(r, "ZREM %s %s", BEE__WORKERS_KEY, c->token);
+  if (rep) bee__reply_free(rep);
 }
 
 /*
@@ -1435,7 +1435,7 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, a
     }
     if (rc || !c.opts.block || stopping(&c)) break;
     /* Wait for new entries on the queues held (no polling): XREAD BLOCK from each mark. */
-    redisContext *r;
+    bee__rconn_t *r;
     if ((rc = get_redis(&c, (size_t)engine->inval_redis, &r, err))) {
       if (err && err->temporary) {
         rc = 0;
@@ -1475,17 +1475,17 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, a
     }
     for (size_t i = 0; i < nw; i++) argv[argc++] = keys[i];
     for (size_t i = 0; i < nw; i++) argv[argc++] = ids[i];
-    redisReply *rep = redisCommandArgv(r, (int)argc, argv, NULL);
+    bee__reply_t *rep = bee__redis_command_argv(r, (int)argc, argv, NULL);
     bee__free(argv);
     bee__free(keys);
     bee__free(ids);
     if (!rep) {
-      redisFree(c.redis[engine->inval_redis]); /* Redis went away: reconnect after a pause */
+      bee__redis_free(c.redis[engine->inval_redis]); /* Redis went away: reconnect after a pause */
       c.redis[engine->inval_redis] = NULL;
       sleep_ms(&c, 500);
       continue;
     }
-    freeReplyObject(rep);
+    bee__reply_free(rep);
   }
   if (c.opts.block) leave(&c);
   /* Hand the queues over at once instead of after the lease expires. */
@@ -1499,7 +1499,7 @@ out:
   for (size_t i = 0; c.mysql && i < engine->mysql_count; i++)
     if (c.mysql[i]) bee__engine_mysql_release(engine, &engine->mysql[i], c.mysql[i], 0);
   for (size_t i = 0; c.redis && i < engine->redis_count; i++)
-    if (c.redis[i]) redisFree(c.redis[i]);
+    if (c.redis[i]) bee__redis_free(c.redis[i]);
   bee__free(c.mysql);
   bee__free(c.redis);
   bee__free(c.mark_table_ok);

@@ -12,7 +12,7 @@
 
 /* Idle connections of one pool, kept for reuse (at most BEE__IDLE_MAX). */
 typedef struct bee__idle_s {
-  void *conns[BEE__IDLE_MAX]; /* MYSQL * or redisContext * */
+  void *conns[BEE__IDLE_MAX]; /* MYSQL * or bee__rconn_t * */
   size_t count;
 } bee__idle_t;
 
@@ -48,8 +48,8 @@ int bee__engine_mysql_acquire(bee_engine_t *engine, const bee__mysql_pool_t *poo
 void bee__engine_mysql_release(bee_engine_t *engine, const bee__mysql_pool_t *pool, MYSQL *conn, int broken);
 
 /* Redis counterparts of the two functions above. */
-int bee__engine_redis_acquire(bee_engine_t *engine, const bee__redis_pool_t *pool, redisContext **out, bee_error_t *err);
-void bee__engine_redis_release(bee_engine_t *engine, const bee__redis_pool_t *pool, redisContext *conn, int broken);
+int bee__engine_redis_acquire(bee_engine_t *engine, const bee__redis_pool_t *pool, bee__rconn_t **out, bee_error_t *err);
+void bee__engine_redis_release(bee_engine_t *engine, const bee__redis_pool_t *pool, bee__rconn_t *conn, int broken);
 
 /* The MySQL pool named name, or NULL. */
 const bee__mysql_pool_t *bee__engine_mysql(const bee_engine_t *engine, const char *name);

@@ -6,6 +6,7 @@
  * shard) and the cache writes of the queue's Redis pool go to Redis in one MULTI/EXEC.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>

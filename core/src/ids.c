@@ -84,19 +84,19 @@ fail:
 
 static int eval(bee_context_t *ctx, size_t pool, const char *script, const char *k1, const char *k2,
                 const char *a1, const char *a2, long long *out, bee_error_t *err) {
-  redisContext *c;
+  bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, pool, &c, err);
   if (rc) return rc;
   const char *argv[7] = {"EVAL", script, "2", k1, k2, a1, a2};
-  redisReply *r = redisCommandArgv(c, a2 ? 7 : 6, argv, NULL);
-  if (!r || r->type != REDIS_REPLY_INTEGER) {
+  bee__reply_t *r = bee__redis_command_argv(c, a2 ? 7 : 6, argv, NULL);
+  if (!r || r->type != BEE__REPLY_INTEGER) {
     rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r, "allocating ids failed");
     if (!r) bee__ctx_redis_broken(ctx, pool);
-    if (r) freeReplyObject(r);
+    if (r) bee__reply_free(r);
     return rc;
   }
   *out = r->integer;
-  freeReplyObject(r);
+  bee__reply_free(r);
   return 0;
 }
 

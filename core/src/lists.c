@@ -16,23 +16,23 @@
  * key's reply (the caller frees it) and version holds the version text ("" if none).
  */
 static int get_versioned(bee_context_t *ctx, const bee__entity_rt_t *rt, const char *key, size_t key_len,
-                         char *version, size_t version_size, redisReply **out, bee_error_t *err) {
+                         char *version, size_t version_size, bee__reply_t **out, bee_error_t *err) {
   char version_key[BEE__KEY_ROW_MAX];
   bee__key_version(rt->prefix, version_key, sizeof version_key);
-  redisContext *c;
+  bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err);
   if (rc) return rc;
-  redisAppendCommand(c, "GET %s", version_key);
-  redisAppendCommand(c, "GET %b", key, key_len);
-  void *r1 = NULL, *r2 = NULL;
-  if (redisGetReply(c, &r1) != REDIS_OK || redisGetReply(c, &r2) != REDIS_OK) {
-    if (r1) freeReplyObject(r1);
+  bee__redis_append(c, "GET %s", version_key);
+  bee__redis_append(c, "GET %b", key, key_len);
+  bee__reply_t *r1 = NULL, *r2 = NULL;
+  if (bee__redis_get_reply(c, &r1) != 0 || bee__redis_get_reply(c, &r2) != 0) {
+    if (r1) bee__reply_free(r1);
     rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, NULL, "reading the cache failed");
     bee__ctx_redis_broken(ctx, (size_t)rt->redis);
     return rc;
   }
   bee__reply_text(r1, version, version_size);
-  freeReplyObject(r1);
+  bee__reply_free(r1);
   *out = r2;
   return 0;
 }
@@ -78,24 +78,24 @@ static int pending_ids(bee_context_t *ctx, const bee__entity_rt_t *rt, const bee
   bee__buf_append(&pkey, key->data, key->len);
   if (pkey.failed) return bee__error(err, BEE_ENOMEM, 0, "out of memory");
   bee__key_list_pending(rt->prefix, &pkey);
-  redisContext *c;
+  bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err);
-  redisReply *r = rc ? NULL : redisCommand(c, "HKEYS %b", pkey.data, pkey.len);
+  bee__reply_t *r = rc ? NULL : bee__redis_command(c, "HKEYS %b", pkey.data, pkey.len);
   bee__buf_free(&pkey);
   if (rc) return rc;
-  if (!r || r->type != REDIS_REPLY_ARRAY) {
+  if (!r || r->type != BEE__REPLY_ARRAY) {
     rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, r, "reading the cache failed");
-    if (r) freeReplyObject(r);
+    if (r) bee__reply_free(r);
     else bee__ctx_redis_broken(ctx, (size_t)rt->redis);
     return rc;
   }
   for (size_t i = 0; i < r->elements && !rc; i++) {
     uint64_t id;
-    redisReply *it = r->element[i];
-    if (it->type != REDIS_REPLY_STRING || bee__id_parse(it->str, it->len, &id)) continue;
+    bee__reply_t *it = r->element[i];
+    if (it->type != BEE__REPLY_STRING || bee__id_parse(it->str, it->len, &id)) continue;
     if (bee__idlist_push(out, id)) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
   }
-  freeReplyObject(r);
+  bee__reply_free(r);
   return rc;
 }
 
@@ -149,10 +149,10 @@ static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const 
   int cached = key && rt->redis >= 0;
   bee__idlist_t pending = {0};
   if (cached) {
-    redisReply *r = NULL;
+    bee__reply_t *r = NULL;
     int rc = get_versioned(ctx, rt, key->data, key->len, version, sizeof version, &r, err);
     if (rc) return rc;
-    int hit = r->type == REDIS_REPLY_STRING && r->len >= 1 && r->str[0] == 'L' && (r->len - 1) % 8 == 0;
+    int hit = r->type == BEE__REPLY_STRING && r->len >= 1 && r->str[0] == 'L' && (r->len - 1) % 8 == 0;
     if (hit) {
       for (size_t i = 1; i < r->len; i += 8) {
         uint64_t id = 0;
@@ -163,7 +163,7 @@ static int list_ids(bee_context_t *ctx, size_t ei, const bee__buf_t *key, const 
         }
       }
     }
-    freeReplyObject(r);
+    bee__reply_free(r);
     if (hit == -1) return bee__error(err, BEE_ENOMEM, 0, "out of memory reading ids");
     if (hit) return 0;
     /* Before MySQL: an id that stops being pending was applied before it left the hash. */

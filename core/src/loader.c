@@ -53,23 +53,23 @@ static void fresh_version(char out[24]) {
   snprintf(out, 24, "%llu", (unsigned long long)(bee__flush_token() >> 2));
 }
 
-void bee__reply_text(const redisReply *r, char *out, size_t size) {
-  if (r && r->type == REDIS_REPLY_STRING) snprintf(out, size, "%.*s", (int)r->len, r->str);
-  else if (r && r->type == REDIS_REPLY_INTEGER) snprintf(out, size, "%lld", r->integer);
+void bee__reply_text(const bee__reply_t *r, char *out, size_t size) {
+  if (r && r->type == BEE__REPLY_STRING) snprintf(out, size, "%.*s", (int)r->len, r->str);
+  else if (r && r->type == BEE__REPLY_INTEGER) snprintf(out, size, "%lld", r->integer);
   else out[0] = '\0';
 }
 
 void bee__fill_string(bee_context_t *ctx, const bee__entity_rt_t *rt, const char *version, const char *key,
                       size_t key_len, const char *val, size_t val_len) {
-  redisContext *c;
+  bee__rconn_t *c;
   bee_error_t ignored;
   if (rt->redis < 0 || bee__ctx_redis(ctx, (size_t)rt->redis, &c, &ignored)) return;
   char vkey[BEE__KEY_ROW_MAX], fresh[24];
   bee__key_version(rt->prefix, vkey, sizeof vkey);
   fresh_version(fresh);
-  redisReply *r = redisCommand(c, "EVAL %s 2 %s %b %s %b %s", fill_string_script, vkey, key, key_len, version, val,
+  bee__reply_t *r = bee__redis_command(c, "EVAL %s 2 %s %b %s %b %s", fill_string_script, vkey, key, key_len, version, val,
                                val_len, fresh);
-  if (r) freeReplyObject(r);
+  if (r) bee__reply_free(r);
   else bee__ctx_redis_broken(ctx, (size_t)rt->redis);
 }
 
@@ -133,13 +133,13 @@ static int keep_values(load_t *l, bee__buf_t *rows, slot_t *slot, uint64_t id, c
   return 0;
 }
 
-void bee__read_row_hash(const bee__entity_t *e, const redisReply *r, bee_value_t *values, unsigned char *present,
+void bee__read_row_hash(const bee__entity_t *e, const bee__reply_t *r, bee_value_t *values, unsigned char *present,
                         bee__rowhash_info_t *info) {
   bee__rowhash_begin(info, present, e->field_count);
-  if (r->type != REDIS_REPLY_ARRAY) return;
+  if (r->type != BEE__REPLY_ARRAY) return;
   for (size_t k = 0; k + 1 < r->elements; k += 2) {
-    const redisReply *f = r->element[k], *v = r->element[k + 1];
-    if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+    const bee__reply_t *f = r->element[k], *v = r->element[k + 1];
+    if (f->type == BEE__REPLY_STRING && v->type == BEE__REPLY_STRING)
       bee__rowhash_pair(e, f->str, f->len, v->str, v->len, values, present, info);
   }
 }
@@ -161,22 +161,22 @@ static void fill_args(bee__rcmd_t *cmd, const bee__entity_t *e, const bee_value_
 
 /* Sends a fill script built in cmd and reads its reply (failures only cost a later miss). */
 static void fill_send(bee_context_t *ctx, int pool, bee__rcmd_t *cmd) {
-  redisContext *c;
+  bee__rconn_t *c;
   bee_error_t ignored;
   size_t count = 0;
   if (pool < 0 || bee__ctx_redis(ctx, (size_t)pool, &c, &ignored)) return;
   bee__rcmd_send(c, cmd, &count);
   if (!count) return;
-  void *reply = NULL;
-  if (redisGetReply(c, &reply) != REDIS_OK) bee__ctx_redis_broken(ctx, (size_t)pool);
-  else freeReplyObject(reply);
+  bee__reply_t *reply = NULL;
+  if (bee__redis_get_reply(c, &reply) != 0) bee__ctx_redis_broken(ctx, (size_t)pool);
+  else bee__reply_free(reply);
 }
 
 /*
  * Asks MySQL for the indexes still missing, merges what partial Redis rows hold (they
  * win), keeps rows and not-found markers, and fills the caches.
  */
-static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slots, redisReply **partial, int local,
+static int load_from_mysql(load_t *l, const uint64_t *ids, size_t n, slot_t *slots, bee__reply_t **partial, int local,
                            uint64_t epoch, int redis_ok, const char *version, bee_error_t *err) {
   bee_context_t *ctx = l->ctx;
   bee__buf_t *rows = &ctx->scratch;
@@ -317,11 +317,11 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   bee_value_t values_small[32];
   unsigned char present_small[32];
   slot_t slots_small[64];
-  redisReply *partial_small[64];
+  bee__reply_t *partial_small[64];
   l.values = nf <= 32 ? values_small : bee__calloc(nf, sizeof *l.values);
   unsigned char *present = nf <= 32 ? present_small : bee__calloc(nf, 1);
   slot_t *slots = n <= 64 ? slots_small : bee__calloc(n, sizeof *slots);
-  redisReply **partial = NULL;
+  bee__reply_t **partial = NULL;
   if (n <= 64) memset(slots_small, 0, n * sizeof *slots);
   bee__buf_t *rows = &ctx->scratch;
   rows->len = 0;
@@ -362,29 +362,29 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
   char version[32] = "";
   int redis_ok = 0;
   if (missing && l.rt->redis >= 0) {
-    redisContext *c;
+    bee__rconn_t *c;
     if ((rc = bee__ctx_redis(ctx, (size_t)l.rt->redis, &c, err))) goto out;
     char key[BEE__KEY_ROW_MAX];
     bee__key_version(l.rt->prefix, key, sizeof key);
-    redisAppendCommand(c, "GET %s", key);
+    bee__redis_append(c, "GET %s", key);
     for (size_t i = 0; i < n; i++) {
       if (slots[i].len) continue;
       size_t kl = bee__key_row(l.rt->prefix, ids[i], key, sizeof key);
-      redisAppendCommand(c, "HGETALL %b", key, kl);
+      bee__redis_append(c, "HGETALL %b", key, kl);
     }
     redis_ok = 1;
     size_t want = missing;
     for (size_t i = 0, k = 0; k <= want; k++) {
-      void *reply = NULL;
-      if (redisGetReply(c, &reply) != REDIS_OK) {
+      bee__reply_t *reply = NULL;
+      if (bee__redis_get_reply(c, &reply) != 0) {
         rc = bee__redis_error(err, &engine->redis[l.rt->redis], c, NULL, "reading the cache failed");
         bee__ctx_redis_broken(ctx, (size_t)l.rt->redis);
         goto out;
       }
-      redisReply *r = reply;
+      bee__reply_t *r = reply;
       if (k == 0) {
         bee__reply_text(r, version, sizeof version);
-        freeReplyObject(r);
+        bee__reply_free(r);
         continue;
       }
       while (slots[i].len) i++;
@@ -397,7 +397,7 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
         bee__buf_free(&miss);
       } else if (!rc && bee__rowhash_complete(l.e, &info)) {
         rc = keep_values(&l, rows, &slots[i], ids[i], l.values);
-      } else if (!rc && r->type == REDIS_REPLY_ARRAY && r->elements) { /* kept for the merge with MySQL */
+      } else if (!rc && r->type == BEE__REPLY_ARRAY && r->elements) { /* kept for the merge with MySQL */
         if (!partial) {
           partial = n <= 64 ? partial_small : bee__calloc(n, sizeof *partial);
           if (partial == partial_small) memset(partial_small, 0, n * sizeof *partial);
@@ -411,7 +411,7 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
         missing--;
         if (!rc && local) bee__lru_put(l.rt->lru, ids[i], rows->data + slots[i].off, slots[i].len, epoch);
       }
-      if (r) freeReplyObject(r);
+      if (r) bee__reply_free(r);
       i++;
     }
     if (rc) {
@@ -436,7 +436,7 @@ int bee__load_by_ids(bee_context_t *ctx, size_t entity, const uint64_t *ids, siz
 out:
   if (partial) {
     for (size_t i = 0; i < n; i++)
-      if (partial[i]) freeReplyObject(partial[i]);
+      if (partial[i]) bee__reply_free(partial[i]);
     if (partial != partial_small) bee__free(partial);
   }
   if (rows->cap > 65536) bee__buf_free(rows); /* do not keep a huge result's buffer */

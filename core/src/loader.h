@@ -25,11 +25,11 @@ int bee__query_ids(bee_context_t *ctx, size_t ei, const char *where, const bee_v
                    const char *tail, bee__idlist_t *out, bee_error_t *err);
 
 /* Reads an HGETALL reply of a row hash for entity e into values and present (rowhash.h). */
-void bee__read_row_hash(const bee__entity_t *e, const redisReply *r, bee_value_t *values, unsigned char *present,
+void bee__read_row_hash(const bee__entity_t *e, const bee__reply_t *r, bee_value_t *values, unsigned char *present,
                         bee__rowhash_info_t *info);
 
 /* Reads a number-or-string reply as text into out ("" for nil). */
-void bee__reply_text(const redisReply *r, char *out, size_t size);
+void bee__reply_text(const bee__reply_t *r, char *out, size_t size);
 
 /*
  * Sets key to val (NX: a key a flush or another reader wrote since is never older) when

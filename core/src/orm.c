@@ -21,28 +21,6 @@
 #include "orm.h"
 
 /* ------------------------------------------------------------------------ */
-/* Errors                                                                   */
-
-int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, redisContext *c, const redisReply *r,
-                     const char *doing) {
-  int rc;
-  if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "OOM ", 4))
-    rc = bee__error(err, BEE_EREDIS, 1, "%s on %s: Redis is out of memory (maxmemory reached; it refuses writes "
-                    "until memory is freed): %.300s", doing, pool->address, r->str);
-  else if (r && r->type == REDIS_REPLY_ERROR)
-    rc = bee__error(err, BEE_EREDIS, bee__redis_reply_temporary(r->str), "%s on %s: %.300s", doing, pool->address,
-                    r->str);
-  else if (c && c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == ETIMEDOUT))
-    rc = bee__error(err, BEE_ETIMEOUT, 1, "%s on %s: timed out", doing, pool->address);
-  else
-    rc = bee__error(err, BEE_EREDIS, 1, "%s on %s: %s", doing, pool->address,
-                    c && c->err ? c->errstr : "connection lost");
-  bee__error_pool(err, pool->name);
-  bee__error_scrub(err, pool->settings.password);
-  return rc;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Subscriber                                                               */
 
 /* How long a flush waits for other processes to apply its invalidations. */
@@ -158,7 +136,7 @@ void bee__invalidation_channel(const char *prefix, size_t len, bee__buf_t *out) 
 }
 
 /* Subscribes c to the channel of every table with a local cache; 1 when confirmed. */
-static int subscribe(bee_engine_t *engine, redisContext *c) {
+static int subscribe(bee_engine_t *engine, bee__rconn_t *c) {
   size_t n = 0;
   const char **argv = bee__calloc(engine->entity_count + 1, sizeof *argv);
   size_t *lens = bee__calloc(engine->entity_count + 1, sizeof *lens);
@@ -176,11 +154,11 @@ static int subscribe(bee_engine_t *engine, redisContext *c) {
       n++;
     }
   }
-  if (ok) ok = redisAppendCommandArgv(c, (int)n, argv, lens) == REDIS_OK;
+  if (ok) ok = bee__redis_append_argv(c, (int)n, argv, lens) == 0;
   for (size_t i = 1; ok && i < n; i++) { /* one confirmation per channel */
-    void *reply = NULL;
-    ok = redisGetReply(c, &reply) == REDIS_OK && ((redisReply *)reply)->type == REDIS_REPLY_ARRAY;
-    if (reply) freeReplyObject(reply);
+    bee__reply_t *reply = NULL;
+    ok = bee__redis_get_reply(c, &reply) == 0 && ((bee__reply_t *)reply)->type == BEE__REPLY_ARRAY;
+    if (reply) bee__reply_free(reply);
   }
   for (size_t i = 0; names && i < n; i++) bee__buf_free(&names[i]);
   bee__free(argv);
@@ -195,11 +173,11 @@ static void *subscriber_main(void *arg) {
   const bee__redis_pool_t *pool = &engine->redis[engine->inval_redis];
   int backoff = 50;
   while (!atomic_load(&s->stop)) {
-    redisContext *c = NULL, *ack = NULL;
+    bee__rconn_t *c = NULL, *ack = NULL;
     bee_error_t err;
     /* Two connections: one subscribed, one to acknowledge applied messages on. */
     if (bee__redis_connect(pool, &c, &err) != 0 || bee__redis_connect(pool, &ack, &err) != 0) {
-      if (c) redisFree(c);
+      if (c) bee__redis_free(c);
       if (sub_sleep(s, backoff)) break;
       backoff = backoff < 2000 ? backoff * 2 : 2000;
       continue;
@@ -208,49 +186,49 @@ static void *subscriber_main(void *arg) {
     if (ok) {
       /* Anything cached before this point may have missed a message. */
       clear_local_caches(engine);
-      atomic_store(&s->fd, c->fd);
+      atomic_store(&s->fd, bee__redis_fd(c));
       atomic_store(&s->healthy, 1);
       backoff = 50;
     }
     while (ok && !atomic_load(&s->stop)) {
-      struct pollfd p[2] = {{c->fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+      struct pollfd p[2] = {{bee__redis_fd(c), POLLIN, 0}, {s->wake[0], POLLIN, 0}};
       if (poll(p, 2, -1) < 0 && errno != EINTR) break;
       if (p[1].revents) break;
       if (!p[0].revents) continue;
       atomic_store(&s->busy, 1);
       atomic_store(&s->clear_until_ns, 0); /* readers look at the socket again */
-      if (redisBufferRead(c) != REDIS_OK) {
+      if (bee__redis_read_input(c) != 0) {
         atomic_store(&s->busy, 0);
         break;
       }
-      void *reply;
+      bee__reply_t *reply;
       size_t acks = 0;
-      while (redisGetReplyFromReader(c, &reply) == REDIS_OK && reply) {
-        redisReply *m = reply;
+      while (bee__redis_buffered_reply(c, &reply) == 0 && reply) {
+        bee__reply_t *m = reply;
         char key[BEE__ACK_KEY] = "";
-        if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 && m->element[2]->type == REDIS_REPLY_STRING)
+        if (m->type == BEE__REPLY_ARRAY && m->elements == 3 && m->element[2]->type == BEE__REPLY_STRING)
           handle_message(engine, m->element[2]->str, m->element[2]->len, key);
-        freeReplyObject(m);
+        bee__reply_free(m);
         if (key[0]) {
-          redisAppendCommand(ack, "RPUSH %s 1", key);
-          redisAppendCommand(ack, "PEXPIRE %s 60000", key);
+          bee__redis_append(ack, "RPUSH %s 1", key);
+          bee__redis_append(ack, "PEXPIRE %s 60000", key);
           acks += 2;
         }
       }
       atomic_store(&s->busy, 0);
       /* Acknowledged only now: the cache no longer holds what the messages named. */
       for (size_t i = 0; i < acks; i++) {
-        void *r2 = NULL;
-        if (redisGetReply(ack, &r2) != REDIS_OK) break;
-        freeReplyObject(r2);
+        bee__reply_t *r2 = NULL;
+        if (bee__redis_get_reply(ack, &r2) != 0) break;
+        bee__reply_free(r2);
       }
-      if (c->err || ack->err) break;
+      if (bee__redis_failed(c) || bee__redis_failed(ack)) break;
     }
     atomic_store(&s->healthy, 0);
     atomic_store(&s->fd, -1);
     clear_local_caches(engine);
-    redisFree(c);
-    redisFree(ack);
+    bee__redis_free(c);
+    bee__redis_free(ack);
     if (!atomic_load(&s->stop) && sub_sleep(s, backoff)) break;
   }
   return NULL;
@@ -362,22 +340,22 @@ void bee_entity_cache_stats(const bee_engine_t *engine, const bee_entity_t *enti
  * next read sees the flush (G8). A subscriber that is stopped or gone only costs the
  * wait; it clears its caches when it reconnects.
  */
-static int wait_acks(bee_context_t *ctx, redisContext *c, const char *ack, long long receivers, bee_error_t *err) {
+static int wait_acks(bee_context_t *ctx, bee__rconn_t *c, const char *ack, long long receivers, bee_error_t *err) {
   int64_t deadline = now_ns() + (int64_t)BEE__ACK_WAIT_MS * 1000000;
   for (long long got = 0; got < receivers;) {
     int64_t left = deadline - now_ns();
     if (left <= 0) break;
     char timeout[32];
     snprintf(timeout, sizeof timeout, "%.3f", (double)left / 1e9 < 0.001 ? 0.001 : (double)left / 1e9);
-    redisReply *r = redisCommand(c, "BLPOP %s %s", ack, timeout);
+    bee__reply_t *r = bee__redis_command(c, "BLPOP %s %s", ack, timeout);
     if (!r) {
       int rc = bee__redis_error(err, &ctx->engine->redis[ctx->engine->inval_redis], c, NULL,
                                 "waiting for invalidation acknowledgements failed");
       bee__ctx_redis_broken(ctx, (size_t)ctx->engine->inval_redis);
       return rc;
     }
-    int popped = r->type == REDIS_REPLY_ARRAY;
-    freeReplyObject(r);
+    int popped = r->type == BEE__REPLY_ARRAY;
+    bee__reply_free(r);
     if (!popped) break; /* timed out */
     got++;
   }
@@ -407,7 +385,7 @@ int bee__invalidation_wait(bee_context_t *ctx, size_t entity, const char *ack, l
   if (engine->subscriber && engine->rt[entity].lru && atomic_load(&engine->subscriber->healthy) && receivers > 0)
     receivers--;
   if (receivers <= 0) return 0;
-  redisContext *c;
+  bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, (size_t)engine->inval_redis, &c, err);
   return rc ? rc : wait_acks(ctx, c, ack, receivers, err);
 }
@@ -417,7 +395,7 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
   /* Published whether or not this engine caches the entity locally: another process may,
      under another definition of the table. */
   if ((ids && !n) || engine->inval_redis < 0) return 0;
-  redisContext *c;
+  bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, (size_t)engine->inval_redis, &c, err);
   if (rc) return rc;
   bee__buf_t msg = {0};
@@ -428,17 +406,17 @@ int bee__publish_invalidation(bee_context_t *ctx, size_t entity, const uint64_t 
   }
   bee__buf_t channel = {0};
   bee__invalidation_channel(engine->rt[entity].prefix, strlen(engine->rt[entity].prefix), &channel);
-  redisReply *r = channel.failed ? NULL : redisCommand(c, "PUBLISH %b %b", channel.data, channel.len, msg.data, msg.len);
+  bee__reply_t *r = channel.failed ? NULL : bee__redis_command(c, "PUBLISH %b %b", channel.data, channel.len, msg.data, msg.len);
   bee__buf_free(&msg);
   bee__buf_free(&channel);
-  if (!r || r->type == REDIS_REPLY_ERROR) {
+  if (!r || r->type == BEE__REPLY_ERROR) {
     rc = bee__redis_error(err, &engine->redis[engine->inval_redis], c, r, "publishing invalidations failed");
     if (!r) bee__ctx_redis_broken(ctx, (size_t)engine->inval_redis);
-    if (r) freeReplyObject(r);
+    if (r) bee__reply_free(r);
     return rc;
   }
-  long long receivers = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-  freeReplyObject(r);
+  long long receivers = r->type == BEE__REPLY_INTEGER ? r->integer : 0;
+  bee__reply_free(r);
   return bee__invalidation_wait(ctx, entity, ack, receivers, err);
 }
 
@@ -488,8 +466,8 @@ int bee__ctx_mysql(bee_context_t *ctx, size_t pool, MYSQL **out, bee_error_t *er
   return 0;
 }
 
-int bee__ctx_redis(bee_context_t *ctx, size_t pool, redisContext **out, bee_error_t *err) {
-  if (ctx->redis[pool] && ctx->redis[pool]->err) bee__ctx_redis_broken(ctx, pool);
+int bee__ctx_redis(bee_context_t *ctx, size_t pool, bee__rconn_t **out, bee_error_t *err) {
+  if (ctx->redis[pool] && bee__redis_failed(ctx->redis[pool])) bee__ctx_redis_broken(ctx, pool);
   if (!ctx->redis[pool]) {
     int rc = bee__engine_redis_acquire(ctx->engine, &ctx->engine->redis[pool], &ctx->redis[pool], err);
     if (rc) return rc;
@@ -498,25 +476,25 @@ int bee__ctx_redis(bee_context_t *ctx, size_t pool, redisContext **out, bee_erro
   return 0;
 }
 
-int bee__ctx_redis_replies(bee_context_t *ctx, size_t pool, redisContext *c, size_t count, const char *doing,
+int bee__ctx_redis_replies(bee_context_t *ctx, size_t pool, bee__rconn_t *c, size_t count, const char *doing,
                            bee_error_t *err) {
   int rc = 0;
   for (size_t i = 0; i < count; i++) {
-    void *reply = NULL;
-    if (redisGetReply(c, &reply) != REDIS_OK) {
+    bee__reply_t *reply = NULL;
+    if (bee__redis_get_reply(c, &reply) != 0) {
       rc = bee__redis_error(err, &ctx->engine->redis[pool], c, NULL, doing);
       bee__ctx_redis_broken(ctx, pool);
       return rc;
     }
-    redisReply *r = reply;
-    if (!rc && r->type == REDIS_REPLY_ERROR) rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r, doing);
-    if (!rc && i == count - 1 && r->type == REDIS_REPLY_ARRAY) /* an EXEC: its commands' errors */
+    bee__reply_t *r = reply;
+    if (!rc && r->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r, doing);
+    if (!rc && i == count - 1 && r->type == BEE__REPLY_ARRAY) /* an EXEC: its commands' errors */
       for (size_t k = 0; !rc && k < r->elements; k++)
-        if (r->element[k]->type == REDIS_REPLY_ERROR)
+        if (r->element[k]->type == BEE__REPLY_ERROR)
           rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r->element[k], doing);
-    if (!rc && i == count - 1 && r->type == REDIS_REPLY_NIL)
+    if (!rc && i == count - 1 && r->type == BEE__REPLY_NIL)
       rc = bee__error(err, BEE_EREDIS, 1, "%s: the transaction was aborted", doing);
-    freeReplyObject(r);
+    bee__reply_free(r);
   }
   return rc;
 }

@@ -63,7 +63,7 @@ typedef struct bee__op_s {
 struct bee_context_s {
   bee_engine_t *engine;
   MYSQL **mysql;        /* per MySQL pool, borrowed lazily */
-  redisContext **redis; /* per Redis pool, borrowed lazily */
+  bee__rconn_t **redis; /* per Redis pool, borrowed lazily */
   bee__op_t *ops;
   size_t op_count, op_cap;
   bee__buf_t scratch; /* reused by loaders: no allocation per cache hit */
@@ -76,7 +76,7 @@ struct bee_context_s {
 
 /* The context's connection to MySQL/Redis pool i (borrowed on first use). */
 int bee__ctx_mysql(bee_context_t *ctx, size_t pool, MYSQL **out, bee_error_t *err);
-int bee__ctx_redis(bee_context_t *ctx, size_t pool, redisContext **out, bee_error_t *err);
+int bee__ctx_redis(bee_context_t *ctx, size_t pool, bee__rconn_t **out, bee_error_t *err);
 /* Drops a broken connection so the next use opens a new one. */
 void bee__ctx_redis_broken(bee_context_t *ctx, size_t pool);
 void bee__ctx_mysql_broken(bee_context_t *ctx, size_t pool);
@@ -86,12 +86,8 @@ void bee__ctx_mysql_broken(bee_context_t *ctx, size_t pool);
  * 0, or the first failure (an error reply, an error inside a last EXEC's reply; a lost
  * connection, which is then dropped). Every reply is read either way.
  */
-int bee__ctx_redis_replies(bee_context_t *ctx, size_t pool, redisContext *c, size_t count, const char *doing,
+int bee__ctx_redis_replies(bee_context_t *ctx, size_t pool, bee__rconn_t *c, size_t count, const char *doing,
                            bee_error_t *err);
-
-/* Fills err from a failed Redis exchange on c (NULL reply) or an error reply r. */
-int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, redisContext *c, const redisReply *r,
-                     const char *doing);
 
 /* 1 when local caches may be read and filled now (the subscriber is connected). */
 int bee__local_cache_ok(const bee_engine_t *engine);

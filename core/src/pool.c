@@ -1,4 +1,4 @@
-/* pool.c: opening MySQL and Redis connections with errors that follow DESIGN §2. */
+/* pool.c: opening MySQL connections with errors that follow DESIGN §2. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -64,67 +64,5 @@ int bee__mysql_connect(const bee__mysql_pool_t *pool, MYSQL **out, bee_error_t *
     return rc;
   }
   *out = conn;
-  return 0;
-}
-
-static int redis_context_error(bee_error_t *err, redisContext *c, const bee__redis_pool_t *pool) {
-  int timeout = c && c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == ETIMEDOUT);
-  int rc = bee__error(err, timeout ? BEE_ETIMEOUT : BEE_EREDIS, 1, "cannot connect to %s: %s",
-                      pool->address, c ? c->errstr : "out of memory");
-  bee__error_pool(err, pool->name);
-  bee__error_scrub(err, pool->settings.password);
-  return rc;
-}
-
-/* Runs one command during the handshake; an error reply is a permanent failure. */
-static int handshake(redisContext *c, const bee__redis_pool_t *pool, bee_error_t *err, const char *what,
-                     int argc, const char **argv) {
-  redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-  if (!r) return redis_context_error(err, c, pool);
-  int rc = 0;
-  if (r->type == REDIS_REPLY_ERROR) {
-    rc = bee__error(err, BEE_EREDIS, 0, "%s failed on %s: %.200s", what, pool->address, r->str);
-    bee__error_pool(err, pool->name);
-    bee__error_scrub(err, pool->settings.password);
-  }
-  freeReplyObject(r);
-  return rc;
-}
-
-int bee__redis_connect(const bee__redis_pool_t *pool, redisContext **out, bee_error_t *err) {
-  const bee_redis_settings_t *s = &pool->settings;
-  unsigned int cms = s->connect_timeout_ms ? s->connect_timeout_ms : BEE_REDIS_CONNECT_TIMEOUT_MS;
-  unsigned int ims = s->timeout_ms ? s->timeout_ms : BEE_REDIS_TIMEOUT_MS;
-  struct timeval tv = {(time_t)(cms / 1000), (suseconds_t)(cms % 1000) * 1000};
-  redisContext *c = s->socket[0] ? redisConnectUnixWithTimeout(s->socket, tv)
-                                 : redisConnectWithTimeout(s->host, (int)s->port, tv);
-  if (!c || c->err) {
-    int rc = redis_context_error(err, c, pool);
-    if (c) redisFree(c);
-    return rc;
-  }
-  struct timeval io = {(time_t)(ims / 1000), (suseconds_t)(ims % 1000) * 1000};
-  redisSetTimeout(c, io);
-  /* A child process must not inherit our connections (a subscriber kept alive by a
-     child would make every flush wait for its acknowledgement). */
-  fcntl(c->fd, F_SETFD, fcntl(c->fd, F_GETFD) | FD_CLOEXEC);
-  int rc = 0;
-  char db[16];
-  snprintf(db, sizeof db, "%d", s->db);
-  if (s->password[0]) {
-    const char *argv_user[] = {"AUTH", s->user, s->password};
-    const char *argv_pass[] = {"AUTH", s->password};
-    rc = s->user[0] ? handshake(c, pool, err, "AUTH", 3, argv_user)
-                    : handshake(c, pool, err, "AUTH", 2, argv_pass);
-  }
-  const char *argv_select[] = {"SELECT", db};
-  const char *argv_ping[] = {"PING"};
-  if (!rc) rc = handshake(c, pool, err, "SELECT", 2, argv_select);
-  if (!rc) rc = handshake(c, pool, err, "PING", 1, argv_ping);
-  if (rc) {
-    redisFree(c);
-    return rc;
-  }
-  *out = c;
   return 0;
 }

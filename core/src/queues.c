@@ -35,8 +35,8 @@ int bee__park_row(void *ud, const char *row) {
       "local v = redis.call('HGET', KEYS[1], ARGV[1]) or '' "
       "if not string.find(' ' .. v .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then "
       "redis.call('HSET', KEYS[1], ARGV[1], v == '' and ARGV[2] or (v .. ' ' .. ARGV[2])) end return 0";
-  redisReply *x = redisCommand(p->r, "EVAL %s 1 %s %s %s", script, p->parked_key, row, p->id);
-  if (x) freeReplyObject(x);
+  bee__reply_t *x = bee__redis_command(p->r, "EVAL %s 1 %s %s %s", script, p->parked_key, row, p->id);
+  if (x) bee__reply_free(x);
   return 0;
 }
 
@@ -48,8 +48,8 @@ int bee__unpark_row(void *ud, const char *row) {
       "local kept = {} for t in string.gmatch(v, '%S+') do if t ~= ARGV[2] then kept[#kept + 1] = t end end "
       "if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) "
       "else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' ')) end return 0";
-  redisReply *x = redisCommand(u->r, "EVAL %s 1 %s %s %s", script, u->parked_key, row, u->id);
-  if (x) freeReplyObject(x);
+  bee__reply_t *x = bee__redis_command(u->r, "EVAL %s 1 %s %s %s", script, u->parked_key, row, u->id);
+  if (x) bee__reply_free(x);
   return 0;
 }
 
@@ -63,37 +63,37 @@ size_t bee_engine_queue_name(const bee_engine_t *engine, size_t i, char *buf, si
 }
 
 /* Runs fn with a Redis connection of the queue pool borrowed from the engine. */
-static int with_queue_redis(bee_engine_t *engine, size_t i, redisContext **r, bee_error_t *err) {
+static int with_queue_redis(bee_engine_t *engine, size_t i, bee__rconn_t **r, bee_error_t *err) {
   if (!engine || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "no queue %zu", i);
   return bee__engine_redis_acquire(engine, &engine->redis[engine->inval_redis], r, err);
 }
 
-static double entry_age(redisReply *rep, int64_t now) {
-  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) return -1;
-  redisReply *it = rep->element[0];
-  if (it->type != REDIS_REPLY_ARRAY || it->elements < 1 || it->element[0]->type != REDIS_REPLY_STRING) return -1;
+static double entry_age(bee__reply_t *rep, int64_t now) {
+  if (!rep || rep->type != BEE__REPLY_ARRAY || rep->elements < 1) return -1;
+  bee__reply_t *it = rep->element[0];
+  if (it->type != BEE__REPLY_ARRAY || it->elements < 1 || it->element[0]->type != BEE__REPLY_STRING) return -1;
   uint64_t ms, seq;
   if (bee__stream_id_parse(it->element[0]->str, &ms, &seq)) return -1;
   return (double)(now - (int64_t)ms) / 1000.0;
 }
 
 int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *out, bee_error_t *err) {
-  redisContext *r;
+  bee__rconn_t *r;
   int rc = with_queue_redis(engine, i, &r, err);
   if (rc) return rc;
   char key[128], errors[128], pending[128];
   bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "s", key, sizeof key);
   bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", errors, sizeof errors);
   bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "pending", pending, sizeof pending);
-  redisAppendCommand(r, "XLEN %s", key);
-  redisAppendCommand(r, "XRANGE %s - + COUNT 1", key);
-  redisAppendCommand(r, "XREVRANGE %s + - COUNT 1", key);
-  redisAppendCommand(r, "GET %s", pending);
-  redisAppendCommand(r, "HLEN %s", errors);
-  redisReply *rep[5] = {0};
+  bee__redis_append(r, "XLEN %s", key);
+  bee__redis_append(r, "XRANGE %s - + COUNT 1", key);
+  bee__redis_append(r, "XREVRANGE %s + - COUNT 1", key);
+  bee__redis_append(r, "GET %s", pending);
+  bee__redis_append(r, "HLEN %s", errors);
+  bee__reply_t *rep[5] = {0};
   for (int k = 0; k < 5; k++) {
-    void *x = NULL;
-    if (redisGetReply(r, &x) != REDIS_OK) {
+    bee__reply_t *x = NULL;
+    if (bee__redis_get_reply(r, &x) != 0) {
       rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "reading queue statistics failed");
       break;
     }
@@ -102,21 +102,21 @@ int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *ou
   if (!rc) {
     int64_t now = now_ms();
     memset(out, 0, sizeof *out);
-    out->len = rep[0]->type == REDIS_REPLY_INTEGER ? (uint64_t)rep[0]->integer : 0;
+    out->len = rep[0]->type == BEE__REPLY_INTEGER ? (uint64_t)rep[0]->integer : 0;
     double oldest = entry_age(rep[1], now), newest = entry_age(rep[2], now);
     out->oldest_event_seconds = oldest > 0 ? oldest : 0;
     out->lag = oldest > 0 && newest >= 0 ? oldest - newest : 0;
-    out->pending = rep[3]->type == REDIS_REPLY_STRING ? strtoull(rep[3]->str, NULL, 10) : 0;
-    out->errors = rep[4]->type == REDIS_REPLY_INTEGER ? (uint64_t)rep[4]->integer : 0;
+    out->pending = rep[3]->type == BEE__REPLY_STRING ? strtoull(rep[3]->str, NULL, 10) : 0;
+    out->errors = rep[4]->type == BEE__REPLY_INTEGER ? (uint64_t)rep[4]->integer : 0;
   }
   for (int k = 0; k < 5; k++)
-    if (rep[k]) freeReplyObject(rep[k]);
+    if (rep[k]) bee__reply_free(rep[k]);
   bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
   return rc;
 }
 
 static int cmp_ids(const void *a, const void *b) {
-  const redisReply *x = *(redisReply *const *)a, *y = *(redisReply *const *)b;
+  const bee__reply_t *x = *(bee__reply_t *const *)a, *y = *(bee__reply_t *const *)b;
   uint64_t xm = 0, xs = 0, ym = 0, ys = 0;
   bee__stream_id_parse(x->str, &xm, &xs);
   bee__stream_id_parse(y->str, &ym, &ys);
@@ -126,21 +126,21 @@ static int cmp_ids(const void *a, const void *b) {
 
 int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
                             int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err) {
-  redisContext *r;
+  bee__rconn_t *r;
   int rc = with_queue_redis(engine, i, &r, err);
   if (rc) return rc;
   char key[128], queue[BEE_NAME_MAX + 24];
   bee__queue_key(engine, i / BEE__SHARDS, i % BEE__SHARDS, "errors", key, sizeof key);
   bee_engine_queue_name(engine, i, queue, sizeof queue);
-  redisReply *rep = redisCommand(r, "HGETALL %s", key);
-  if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+  bee__reply_t *rep = bee__redis_command(r, "HGETALL %s", key);
+  if (!rep || rep->type != BEE__REPLY_ARRAY) {
     rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
-    if (rep) freeReplyObject(rep);
+    if (rep) bee__reply_free(rep);
     bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, 1);
     return rc;
   }
   size_t n = rep->elements / 2;
-  redisReply **names = bee__malloc((n ? n : 1) * sizeof *names);
+  bee__reply_t **names = bee__malloc((n ? n : 1) * sizeof *names);
   bee__event_t *ev = bee__malloc(sizeof *ev);
   char(*cols)[BEE__IDENT_MAX + 1] = bee__malloc(1024 * sizeof *cols);
   const char **colp = bee__malloc(1024 * sizeof *colp);
@@ -148,11 +148,11 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
   for (size_t k = 0; !rc && k < n; k++) names[k] = rep->element[2 * k];
   if (!rc) qsort(names, n, sizeof *names, cmp_ids);
   for (size_t k = 0; !rc && k < n && k < max; k++) {
-    redisReply *val = NULL;
+    bee__reply_t *val = NULL;
     for (size_t j = 0; j < n; j++)
       if (rep->element[2 * j] == names[k]) val = rep->element[2 * j + 1];
     bee__record_t rec;
-    int record_ok = val && val->type == REDIS_REPLY_STRING && bee__record_decode(val->str, val->len, &rec) == 0;
+    int record_ok = val && val->type == BEE__REPLY_STRING && bee__record_decode(val->str, val->len, &rec) == 0;
     size_t count = 0, pos;
     int event_ok = record_ok && bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) == 0 && rec.index < count;
     for (size_t e = 0; event_ok && e <= rec.index; e++) event_ok = bee__batch_next(rec.batch.p, rec.batch.n, &pos, ev) == 0;
@@ -173,7 +173,7 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
       view.events = count;
     } else {
       snprintf(message, sizeof message, "the error record cannot be read (%zu bytes)",
-               val && val->type == REDIS_REPLY_STRING ? val->len : (size_t)0);
+               val && val->type == BEE__REPLY_STRING ? val->len : (size_t)0);
     }
     bee__buf_append(&sql, "", 0);
     view.sql = sql.data ? sql.data : "";
@@ -196,8 +196,8 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
     if (!event_ok || (record_ok && rec.code == BEE_EMALFORMED)) { /* junk queued, or a record that cannot be read:
                                                                     listed all the same (DESIGN G13) */
       view.code = BEE_EMALFORMED;
-      view.raw = record_ok ? rec.batch.p : val && val->type == REDIS_REPLY_STRING ? val->str : "";
-      view.raw_len = record_ok ? rec.batch.n : val && val->type == REDIS_REPLY_STRING ? val->len : 0;
+      view.raw = record_ok ? rec.batch.p : val && val->type == BEE__REPLY_STRING ? val->str : "";
+      view.raw_len = record_ok ? rec.batch.n : val && val->type == BEE__REPLY_STRING ? val->len : 0;
     }
     view.entity = entity;
     view.table = table;
@@ -209,22 +209,22 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
   bee__free(ev);
   bee__free(cols);
   bee__free(colp);
-  freeReplyObject(rep);
+  bee__reply_free(rep);
   bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
   return rc;
 }
 
 
 /* Runs a MULTI of the commands already appended (count of them) and checks EXEC. */
-static int exec_multi(bee_engine_t *engine, redisContext *r, int count, const char *doing, bee_error_t *err) {
+static int exec_multi(bee_engine_t *engine, bee__rconn_t *r, int count, const char *doing, bee_error_t *err) {
   int rc = 0;
   for (int k = 0; k < count; k++) {
-    void *x = NULL;
-    if (redisGetReply(r, &x) != REDIS_OK)
+    bee__reply_t *x = NULL;
+    if (bee__redis_get_reply(r, &x) != 0)
       return bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, doing);
-    if (!rc && k == count - 1 && ((redisReply *)x)->type != REDIS_REPLY_ARRAY)
+    if (!rc && k == count - 1 && ((bee__reply_t *)x)->type != BEE__REPLY_ARRAY)
       rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, x, doing);
-    freeReplyObject(x);
+    bee__reply_free(x);
   }
   return rc;
 }
@@ -238,7 +238,7 @@ static int exec_multi(bee_engine_t *engine, redisContext *r, int count, const ch
  */
 static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, int retry, int force,
                          bee_error_t *err) {
-  redisContext *r;
+  bee__rconn_t *r;
   int rc = with_queue_redis(engine, i, &r, err);
   if (rc) return rc;
   size_t pool = i / BEE__SHARDS, shard = i % BEE__SHARDS;
@@ -247,15 +247,15 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
   bee__queue_key(engine, pool, shard, "s", stream, sizeof stream);
   bee__queue_key(engine, pool, shard, "stale", stale_key, sizeof stale_key);
   bee__queue_key(engine, pool, shard, "parked", parked_key, sizeof parked_key);
-  redisAppendCommand(r, "HGET %s %s", key, stream_id);
-  redisAppendCommand(r, "HGET %s %s", stale_key, stream_id);
-  redisAppendCommand(r, "XRANGE %s %s %s", stream, stream_id, stream_id);
-  void *x1 = NULL, *x2 = NULL, *x3 = NULL;
-  if (redisGetReply(r, &x1) != REDIS_OK || redisGetReply(r, &x2) != REDIS_OK || redisGetReply(r, &x3) != REDIS_OK) {
+  bee__redis_append(r, "HGET %s %s", key, stream_id);
+  bee__redis_append(r, "HGET %s %s", stale_key, stream_id);
+  bee__redis_append(r, "XRANGE %s %s %s", stream, stream_id, stream_id);
+  bee__reply_t *x1 = NULL, *x2 = NULL, *x3 = NULL;
+  if (bee__redis_get_reply(r, &x1) != 0 || bee__redis_get_reply(r, &x2) != 0 || bee__redis_get_reply(r, &x3) != 0) {
     rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "reading the error list failed");
     goto out;
   }
-  redisReply *rep = x1, *stale = x2, *queued = x3;
+  bee__reply_t *rep = x1, *stale = x2, *queued = x3;
   bee__record_t rec;
   size_t count = 0, pos;
   size_t bad_event = 0, trailing = 0;
@@ -264,23 +264,23 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
     rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading an error record");
     goto out;
   }
-  int malformed = rep->type != REDIS_REPLY_STRING || bee__record_decode(rep->str, rep->len, &rec) ||
+  int malformed = rep->type != BEE__REPLY_STRING || bee__record_decode(rep->str, rep->len, &rec) ||
                   rec.code == BEE_EMALFORMED ||
                   bee__batch_check(rec.batch.p, rec.batch.n, check, &bad_event, &trailing) != BEE__BATCH_OK ||
                   bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) || rec.index >= count;
   bee__free(check);
-  if (rep->type == REDIS_REPLY_ERROR) {
+  if (rep->type == BEE__REPLY_ERROR) {
     rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
-  } else if (rep->type != REDIS_REPLY_STRING) {
+  } else if (rep->type != BEE__REPLY_STRING) {
     rc = bee__error(err, BEE_ENOTFOUND, 0, "no error entry %s in this queue", stream_id);
   } else if (retry && malformed) {
     rc = bee__error(err, BEE_EMALFORMED, 0, "error entry %s is malformed: it can only be skipped", stream_id);
-  } else if (retry && queued->type == REDIS_REPLY_ARRAY && queued->elements > 0) {
+  } else if (retry && queued->type == BEE__REPLY_ARRAY && queued->elements > 0) {
     rc = bee__error(err, BEE_EINVAL, 0,
                     "entry %s is still in its queue (its parking did not finish): the consumer applies or parks it "
                     "again",
                     stream_id);
-  } else if (retry && !force && stale->type == REDIS_REPLY_STRING) {
+  } else if (retry && !force && stale->type == BEE__REPLY_STRING) {
     const char *sp = memchr(stale->str, ' ', stale->len);
     int rl = sp ? (int)(sp - stale->str) : (int)stale->len;
     rc = bee__error(err, BEE_ESTALE, 0,
@@ -301,14 +301,14 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
     if (!rc && back.failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory retrying an entry");
     if (!rc) { /* one MULTI/EXEC: the entry is never lost or doubled */
       int n = 0;
-      redisAppendCommand(r, "MULTI"), n++;
+      bee__redis_append(r, "MULTI"), n++;
       /* "r <parked id>": the consumer checks it is not stale before it applies (a newer
          change may be queued before it); "r force": applied as it is */
       if (requeue)
-        redisAppendCommand(r, "XADD %s * e %b r %s", stream, back.data, back.len, force ? "force" : stream_id), n++;
-      redisAppendCommand(r, "HDEL %s %s", key, stream_id), n++;
-      redisAppendCommand(r, "HDEL %s %s", stale_key, stream_id), n++;
-      redisAppendCommand(r, "EXEC"), n++;
+        bee__redis_append(r, "XADD %s * e %b r %s", stream, back.data, back.len, force ? "force" : stream_id), n++;
+      bee__redis_append(r, "HDEL %s %s", key, stream_id), n++;
+      bee__redis_append(r, "HDEL %s %s", stale_key, stream_id), n++;
+      bee__redis_append(r, "EXEC"), n++;
       rc = exec_multi(engine, r, n, retry ? "retrying an entry failed" : "skipping an event failed", err);
     }
     if (!rc && !malformed && !(retry && !force)) {
@@ -324,9 +324,9 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
     bee__buf_free(&back);
   }
 out:
-  if (x1) freeReplyObject(x1);
-  if (x2) freeReplyObject(x2);
-  if (x3) freeReplyObject(x3);
+  if (x1) bee__reply_free(x1);
+  if (x2) bee__reply_free(x2);
+  if (x3) bee__reply_free(x3);
   bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r,
                             rc != 0 && rc != BEE_ENOTFOUND && rc != BEE_ESTALE && rc != BEE_EMALFORMED && rc != BEE_EINVAL);
   return rc;

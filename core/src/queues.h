@@ -13,12 +13,12 @@
 #ifndef BEE_QUEUES_H
 #define BEE_QUEUES_H
 
-#include <hiredis/hiredis.h>
+#include "redis.h"
 
 #include "internal.h"
 
 typedef struct {
-  redisContext *r;
+  bee__rconn_t *r;
   const char *parked_key, *id;
 } bee__park_t;
 

@@ -92,10 +92,10 @@ void bee__rcmd_format(bee__rcmd_t *c, bee__buf_t *out) {
   bee__buf_append(out, start, (size_t)(c->text.data + c->text.len - start));
 }
 
-void bee__rcmd_send(redisContext *r, bee__rcmd_t *c, size_t *count) {
+void bee__rcmd_send(bee__rconn_t *r, bee__rcmd_t *c, size_t *count) {
   if (c->failed || c->text.failed || c->text.len < HEAD) return;
   const char *start = with_head(c);
-  if (redisAppendFormattedCommand(r, start, (size_t)(c->text.data + c->text.len - start)) != REDIS_OK) c->failed = 1;
+  if (bee__redis_append_formatted(r, start, (size_t)(c->text.data + c->text.len - start)) != 0) c->failed = 1;
   else (*count)++;
 }
 

@@ -6,7 +6,7 @@
 #ifndef BEE_RCMD_H
 #define BEE_RCMD_H
 
-#include <hiredis.h>
+#include "redis.h"
 
 #include "internal.h"
 
@@ -30,7 +30,7 @@ void bee__rcmd_close(bee__rcmd_t *c);
 /* The command in Redis's protocol (RESP: "*<n>\r\n" then "$<len>\r\n<arg>\r\n" each) into out. Pure. */
 void bee__rcmd_format(bee__rcmd_t *c, bee__buf_t *out);
 /* Appends the command to r's pipeline and counts it in *count (not when c->failed). */
-void bee__rcmd_send(redisContext *r, bee__rcmd_t *c, size_t *count);
+void bee__rcmd_send(bee__rconn_t *r, bee__rcmd_t *c, size_t *count);
 /* Frees c's buffers (c may be reused after, zeroed). */
 void bee__rcmd_free(bee__rcmd_t *c);
 

@@ -248,7 +248,7 @@ void bee_engine_free(bee_engine_t *engine) {
     for (size_t i = 0; i < engine->mysql_count; i++)
       for (size_t j = 0; j < engine->idle_mysql[i].count; j++) mysql_close(engine->idle_mysql[i].conns[j]);
     for (size_t i = 0; i < engine->redis_count; i++)
-      for (size_t j = 0; j < engine->idle_redis[i].count; j++) redisFree(engine->idle_redis[i].conns[j]);
+      for (size_t j = 0; j < engine->idle_redis[i].count; j++) bee__redis_free(engine->idle_redis[i].conns[j]);
     bee__free(engine->idle_mysql);
     bee__free(engine->idle_redis);
     pthread_mutex_destroy(&engine->idle_lock);
@@ -262,10 +262,10 @@ void bee_engine_free(bee_engine_t *engine) {
 }
 
 /* "redis_version:7.0.15" out of INFO server. */
-static void redis_version(redisContext *c, char *out, size_t size) {
-  redisReply *r = redisCommand(c, "INFO server");
+static void redis_version(bee__rconn_t *c, char *out, size_t size) {
+  bee__reply_t *r = bee__redis_command(c, "INFO server");
   snprintf(out, size, "unknown");
-  if (r && r->type == REDIS_REPLY_STRING) {
+  if (r && r->type == BEE__REPLY_STRING) {
     const char *v = strstr(r->str, "redis_version:");
     if (v) {
       v += strlen("redis_version:");
@@ -273,7 +273,7 @@ static void redis_version(redisContext *c, char *out, size_t size) {
       snprintf(out, size, "%.*s", (int)n, v);
     }
   }
-  if (r) freeReplyObject(r);
+  if (r) bee__reply_free(r);
 }
 
 int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *err) {
@@ -350,7 +350,7 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
     bee__engine_mysql_release(e, &e->mysql[i], conn, 0); /* the first idle connection */
   }
   for (size_t i = 0; i < e->redis_count; i++) {
-    redisContext *c = NULL;
+    bee__rconn_t *c = NULL;
     int rc = bee__redis_connect(&e->redis[i], &c, err);
     if (rc) {
       bee_engine_free(e);
@@ -453,22 +453,22 @@ void bee__engine_mysql_release(bee_engine_t *engine, const bee__mysql_pool_t *po
   if (broken || idle_put(engine, engine->idle_mysql, (size_t)(pool - engine->mysql), conn)) mysql_close(conn);
 }
 
-int bee__engine_redis_acquire(bee_engine_t *engine, const bee__redis_pool_t *pool, redisContext **out,
+int bee__engine_redis_acquire(bee_engine_t *engine, const bee__redis_pool_t *pool, bee__rconn_t **out,
                               bee_error_t *err) {
-  redisContext *conn;
+  bee__rconn_t *conn;
   while ((conn = idle_take(engine, engine->idle_redis, (size_t)(pool - engine->redis)))) {
-    if (!idle_dead(conn->fd)) {
+    if (!idle_dead(bee__redis_fd(conn))) {
       *out = conn;
       return 0;
     }
-    redisFree(conn);
+    bee__redis_free(conn);
   }
   return bee__redis_connect(pool, out, err);
 }
 
-void bee__engine_redis_release(bee_engine_t *engine, const bee__redis_pool_t *pool, redisContext *conn, int broken) {
+void bee__engine_redis_release(bee_engine_t *engine, const bee__redis_pool_t *pool, bee__rconn_t *conn, int broken) {
   if (!conn) return;
-  if (broken || conn->err || idle_put(engine, engine->idle_redis, (size_t)(pool - engine->redis), conn)) redisFree(conn);
+  if (broken || bee__redis_failed(conn) || idle_put(engine, engine->idle_redis, (size_t)(pool - engine->redis), conn)) bee__redis_free(conn);
 }
 
 int bee__engine_redis_index(const bee_engine_t *engine, const char *name) {

@@ -165,14 +165,14 @@ static int collation_match(bee_context_t *ctx, size_t ei, const bee__index_t *ix
 /* Writes the answer for a lookup key, fenced by the generation read before MySQL. */
 static void fill_unique(bee_context_t *ctx, const bee__entity_rt_t *rt, const bee__buf_t *gen_key, const char *gen,
                         const bee__buf_t *key, const char *val, size_t len) {
-  redisContext *c;
+  bee__rconn_t *c;
   bee_error_t ignored;
   if (bee__ctx_redis(ctx, (size_t)rt->redis, &c, &ignored)) return;
   char fresh[17];
   bee__token_format(bee__flush_token(), fresh);
-  redisReply *r = redisCommand(c, "EVAL %s 2 %b %b %s %b %s", fill_unique_script, gen_key->data, gen_key->len,
+  bee__reply_t *r = bee__redis_command(c, "EVAL %s 2 %b %b %s %b %s", fill_unique_script, gen_key->data, gen_key->len,
                                key->data, key->len, gen, val, len, fresh);
-  if (r) freeReplyObject(r);
+  if (r) bee__reply_free(r);
   else bee__ctx_redis_broken(ctx, (size_t)rt->redis);
 }
 
@@ -321,7 +321,7 @@ int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, co
   bee_value_t canon[16];
   bee__buf_t strings = {0}, key = {0}, text = {0}, gen_key = {0}, pend_key = {0}, found_text = {0};
   bee__idlist_t pending = {0};
-  redisReply *r_gen = NULL, *r_val = NULL, *r_pend = NULL;
+  bee__reply_t *r_gen = NULL, *r_val = NULL, *r_pend = NULL;
   if ((rc = bee__canonical_lookup(e, ix->fields, n, values, canon, &strings, err))) goto out;
   for (size_t k = 0; k < n; k++)
     if (canon[k].kind == BEE_VALUE_NIL) { /* NULLs are never unique: no row is identified */
@@ -348,38 +348,38 @@ int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, co
   char gen[64] = "";
   if (rt->redis >= 0) {
     /* 1. the generation, the cached answer and the ids with queued changes, in one round trip */
-    redisContext *c;
+    bee__rconn_t *c;
     if ((rc = bee__ctx_redis(ctx, (size_t)rt->redis, &c, err))) goto out;
-    redisAppendCommand(c, "GET %b", gen_key.data, gen_key.len);
-    redisAppendCommand(c, "GET %b", key.data, key.len);
-    redisAppendCommand(c, "HKEYS %b", pend_key.data, pend_key.len);
-    void *r1 = NULL, *r2 = NULL, *r3 = NULL;
-    if (redisGetReply(c, &r1) != REDIS_OK || redisGetReply(c, &r2) != REDIS_OK || redisGetReply(c, &r3) != REDIS_OK) {
-      if (r1) freeReplyObject(r1);
-      if (r2) freeReplyObject(r2);
+    bee__redis_append(c, "GET %b", gen_key.data, gen_key.len);
+    bee__redis_append(c, "GET %b", key.data, key.len);
+    bee__redis_append(c, "HKEYS %b", pend_key.data, pend_key.len);
+    bee__reply_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
+    if (bee__redis_get_reply(c, &r1) != 0 || bee__redis_get_reply(c, &r2) != 0 || bee__redis_get_reply(c, &r3) != 0) {
+      if (r1) bee__reply_free(r1);
+      if (r2) bee__reply_free(r2);
       rc = bee__redis_error(err, &ctx->engine->redis[rt->redis], c, NULL, "reading the cache failed");
       bee__ctx_redis_broken(ctx, (size_t)rt->redis);
       goto out;
     }
     r_gen = r1, r_val = r2, r_pend = r3;
     bee__reply_text(r_gen, gen, sizeof gen);
-    if (r_pend->type == REDIS_REPLY_ARRAY)
+    if (r_pend->type == BEE__REPLY_ARRAY)
       for (size_t i = 0; i < r_pend->elements; i++) {
         uint64_t id;
-        const redisReply *it = r_pend->element[i];
-        if (it->type == REDIS_REPLY_STRING && bee__id_parse(it->str, it->len, &id) == 0 &&
+        const bee__reply_t *it = r_pend->element[i];
+        if (it->type == BEE__REPLY_STRING && bee__id_parse(it->str, it->len, &id) == 0 &&
             bee__idlist_push(&pending, id)) {
           rc = bee__error(err, BEE_ENOMEM, 0, "out of memory");
           goto out;
         }
       }
-    if (r_val->type == REDIS_REPLY_STRING && r_val->len >= 1 && r_val->str[0] == 'N') {
+    if (r_val->type == BEE__REPLY_STRING && r_val->len >= 1 && r_val->str[0] == 'N') {
       /* 2a. a cached not-found, valid while the generation it was taken under holds */
       if (gen[0] && strlen(gen) == r_val->len - 1 && !memcmp(gen, r_val->str + 1, r_val->len - 1)) {
         rc = fn(ud, 0, NULL);
         goto out;
       }
-    } else if (r_val->type == REDIS_REPLY_STRING) {
+    } else if (r_val->type == BEE__REPLY_STRING) {
       /* 2b. a cached row, valid while the row still has those values */
       const char *colon = memchr(r_val->str, ':', r_val->len);
       uint64_t id;
@@ -409,9 +409,9 @@ int bee_context_get_by_unique(bee_context_t *ctx, const bee_entity_t *entity, co
   }
   rc = match ? bee__load_by_ids(ctx, ei, &match, 1, fn, ud, err) : fn(ud, 0, NULL);
 out:
-  if (r_gen) freeReplyObject(r_gen);
-  if (r_val) freeReplyObject(r_val);
-  if (r_pend) freeReplyObject(r_pend);
+  if (r_gen) bee__reply_free(r_gen);
+  if (r_val) bee__reply_free(r_val);
+  if (r_pend) bee__reply_free(r_pend);
   bee__free(pending.ids);
   bee__buf_free(&strings);
   bee__buf_free(&key);
