@@ -76,6 +76,7 @@ start_mariadb() {
 start_redis() { # name port dir [extra args]
   local name=$1 port=$2 dir=$3; shift 3
   mkdir -p "$dir"
+  rm -f "$dir/redis.sock" # (a node started again)
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
     --unixsocket "$dir/redis.sock" --unixsocketperm 700 --daemonize no \
     --logfile "$dir/redis.log" "$@" < /dev/null > /dev/null 2>&1 &
@@ -109,25 +110,10 @@ start_redis_retry() { # name dir var [extra args]
 
 # The node NAME of a sentinel set, started on PORT; as a replica of MASTER_PORT unless that is empty.
 start_node() { # name port master_port
-  local name=$1 port=$2 master=$3 dir="$D/$1"
-  mkdir -p "$dir"
-  local args=(--port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir"
-    --unixsocket "$dir/redis.sock" --unixsocketperm 700 --daemonize no --logfile "$dir/redis.log"
-    --replica-announce-ip 127.0.0.1)
-  [[ -n "$master" ]] && args+=(--replicaof 127.0.0.1 "$master")
-  rm -f "$dir/redis.sock"
-  redis-server "${args[@]}" < /dev/null > /dev/null 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 100); do
-    if [[ -S "$dir/redis.sock" ]] && redis-cli -s "$dir/redis.sock" ping 2>/dev/null | grep -q PONG; then
-      record "$name" "$pid"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  return 1
+  local name=$1 port=$2 master=$3
+  local extra=(--replica-announce-ip 127.0.0.1)
+  [[ -n "$master" ]] && extra+=(--replicaof 127.0.0.1 "$master")
+  start_redis "$name" "$port" "$D/$name" "${extra[@]}"
 }
 
 start_sentinel() { # name port master_port
