@@ -73,16 +73,12 @@ start_mariadb() {
   die "MariaDB did not start"
 }
 
-start_redis() { # name port dir [extra args]
-  local name=$1 port=$2 dir=$3; shift 3
-  mkdir -p "$dir"
-  rm -f "$dir/redis.sock" # (a node started again)
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
-    --unixsocket "$dir/redis.sock" --unixsocketperm 700 --daemonize no \
-    --logfile "$dir/redis.log" "$@" < /dev/null > /dev/null 2>&1 &
-  local pid=$!
+# Waits (5 s at most) until server NAME, just started as PID, answers PING to
+# redis-cli with the given connection arguments, and records it; kills it otherwise.
+await_pong() { # name pid redis-cli args...
+  local name=$1 pid=$2; shift 2
   for _ in $(seq 1 100); do
-    if [[ -S "$dir/redis.sock" ]] && redis-cli -s "$dir/redis.sock" ${REDIS_PW:+--no-auth-warning -a "$REDIS_PW"} ping 2>/dev/null | grep -q PONG; then
+    if redis-cli "$@" ping 2>/dev/null | grep -q PONG; then
       record "$name" "$pid"
       return 0
     fi
@@ -91,6 +87,16 @@ start_redis() { # name port dir [extra args]
   done
   kill -9 "$pid" 2>/dev/null || true
   return 1
+}
+
+start_redis() { # name port dir [extra args]
+  local name=$1 port=$2 dir=$3; shift 3
+  mkdir -p "$dir"
+  rm -f "$dir/redis.sock" # (a node started again)
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    --unixsocket "$dir/redis.sock" --unixsocketperm 700 --daemonize no \
+    --logfile "$dir/redis.log" "$@" < /dev/null > /dev/null 2>&1 &
+  await_pong "$name" $! -s "$dir/redis.sock" ${REDIS_PW:+--no-auth-warning -a "$REDIS_PW"}
 }
 
 start_redis_retry() { # name dir var [extra args]
@@ -133,17 +139,7 @@ sentinel failover-timeout mymaster 3000
 sentinel parallel-syncs mymaster 1
 CONF
   redis-server "$dir/sentinel.conf" --sentinel < /dev/null > /dev/null 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 100); do
-    if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
-      record "$name" "$pid"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  return 1
+  await_pong "$name" $! -p "$port"
 }
 
 # Starts a sentinel set in $D (see the top of this file).

@@ -391,11 +391,7 @@ describe("the queue under faults and operators", function()
         g_engine = nil
       end
       collectgarbage()
-      if pid then
-        au.kill(pid, "TERM")
-        if not au.wait_exit(pid, 5) then au.kill(pid, "KILL") end
-        au.wait_exit(pid, 5)
-      end
+      if pid then au.stop(pid) end
       if dir then os.execute("rm -rf " .. q(dir)) end
     end)
 

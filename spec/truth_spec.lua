@@ -53,14 +53,7 @@ local function spawn(cmd, stdin, stdout, stderr_path)
 end
 
 --- Stops a child started by spawn: SIGTERM (timeout passes it on), then SIGKILL.
-local function stop(pid)
-  if not au.alive(pid) then return end
-  au.kill(pid, "TERM")
-  if not au.wait_exit(pid, 5) then
-    au.kill(pid, "KILL")
-    au.wait_exit(pid, 5)
-  end
-end
+local stop = au.stop
 
 local tmp -- this file's scratch folder (FIFOs, child output)
 local serial = 0
@@ -1113,11 +1106,7 @@ describe("caches that tell the truth (G8)", function()
         oom_engine = nil
       end
       collectgarbage()
-      if pid then
-        au.kill(pid, "TERM")
-        if not au.wait_exit(pid, 5) then au.kill(pid, "KILL") end
-        au.wait_exit(pid, 5)
-      end
+      if pid then au.stop(pid) end
       if dir then os.execute("rm -rf " .. q(dir)) end
     end)
 

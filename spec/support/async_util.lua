@@ -295,6 +295,17 @@ function M.start_redis(port, dir)
   return nil, M.read(log)
 end
 
+--- Stops a child process: SIGTERM, then SIGKILL if it has not exited after 5 s; returns
+-- once it exited. A stopped (SIGSTOP) child is not woken: send it CONT first.
+function M.stop(pid)
+  if not M.alive(pid) then return end
+  M.kill(pid, "TERM")
+  if not M.wait_exit(pid, 5) then
+    M.kill(pid, "KILL")
+    M.wait_exit(pid, 5)
+  end
+end
+
 --- Starts a throwaway redis-server on a free port; returns pid, port.
 function M.start_redis_anywhere(dir)
   local log
