@@ -1169,7 +1169,7 @@ local function unhex(h) return (h:gsub('..', function(x) return string.char(tonu
 local fields = redis.call('XRANGE', key, tmpl, tmpl)[1][2]
 assert(fields[1] == 'e' and #fields == 2, 'the template is not a beeorm entry')
 local real = fields[2]
-real = real:sub(1, 6) .. unhex(tok) .. real:sub(15)
+if tok ~= '' then real = real:sub(1, 6) .. unhex(tok) .. real:sub(15) end -- '': the template's own token
 local v
 if mode == 'random' then v = unhex(bytes)
 elseif mode == 'empty' then v = ''
@@ -1270,6 +1270,31 @@ return redis.call('XADD', key, '*', 'e', v)
           if name ~= qname then assert.equal(0, s.errors, name) end
         end
       end)
+
+    it("carrying the token of a real flush are listed as malformed, not dropped as its duplicate", function()
+      local tag = "qf-junkC"
+      local ctx = engine:context()
+      local row = ctx:new_entity(U, { name = tag .. "-1", email = tag .. "-1@qf", n = 1 })
+      local qname = au.queue_of(row.id)
+      assert.is_true(ctx:flush_async())
+      local ids = au.stream_ids(REDIS_DB, qname)
+      local tmpl = assert(ids[#ids], "the entry is not in the stream")
+      local junk = {}
+      for _, kind in ipairs({ "trailing", "truncated", "kind" }) do
+        local out = eval(JUNK, { au.stream_key(qname) }, kind, tmpl, "00", "")
+        junk[assert(out:match("(%d+%-%d+)"), "XADD failed: " .. out)] = kind
+      end
+      local st = au.consume(engine:context())
+      assert.same({ 1, 0, 3 }, { st.events, st.duplicates, st.failed })
+      assert.same({ id = tostring(row.id), name = tag .. "-1", email = tag .. "-1@qf", n = "1" }, sql_user(row.id))
+      local list = assert(queue(qname):errors(100))
+      assert.equal(3, #list, au.describe_errors(list))
+      for _, ev in ipairs(list) do
+        assert(junk[ev.stream_id], "not junk: " .. au.describe_errors({ ev }))
+        assert.equal("malformed", ev.error.code)
+      end
+      au.skip_all_errors(engine)
+    end)
 
     it("are removable: five by q:skip and the rest by `beeorm errors skip` bring q:stats().errors to 0", function()
       local tag = "qf-junkB"

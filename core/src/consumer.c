@@ -73,6 +73,7 @@ typedef struct {
   int retried; /* came back from the error list: its keys were invalidated on failure */
   char retried_of[48]; /* the parked entry it retries (its stream id), "" when forced or not a retry */
   int stale;    /* a retry whose rows got newer changes since it was parked: parked again, not applied */
+  uint64_t token; /* its flush's token (G11); 0 for a malformed entry, which is never anyone's duplicate */
   int dup;     /* its flush's token was applied already in this queue: not applied again (G11) */
   int bad;      /* malformed (BEE__BATCH_*): checked whole when read, so nothing of it is ever applied */
   size_t bad_event, trailing; /* BEE__BATCH_BAD_EVENT: which event (0-based); BEE__BATCH_TRAILING: how many bytes */
@@ -195,10 +196,10 @@ static int dedupe(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries, siz
   bee__buf_printf(&sql, "INSERT IGNORE INTO `_beeorm_tokens` (`queue`, `token`, `batch`) VALUES ");
   for (size_t i = a; i < b; i++) {
     entries[i].dup = 0;
-    uint64_t t = entries[i].payload ? bee__batch_token(entries[i].payload, entries[i].len) : 0;
+    uint64_t t = entries[i].token;
     if (!t) continue;
     for (size_t k = a; k < i && !entries[i].dup; k++) /* the same flush twice in this range */
-      entries[i].dup = entries[k].payload && !entries[k].dup && bee__batch_token(entries[k].payload, entries[k].len) == t;
+      entries[i].dup = !entries[k].dup && entries[k].token == t;
     if (entries[i].dup) continue;
     bee__buf_printf(&sql, "%s('%s', %llu, %llu)", n++ ? "," : "", c->mark, (unsigned long long)t,
                     (unsigned long long)batch);
@@ -212,7 +213,7 @@ static int dedupe(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries, siz
     bee__buf_printf(&sql, "SELECT `token` FROM `_beeorm_tokens` WHERE `queue` = '%s' AND `batch` <> %llu AND `token` IN (",
                     c->mark, (unsigned long long)batch);
     for (size_t i = a, k = 0; i < b; i++) {
-      uint64_t t = entries[i].payload && !entries[i].dup ? bee__batch_token(entries[i].payload, entries[i].len) : 0;
+      uint64_t t = entries[i].dup ? 0 : entries[i].token;
       if (t) bee__buf_printf(&sql, "%s%llu", k++ ? "," : "", (unsigned long long)t);
     }
     bee__buf_puts(&sql, ")");
@@ -224,7 +225,7 @@ static int dedupe(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries, siz
     while (res && (row = mysql_fetch_row(res)) != NULL) {
       uint64_t t = row[0] ? strtoull(row[0], NULL, 10) : 0;
       for (size_t i = a; i < b; i++)
-        if (entries[i].payload && bee__batch_token(entries[i].payload, entries[i].len) == t) entries[i].dup = 1;
+        if (t && entries[i].token == t) entries[i].dup = 1;
     }
     if (res) mysql_free_result(res);
   }
@@ -340,6 +341,7 @@ static int fetch_after(consumer_t *c, size_t qp, const char *key, uint64_t ms, u
       x->len = f->element[1]->len;
     }
     x->bad = shape ? bee__batch_check(x->payload, x->len, c->ev, &x->bad_event, &x->trailing) : BEE__BATCH_NOT;
+    x->token = x->bad ? 0 : bee__batch_token(x->payload, x->len);
     k++;
   }
   bee__reply_free(rep);
@@ -859,6 +861,7 @@ static int rewrite_entry(entry_t *e, size_t index, const bee__event_t *ev) {
   bee__event_t *check = bee__malloc(sizeof *check); /* an edit can be unsound too (a string added to a number) */
   if (!check) return BEE_ENOMEM;
   e->bad = bee__batch_check(e->payload, e->len, check, &e->bad_event, &e->trailing);
+  e->token = e->bad ? 0 : bee__batch_token(e->payload, e->len);
   bee__free(check);
   return 0;
 }
