@@ -157,7 +157,7 @@ static int subscribe(bee_engine_t *engine, bee__rconn_t *c) {
   if (ok) ok = bee__redis_append_argv(c, (int)n, argv, lens) == 0;
   for (size_t i = 1; ok && i < n; i++) { /* one confirmation per channel */
     bee__reply_t *reply = NULL;
-    ok = bee__redis_get_reply(c, &reply) == 0 && ((bee__reply_t *)reply)->type == BEE__REPLY_ARRAY;
+    ok = bee__redis_get_reply(c, &reply) == 0 && reply->type == BEE__REPLY_ARRAY;
     if (reply) bee__reply_free(reply);
   }
   for (size_t i = 0; names && i < n; i++) bee__buf_free(&names[i]);
@@ -478,24 +478,8 @@ int bee__ctx_redis(bee_context_t *ctx, size_t pool, bee__rconn_t **out, bee_erro
 
 int bee__ctx_redis_replies(bee_context_t *ctx, size_t pool, bee__rconn_t *c, size_t count, const char *doing,
                            bee_error_t *err) {
-  int rc = 0;
-  for (size_t i = 0; i < count; i++) {
-    bee__reply_t *reply = NULL;
-    if (bee__redis_get_reply(c, &reply) != 0) {
-      rc = bee__redis_error(err, &ctx->engine->redis[pool], c, NULL, doing);
-      bee__ctx_redis_broken(ctx, pool);
-      return rc;
-    }
-    bee__reply_t *r = reply;
-    if (!rc && r->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r, doing);
-    if (!rc && i == count - 1 && r->type == BEE__REPLY_ARRAY) /* an EXEC: its commands' errors */
-      for (size_t k = 0; !rc && k < r->elements; k++)
-        if (r->element[k]->type == BEE__REPLY_ERROR)
-          rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r->element[k], doing);
-    if (!rc && i == count - 1 && r->type == BEE__REPLY_NIL)
-      rc = bee__error(err, BEE_EREDIS, 1, "%s: the transaction was aborted", doing);
-    bee__reply_free(r);
-  }
+  int rc = bee__redis_replies(c, &ctx->engine->redis[pool], count, doing, err);
+  if (bee__redis_failed(c)) bee__ctx_redis_broken(ctx, pool);
   return rc;
 }
 

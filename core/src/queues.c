@@ -115,11 +115,16 @@ int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *ou
   return rc;
 }
 
+/* One record of an error list as HGETALL gives it: its stream id and its bytes. */
+typedef struct {
+  const bee__reply_t *id, *val;
+} listed_t;
+
 static int cmp_ids(const void *a, const void *b) {
-  const bee__reply_t *x = *(bee__reply_t *const *)a, *y = *(bee__reply_t *const *)b;
+  const listed_t *x = a, *y = b;
   uint64_t xm = 0, xs = 0, ym = 0, ys = 0;
-  bee__stream_id_parse(x->str, &xm, &xs);
-  bee__stream_id_parse(y->str, &ym, &ys);
+  bee__stream_id_parse(x->id->str, &xm, &xs);
+  bee__stream_id_parse(y->id->str, &ym, &ys);
   if (xm != ym) return xm < ym ? -1 : 1;
   return xs < ys ? -1 : xs > ys;
 }
@@ -140,17 +145,15 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
     return rc;
   }
   size_t n = rep->elements / 2;
-  bee__reply_t **names = bee__malloc((n ? n : 1) * sizeof *names);
+  listed_t *names = bee__malloc((n ? n : 1) * sizeof *names); /* in stream order */
   bee__event_t *ev = bee__malloc(sizeof *ev);
   char(*cols)[BEE__IDENT_MAX + 1] = bee__malloc(1024 * sizeof *cols);
   const char **colp = bee__malloc(1024 * sizeof *colp);
   if (!names || !ev || !cols || !colp) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading the error list");
-  for (size_t k = 0; !rc && k < n; k++) names[k] = rep->element[2 * k];
+  for (size_t k = 0; !rc && k < n; k++) names[k] = (listed_t){rep->element[2 * k], rep->element[2 * k + 1]};
   if (!rc) qsort(names, n, sizeof *names, cmp_ids);
   for (size_t k = 0; !rc && k < n && k < max; k++) {
-    bee__reply_t *val = NULL;
-    for (size_t j = 0; j < n; j++)
-      if (rep->element[2 * j] == names[k]) val = rep->element[2 * j + 1];
+    const bee__reply_t *val = names[k].val;
     bee__record_t rec;
     int record_ok = val && val->type == BEE__REPLY_STRING && bee__record_decode(val->str, val->len, &rec) == 0;
     size_t count = 0, pos;
@@ -162,7 +165,7 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
     bee_failed_event_t view;
     memset(&view, 0, sizeof view);
     view.queue = queue;
-    view.stream_id = names[k]->str;
+    view.stream_id = names[k].id->str;
     view.cols = colp;
     if (record_ok) {
       bee__buf_append(&sql, rec.sql.p, rec.sql.n);
@@ -214,20 +217,6 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
   return rc;
 }
 
-
-/* Runs a MULTI of the commands already appended (count of them) and checks EXEC. */
-static int exec_multi(bee_engine_t *engine, bee__rconn_t *r, int count, const char *doing, bee_error_t *err) {
-  int rc = 0;
-  for (int k = 0; k < count; k++) {
-    bee__reply_t *x = NULL;
-    if (bee__redis_get_reply(r, &x) != 0)
-      return bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, doing);
-    if (!rc && k == count - 1 && ((bee__reply_t *)x)->type != BEE__REPLY_ARRAY)
-      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, x, doing);
-    bee__reply_free(x);
-  }
-  return rc;
-}
 
 /*
  * Retry: puts an errored entry back at the end of its queue, unless it is stale (a newer
@@ -309,7 +298,9 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
       bee__redis_append(r, "HDEL %s %s", key, stream_id), n++;
       bee__redis_append(r, "HDEL %s %s", stale_key, stream_id), n++;
       bee__redis_append(r, "EXEC"), n++;
-      rc = exec_multi(engine, r, n, retry ? "retrying an entry failed" : "skipping an event failed", err);
+      /* (an error inside EXEC too: the entry must not leave the error list without being queued) */
+      rc = bee__redis_replies(r, &engine->redis[engine->inval_redis], (size_t)n,
+                              retry ? "retrying an entry failed" : "skipping an event failed", err);
     }
     if (!rc && !malformed && !(retry && !force)) {
       /* Its rows are no longer held back by it, except those of what was queued again

@@ -134,6 +134,23 @@ int bee__redis_get_reply(bee__rconn_t *c, bee__reply_t **out) {
   return rc == REDIS_OK ? 0 : -1;
 }
 
+int bee__redis_replies(bee__rconn_t *c, const bee__redis_pool_t *pool, size_t count, const char *doing,
+                       bee_error_t *err) {
+  int rc = 0;
+  for (size_t i = 0; i < count; i++) {
+    bee__reply_t *r = NULL;
+    if (bee__redis_get_reply(c, &r) != 0) return bee__redis_error(err, pool, c, NULL, doing);
+    if (!rc && r->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, pool, c, r, doing);
+    if (!rc && i == count - 1 && r->type == BEE__REPLY_ARRAY) /* an EXEC: its commands' errors */
+      for (size_t k = 0; !rc && k < r->elements; k++)
+        if (r->element[k]->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, pool, c, r->element[k], doing);
+    if (!rc && i == count - 1 && r->type == BEE__REPLY_NIL)
+      rc = bee__error(err, BEE_EREDIS, 1, "%s: the transaction was aborted", doing);
+    bee__reply_free(r);
+  }
+  return rc;
+}
+
 int bee__redis_read_input(bee__rconn_t *c) { return redisBufferRead(c) == REDIS_OK ? 0 : -1; }
 
 int bee__redis_buffered_reply(bee__rconn_t *c, bee__reply_t **out) {

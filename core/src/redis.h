@@ -67,6 +67,15 @@ int bee__redis_append_argv(bee__rconn_t *c, int argc, const char **argv, const s
 int bee__redis_append_formatted(bee__rconn_t *c, const char *cmd, size_t len);
 int bee__redis_get_reply(bee__rconn_t *c, bee__reply_t **out);
 
+/*
+ * Reads count pipelined replies: 0, or the first failure (an error reply; when the last
+ * reply is an EXEC's, an error of one of its commands, or nil: aborted) with err filled
+ * as bee__redis_error does. Every reply is read, unless the exchange failed (then c is
+ * failed: bee__redis_failed).
+ */
+int bee__redis_replies(bee__rconn_t *c, const bee__redis_pool_t *pool, size_t count, const char *doing,
+                       bee_error_t *err);
+
 /* Subscriber reads: take what the socket holds into c's buffer (0, or -1 when the
    connection failed), then the buffered replies one by one (0 with *out NULL when none
    is complete yet). */
