@@ -2016,14 +2016,17 @@ static bee_resolution_t lua_resolver(void *ud, const bee_failed_event_t *ev, bee
   if (raised) {
     /* A resolver with a bug: the entry is kept with its message, and consumption goes on.
        The first message is kept for the stats (resolver_error). */
-    const char *msg = lua_tostring(c->L, -1);
-    bee_failed_event_resolver_failed(edit, msg ? msg : "the resolver raised a non-string error");
+    if (!lua_isstring(L, -1)) { /* (resolver_msgh makes it one; only an error in it could not) */
+      lua_pop(L, 1);
+      lua_pushliteral(L, "the resolver raised a non-string error");
+    }
+    bee_failed_event_resolver_failed(edit, lua_tostring(L, -1));
     if (!c->failed) {
       c->failed = 1;
-      lua_pushstring(c->L, msg ? msg : "the resolver raised a non-string error");
-      lua_setfield(c->L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
+      lua_pushvalue(L, -1);
+      lua_setfield(L, LUA_REGISTRYINDEX, "beeorm.resolver_error");
     }
-    lua_pop(c->L, 1);
+    lua_pop(L, 1);
     return BEE_RESOLVE_KEEP;
   }
   return r.result;

@@ -673,29 +673,28 @@ out:
  * applied and any left by a consumer that died between COMMIT and this step. A
  * failure only leaves them for the mark to skip (and the next trim to remove).
  */
+/* Appends to r's pipeline the XTRIM removing every entry at or below ms-seq (min: scratch). */
+static void append_trim(bee__rconn_t *r, const char *key, uint64_t ms, uint64_t seq, char min[64]) {
+  if (seq == UINT64_MAX) snprintf(min, 64, "%llu-0", (unsigned long long)ms + 1);
+  else snprintf(min, 64, "%llu-%llu", (unsigned long long)ms, (unsigned long long)seq + 1);
+  const char *argv[] = {"XTRIM", key, "MINID", "=", min};
+  bee__redis_append_argv(r, 5, argv, NULL);
+}
+
 static void trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq) {
   bee__rconn_t *r;
   bee_error_t ignored;
   if (get_redis(c, qp, &r, &ignored)) return;
   char min[64];
-  if (seq == UINT64_MAX) snprintf(min, sizeof min, "%llu-0", (unsigned long long)ms + 1);
-  else snprintf(min, sizeof min, "%llu-%llu", (unsigned long long)ms, (unsigned long long)seq + 1);
-  const char *argv[] = {"XTRIM", key, "MINID", "=", min};
-  bee__reply_t *rep = bee__redis_command_argv(r, 5, argv, NULL);
-  if (rep) bee__reply_free(rep);
+  append_trim(r, key, ms, seq, min);
+  bee__reply_t *rep = NULL;
+  bee__redis_get_reply(r, &rep);
+  bee__reply_free(rep);
 }
 
-/*
- * Entries [a, b) were just applied: an error record of any of them is gone (one was left
- * when an entry was parked but its mark could not be moved: it was then applied after
- * all, and must never be retried), then the stream is trimmed up to the last of them.
- */
-typedef struct {
-  bee__rcmd_t *cmd;
-} rows_arg_t;
-
+/* Adds a row to the command ud (a bee__rcmd_t). */
 static int add_row_arg(void *ud, const char *row) {
-  bee__rcmd_str(((rows_arg_t *)ud)->cmd, row);
+  bee__rcmd_str(ud, row);
   return 0;
 }
 
@@ -704,22 +703,18 @@ static int add_row_arg(void *ud, const char *row) {
  * now stale (a retry would undo a newer write, DESIGN G13). Marked in "...:stale":
  * parked stream id -> "<table>:<id> <the newer entry>".
  */
-static void mark_stale(consumer_t *c, bee__rconn_t *r, const char *key, size_t kl, const entry_t *entries, size_t a,
-                       size_t b) {
-  char parked_key[160], stale_key[160];
-  snprintf(parked_key, sizeof parked_key, "%.*sparked", (int)(kl - 1), key);
-  snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
+static void mark_stale(consumer_t *c, bee__rconn_t *r, const char *parked_key, const char *stale_key,
+                       const entry_t *entries, size_t a, size_t b) {
   bee__rcmd_t cmd = {0};
   bee__rcmd_begin(&cmd, "HMGET");
   bee__rcmd_str(&cmd, parked_key);
-  rows_arg_t ra = {&cmd};
   size_t *ends = bee__malloc((b - a) * sizeof *ends); /* ends[i - a]: arguments up to entry i's rows */
   if (!ends) {
     bee__rcmd_free(&cmd);
     return;
   }
   for (size_t i = a; i < b; i++) {
-    if (!entries[i].dup) bee__batch_rows(entries[i].payload, entries[i].len, c->ev, add_row_arg, &ra);
+    if (!entries[i].dup) bee__batch_rows(entries[i].payload, entries[i].len, c->ev, add_row_arg, &cmd);
     ends[i - a] = cmd.n;
   }
   size_t sent = 0;
@@ -765,34 +760,42 @@ static void forget_retried(consumer_t *c, bee__rconn_t *r, const char *parked_ke
   if (x) bee__reply_free(x);
 }
 
+/*
+ * Entries [a, b) were just applied. In one round trip: an error record of any of them
+ * is gone (one was left when an entry was parked but its mark could not be moved: it
+ * was then applied after all, and must never be retried), the stream is trimmed up to
+ * the last of them, and the parked rows are counted; only while some are, the rows of
+ * [a, b) mark parked entries stale (mark_stale), and retries among them are forgotten.
+ */
 static void trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b) {
   bee__rconn_t *r;
   bee_error_t ignored;
   size_t kl = strlen(key);
-  if (b > a && kl > 2 && !get_redis(c, qp, &r, &ignored)) {
-    char errors_key[160], parked_key[160];
-    snprintf(errors_key, sizeof errors_key, "%.*serrors", (int)(kl - 1), key); /* "...}:s" -> "...}:errors" */
-    snprintf(parked_key, sizeof parked_key, "%.*sparked", (int)(kl - 1), key);
-    const char **argv = bee__malloc((b - a + 2) * sizeof *argv);
-    if (argv) {
-      argv[0] = "HDEL";
-      argv[1] = errors_key;
-      for (size_t i = a; i < b; i++) argv[2 + i - a] = entries[i].id;
-      bee__redis_append_argv(r, (int)(b - a + 2), argv, NULL);
-      bee__redis_append(r, "HLEN %s", parked_key);
-      bee__reply_t *x = NULL, *y = NULL;
-      if (bee__redis_get_reply(r, &x) == 0 && bee__redis_get_reply(r, &y) == 0 &&
-          ((bee__reply_t *)y)->type == BEE__REPLY_INTEGER && ((bee__reply_t *)y)->integer > 0)
-        mark_stale(c, r, key, kl, entries, a, b); /* only while some change is parked */
-      if (x) bee__reply_free(x);
-      if (y) bee__reply_free(y);
-      bee__free(argv);
-      char stale_key[160];
-      snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
-      for (size_t i = a; i < b; i++) forget_retried(c, r, parked_key, stale_key, &entries[i]);
-    }
+  const char **argv = b > a ? bee__malloc((b - a + 2) * sizeof *argv) : NULL;
+  if (!argv || kl < 3 || get_redis(c, qp, &r, &ignored)) {
+    bee__free(argv);
+    if (b > a) trim(c, qp, key, entries[b - 1].ms, entries[b - 1].seq);
+    return;
   }
-  trim(c, qp, key, entries[b - 1].ms, entries[b - 1].seq);
+  char errors_key[160], parked_key[160], stale_key[160], min[64];
+  snprintf(errors_key, sizeof errors_key, "%.*serrors", (int)(kl - 1), key); /* "...}:s" -> "...}:errors" */
+  snprintf(parked_key, sizeof parked_key, "%.*sparked", (int)(kl - 1), key);
+  snprintf(stale_key, sizeof stale_key, "%.*sstale", (int)(kl - 1), key);
+  argv[0] = "HDEL";
+  argv[1] = errors_key;
+  for (size_t i = a; i < b; i++) argv[2 + i - a] = entries[i].id;
+  bee__redis_append_argv(r, (int)(b - a + 2), argv, NULL);
+  append_trim(r, key, entries[b - 1].ms, entries[b - 1].seq, min);
+  bee__redis_append(r, "HLEN %s", parked_key);
+  bee__reply_t *x = NULL, *t = NULL, *n = NULL;
+  int parked = bee__redis_get_reply(r, &x) == 0 && bee__redis_get_reply(r, &t) == 0 &&
+               bee__redis_get_reply(r, &n) == 0 && n->type == BEE__REPLY_INTEGER && n->integer > 0;
+  bee__reply_free(x);
+  bee__reply_free(t);
+  bee__reply_free(n);
+  bee__free(argv);
+  if (parked) mark_stale(c, r, parked_key, stale_key, entries, a, b);
+  for (size_t i = a; i < b; i++) forget_retried(c, r, parked_key, stale_key, &entries[i]);
 }
 
 static void set_pending(consumer_t *c, size_t qp, const char *pending_key, size_t n) {
@@ -925,7 +928,6 @@ static size_t entry_events(const entry_t *e) {
   if (!e->payload || bee__batch_open(e->payload, e->len, &count, &pos)) return 0;
   return count;
 }
-
 
 /* The rows of a parked entry, so that a later change applied to one of them makes it stale. */
 static void park_rows(bee__rconn_t *r, size_t shard, consumer_t *c, size_t pool, const entry_t *e) {
