@@ -29,10 +29,16 @@ die() { echo "servers.sh: $*" >&2; exit 1; }
 PATH="$PATH:/usr/sbin:/sbin"
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port nothing listens on, below the kernel's ephemeral range: a port from that range
+# may be the local end of some connection (the replicas' and sentinels' own), which no
+# connect test shows and which makes a server's bind fail.
 free_port() {
-  local p
+  local p lo=32768 top
+  read -r lo _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  top=$lo
+  [[ "$top" -gt 22000 ]] || top=60000 # (no room below it: any port, as a last resort)
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % (top - 20000)))
     port_in_use "$p" || { echo "$p"; return 0; }
   done
   die "no free port found"
