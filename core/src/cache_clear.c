@@ -131,6 +131,7 @@ static int all_keys(bee_context_t *ctx, size_t ei, bee__rconn_t *c, bee__rcmd_t 
       const char *rest = k->str + pl;
       size_t rl = k->len - pl;
       int keep = (rl == 3 && !memcmp(rest, "ids", 3)) || (rl == 5 && !memcmp(rest, "idmax", 5)) ||
+                 (rl == 5 && !memcmp(rest, "idrun", 5)) ||
                  (rl == 1 && rest[0] == 'v') || (rl >= 2 && !memcmp(rest, "p:", 2));
       if (!keep) bee__rcmd_arg(cmd, k->str, k->len);
     }

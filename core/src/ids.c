@@ -6,7 +6,9 @@
  * (one INCRBY per range of a process) and never past the limit. If Redis loses the
  * counter, it is re-seeded at the start of the next chunk: everything below it may have
  * been handed out, nothing above it was. So no id is ever reused, Redis may restart or
- * be flushed at any time, and MySQL is asked once per chunk, not per entity. Entities
+ * be flushed at any time, and MySQL is asked once per chunk, not per entity. A counter
+ * found on another server than the one that wrote it (failover, restart) is re-seeded
+ * the same way (see take_script). Entities
  * without any Redis pool take their ranges straight from MySQL.
  */
 #include <stdio.h>
@@ -17,17 +19,34 @@
 #define BEE__ID_CHUNK 1000000ULL
 #define BEE__ID_BATCH_MAX 10000
 
+/*
+ * The counter belongs to the server that wrote it last (KEYS[3] holds its run_id, which
+ * every start of a server changes). On any other server (a replica promoted by a
+ * failover, a restart from an older snapshot) the counter may lag behind ids already
+ * handed out, so it is not trusted: the script asks for a seed, and the seed starts the
+ * counter at a chunk MySQL reserved just now, above everything handed out before.
+ */
+#define BEE__RUN_ID "local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '' "
+
 /* Takes ids from the counter; -1 when it must be seeded, -2 when the limit is reached. */
 static const char *const take_script =
     "local limit = redis.call('GET', KEYS[2]) "
     "if not limit then return -1 end "
     "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end "
+    BEE__RUN_ID
+    "if redis.call('GET', KEYS[3]) ~= run then return -1 end "
     "local v = redis.call('INCRBY', KEYS[1], ARGV[1]) "
     "if v > tonumber(limit) then redis.call('DECRBY', KEYS[1], ARGV[1]) return -2 end "
     "return v";
 
-/* After MySQL reserved (ARGV[1], ARGV[2]]: start a lost counter at ARGV[1], raise the limit. */
+/* After MySQL reserved (ARGV[1], ARGV[2]]: start a lost or untrusted counter at ARGV[1],
+   raise the limit. */
 static const char *const seed_script =
+    BEE__RUN_ID
+    "if redis.call('GET', KEYS[3]) ~= run then "
+    "  redis.call('SET', KEYS[1], ARGV[1]) redis.call('SET', KEYS[2], ARGV[2]) redis.call('SET', KEYS[3], run) "
+    "  return 1 "
+    "end "
     "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end "
     "local cur = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "if tonumber(ARGV[2]) > cur then redis.call('SET', KEYS[2], ARGV[2]) end "
@@ -82,13 +101,13 @@ fail:
   return rc;
 }
 
-static int eval(bee_context_t *ctx, size_t pool, const char *script, const char *k1, const char *k2,
-                const char *a1, const char *a2, long long *out, bee_error_t *err) {
+static int eval(bee_context_t *ctx, size_t pool, const char *script, const char *const keys[3], const char *a1,
+                const char *a2, long long *out, bee_error_t *err) {
   bee__rconn_t *c;
   int rc = bee__ctx_redis(ctx, pool, &c, err);
   if (rc) return rc;
-  const char *argv[7] = {"EVAL", script, "2", k1, k2, a1, a2};
-  bee__reply_t *r = bee__redis_command_argv(c, a2 ? 7 : 6, argv, NULL);
+  const char *argv[8] = {"EVAL", script, "3", keys[0], keys[1], keys[2], a1, a2};
+  bee__reply_t *r = bee__redis_command_argv(c, a2 ? 8 : 7, argv, NULL);
   if (!r || r->type != BEE__REPLY_INTEGER) {
     rc = bee__redis_error(err, &ctx->engine->redis[pool], c, r, "allocating ids failed");
     if (!r) bee__ctx_redis_broken(ctx, pool);
@@ -112,13 +131,15 @@ static int fetch_range(bee_context_t *ctx, size_t entity, uint32_t want, uint64_
     *end = to + 1;
     return 0;
   }
-  char counter[sizeof rt->prefix + 8], limit[sizeof rt->prefix + 8], n[24];
+  char counter[sizeof rt->prefix + 8], limit[sizeof rt->prefix + 8], owner[sizeof rt->prefix + 8], n[24];
   snprintf(counter, sizeof counter, "%sids", rt->prefix);
   snprintf(limit, sizeof limit, "%sidmax", rt->prefix);
+  snprintf(owner, sizeof owner, "%sidrun", rt->prefix);
+  const char *const keys[3] = {counter, limit, owner};
   snprintf(n, sizeof n, "%u", want);
   for (int attempt = 0; attempt < 4; attempt++) {
     long long v;
-    if ((rc = eval(ctx, (size_t)rt->id_redis, take_script, counter, limit, n, NULL, &v, err))) return rc;
+    if ((rc = eval(ctx, (size_t)rt->id_redis, take_script, keys, n, NULL, &v, err))) return rc;
     if (v > 0) {
       *end = (uint64_t)v + 1;
       *start = (uint64_t)v + 1 - want;
@@ -129,7 +150,7 @@ static int fetch_range(bee_context_t *ctx, size_t entity, uint32_t want, uint64_
     char a1[24], a2[24];
     snprintf(a1, sizeof a1, "%llu", (unsigned long long)from);
     snprintf(a2, sizeof a2, "%llu", (unsigned long long)to);
-    if ((rc = eval(ctx, (size_t)rt->id_redis, seed_script, counter, limit, a1, a2, &v, err))) return rc;
+    if ((rc = eval(ctx, (size_t)rt->id_redis, seed_script, keys, a1, a2, &v, err))) return rc;
   }
   return bee__error(err, BEE_EREDIS, 1, "could not allocate ids for '%s' after 4 attempts",
                     ctx->engine->entities[entity].name);

@@ -18,7 +18,7 @@
  *   <p>l:c:<cols>:<values>  sorted ids of rows whose columns hold values (cached index or
  *                           reference); <p>l:a the ids of all rows (cache_all)
  *   <p>p:c:..., <p>p:a      ids with a queued change to that list (id -> flush token)
- *   <p>ids, <p>idmax        the id allocator (ids.c)
+ *   <p>ids, <p>idmax, <p>idrun  the id allocator (ids.c)
  * <cols> are the column names joined by ','; <values> the key texts of the values
  * joined by 0x1f, NULL written as 0x1e (a list of rows with NULL differs from "").
  */
