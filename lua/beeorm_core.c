@@ -188,24 +188,110 @@ static int registry_register_mysql(lua_State *L) {
 }
 
 /*
- * registry:register_redis(address [, db] [, pool]) -> true | nil, err
+ * The options table of a Redis registration (arg idx, may be absent): password, user,
+ * sentinel_password (strings), timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms
+ * (integers). An unknown key or a value of the wrong type raises; ranges are the core's.
+ */
+static void redis_options(lua_State *L, int idx, bee_redis_options_t *o, int sentinel) {
+  memset(o, 0, sizeof *o);
+  if (!idx || lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  static const char *const texts[] = {"password", "user", "sentinel_password"};
+  static const char *const ints[] = {"timeout_ms", "connect_timeout_ms", "replicas", "wait_timeout_ms"};
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "Redis options: keys must be strings");
+    const char *k = lua_tostring(L, -2);
+    size_t t = 0, i = 0;
+    while (t < 3 && strcmp(k, texts[t])) t++;
+    while (i < 4 && strcmp(k, ints[i])) i++;
+    if (t == 2 && !sentinel) luaL_error(L, "Redis options: sentinel_password is for register_redis_sentinel");
+    if (t < 3) {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "Redis options: %s must be a string", k);
+      const char *v = lua_tostring(L, -1); /* kept alive by the options table */
+      if (t == 0) o->password = v;
+      else if (t == 1) o->user = v;
+      else o->sentinel_password = v;
+    } else if (i < 4) {
+      int isnum = 0;
+      lua_Integer v = lua_tointegerx(L, -1, &isnum);
+      if (!isnum || lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "Redis options: %s must be an integer", k);
+      lua_Integer lo = i == 2 ? 0 : 1, hi = i == 2 ? BEE_REDIS_REPLICAS_MAX : BEE_REDIS_TIMEOUT_MAX_MS;
+      if (v < lo || v > hi)
+        luaL_error(L, "Redis options: %s must be %d to %d, got %I", k, (int)lo, (int)hi, v);
+      if (i == 0) o->timeout_ms = (unsigned int)v;
+      else if (i == 1) o->connect_timeout_ms = (unsigned int)v;
+      else if (i == 2) o->replicas = (int)v;
+      else o->wait_timeout_ms = (unsigned int)v;
+    } else {
+      luaL_error(L, "Redis options: unknown key '%s' (allowed: password, user, %stimeout_ms, connect_timeout_ms, "
+                 "replicas, wait_timeout_ms)", k, sentinel ? "sentinel_password, " : "");
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/*
+ * registry:register_redis(address [, db] [, pool] [, options]) -> true | nil, err
  * The second argument is the db when it is a number and the pool when a string.
  */
 static int registry_register_redis(lua_State *L) {
   bee_registry_t *reg = check_registry(L);
   const char *address = check_text(L, 2);
+  int top = lua_gettop(L);
+  while (top > 2 && lua_isnil(L, top)) top--; /* trailing nils: not given */
+  int opts_at = top >= 3 && lua_type(L, top) == LUA_TTABLE ? top : 0;
+  if (opts_at) top--;
   lua_Integer db = -1;
   const char *pool = "default";
   if (lua_type(L, 3) == LUA_TNUMBER) {
     db = luaL_checkinteger(L, 3);
     luaL_argcheck(L, db >= 0 && db <= 0x7fffffff, 3, "db index must be 0 or more");
-    pool = opt_text(L, 4, "default");
-  } else if (!lua_isnoneornil(L, 3)) {
+    if (top >= 4) pool = opt_text(L, 4, "default");
+    luaL_argcheck(L, top <= 4, 5, "options (a table) expected");
+  } else if (top >= 3 && !lua_isnil(L, 3)) {
     pool = check_text(L, 3);
-    luaL_argcheck(L, lua_isnoneornil(L, 4), 4, "no argument expected after the pool name");
+    luaL_argcheck(L, top <= 3 || lua_isnoneornil(L, 4), 4, "options (a table) expected after the pool name");
   }
+  bee_redis_options_t o;
+  redis_options(L, opts_at, &o, 0);
   bee_error_t err;
-  if (bee_registry_add_redis(reg, pool, address, (int)db, &err) != 0) return fail(L, &err);
+  if (bee_registry_add_redis_options(reg, pool, address, (int)db, opts_at ? &o : NULL, &err) != 0)
+    return fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * registry:register_redis_sentinel(master_name, db, { "host:port", ... } [, pool] [, options])
+ *   -> true | nil, err
+ */
+static int registry_register_redis_sentinel(lua_State *L) {
+  bee_registry_t *reg = check_registry(L);
+  const char *master = check_text(L, 2);
+  lua_Integer db = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, db >= 0 && db <= 0x7fffffff, 3, "db index must be 0 or more");
+  luaL_checktype(L, 4, LUA_TTABLE);
+  int top = lua_gettop(L);
+  while (top > 4 && lua_isnil(L, top)) top--; /* trailing nils: not given */
+  int opts_at = top >= 5 && lua_type(L, top) == LUA_TTABLE ? top : 0;
+  const char *pool = "default";
+  if (top >= 5 && lua_type(L, 5) != LUA_TTABLE) pool = opt_text(L, 5, "default");
+  luaL_argcheck(L, top <= 6 && !(top == 6 && !opts_at), top, "options (a table) expected");
+  size_t n = (size_t)lua_rawlen(L, 4);
+  luaL_argcheck(L, n >= 1 && n <= BEE_REDIS_SENTINELS_MAX, 4, "1 to 16 sentinel addresses (\"host:port\") expected");
+  const char *list[BEE_REDIS_SENTINELS_MAX];
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 4, (lua_Integer)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "sentinel %d: a \"host:port\" string expected", (int)i + 1);
+    list[i] = lua_tostring(L, -1); /* kept alive by the table */
+    lua_pop(L, 1);
+  }
+  bee_redis_options_t o;
+  redis_options(L, opts_at, &o, 1);
+  bee_error_t err;
+  if (bee_registry_add_redis_sentinel(reg, pool, master, (int)db, list, n, opts_at ? &o : NULL, &err) != 0)
+    return fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -499,7 +585,7 @@ static int engine_tostring(lua_State *L) {
   return 1;
 }
 
-/* engine:pools() -> array of { name, kind, address, server_version } */
+/* engine:pools() -> array of { name, kind, address, server_version [, master] } */
 static int engine_pools(lua_State *L) {
   bee_engine_t *engine = check_engine(L);
   size_t n = bee_engine_pool_count(engine);
@@ -516,6 +602,10 @@ static int engine_pools(lua_State *L) {
     lua_setfield(L, -2, "address");
     lua_pushstring(L, info.server_version);
     lua_setfield(L, -2, "server_version");
+    if (info.master[0]) {
+      lua_pushstring(L, info.master);
+      lua_setfield(L, -2, "master");
+    }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;
@@ -2334,6 +2424,8 @@ static int parse_redis_address(lua_State *L) {
   set_int(L, "db", s.db);
   set_int(L, "connect_timeout_ms", s.connect_timeout_ms ? s.connect_timeout_ms : BEE_REDIS_CONNECT_TIMEOUT_MS);
   set_int(L, "timeout_ms", s.timeout_ms ? s.timeout_ms : BEE_REDIS_TIMEOUT_MS);
+  set_int(L, "replicas", s.replicas);
+  set_int(L, "wait_timeout_ms", s.wait_timeout_ms ? s.wait_timeout_ms : BEE_REDIS_WAIT_TIMEOUT_MS);
   char buf[2 * BEE_DSN_FIELD_MAX + 64];
   bee_redis_settings_describe(&s, buf, sizeof buf);
   set_str(L, "address", buf);
@@ -2381,6 +2473,7 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
   static const luaL_Reg registry_methods[] = {
       {"register_mysql", registry_register_mysql},
       {"register_redis", registry_register_redis},
+      {"register_redis_sentinel", registry_register_redis_sentinel},
       {"register_entity", registry_register_entity},
       {"load_yaml", registry_load_yaml},
       {"validate", registry_validate},

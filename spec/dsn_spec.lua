@@ -37,7 +37,8 @@ describe("connection strings", function()
       assert.same(a, b)
       assert.same(a, c)
       assert.same({ host = "127.0.0.1", port = 6380, db = 2, password_set = false,
-                    connect_timeout_ms = 5000, timeout_ms = 30000, address = "redis://127.0.0.1:6380/2" }, a)
+                    connect_timeout_ms = 5000, timeout_ms = 30000, replicas = 0, wait_timeout_ms = 1000,
+                    address = "redis://127.0.0.1:6380/2" }, a)
     end)
 
     it("reads timeouts from the query of a redis:// address", function()
@@ -46,6 +47,14 @@ describe("connection strings", function()
       local _, err = beeorm.parse_redis_address("redis://127.0.0.1:6380/2?timeout_ms=0")
       assert.equal("dsn", err.code)
       assert.matches("bad timeout_ms '0' %(expected milliseconds, 1 to 60000%)", err.message)
+    end)
+
+    it("reads replicas and wait_timeout_ms from the query, the wait below the reply timeout", function()
+      local s = assert(beeorm.parse_redis_address("redis://127.0.0.1:6380/2?replicas=2&wait_timeout_ms=250"))
+      assert.same({ 2, 250 }, { s.replicas, s.wait_timeout_ms })
+      local _, err = beeorm.parse_redis_address("redis://127.0.0.1:6380/2?replicas=1&timeout_ms=900")
+      assert.equal("dsn", err.code)
+      assert.matches("wait_timeout_ms %(1000%) must be below timeout_ms %(900%)", err.message)
     end)
 
     it("reads a password and an ACL user from redis://", function()
@@ -58,7 +67,7 @@ describe("connection strings", function()
     it("takes a unix socket path", function()
       local s = assert(beeorm.parse_redis_address("/tmp/r.sock", 5))
       assert.same({ socket = "/tmp/r.sock", db = 5, password_set = false, connect_timeout_ms = 5000,
-                    timeout_ms = 30000, address = "unix:///tmp/r.sock?db=5" }, s)
+                    timeout_ms = 30000, replicas = 0, wait_timeout_ms = 1000, address = "unix:///tmp/r.sock?db=5" }, s)
     end)
   end)
 

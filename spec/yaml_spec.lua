@@ -36,7 +36,7 @@ local function assert_no_secret(err, secret)
   assert.is_falsy(tostring(err):find("\n", 1, true), "tostring(err) is one line")
 end
 
-local POOL_KEYS = "(allowed: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms)"
+local POOL_KEYS = "(allowed: mysql, redis, sentinel, local_cache, streams, timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms)"
 
 -- { description, YAML text, code, pool (or false), message after "<path>:" }
 local cases = {
@@ -95,7 +95,7 @@ local cases = {
   { "a pool given as an empty mapping", "b:\n  redis: h:1:0\na: {}\n", "config", "a",
     "3: pool 'a' defines nothing" },
   { "a pool given a DSN", "default: app:pw@tcp(h:1)/app\n", "config", "default",
-    "1: default: expected a mapping (keys: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms), got a scalar" },
+    "1: default: expected a mapping (keys: mysql, redis, sentinel, local_cache, streams, timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms), got a scalar" },
   { "an empty file", "", "config", false,
     "1: expected a mapping of pool names, got an empty document" },
   { "a file with only a comment", "# nothing here\n", "config", false,

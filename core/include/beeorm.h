@@ -56,7 +56,8 @@ const char *bee_version(void);
   XX(ECLOSED, -11, "closed", "handle is closed")                            \
   XX(ENOTFOUND, -12, "not_found", "not found")                              \
   XX(EMALFORMED, -13, "malformed", "malformed queue entry or record")         \
-  XX(ESTALE, -14, "stale", "a newer change was applied since")
+  XX(ESTALE, -14, "stale", "a newer change was applied since")                \
+  XX(EDURABILITY, -15, "durability", "queued, but fewer replicas than asked acknowledged it")
 
 typedef enum {
   BEE_OK = 0,
@@ -166,10 +167,24 @@ int bee_mysql_dsn_parse(const char *dsn, bee_mysql_settings_t *out, bee_error_t 
  *   redis://[[user]:password@]host[:port][/db][?params]
  *   /path/to/redis.sock          (unix socket; also unix:///path?db=N[&params])
  * params (URI forms): connect_timeout_ms (default 5000) and timeout_ms (every command's
- * reply, default 30000), each 1 to 60000.
+ * reply, default 30000), each 1 to 60000; replicas (0 to 100) and wait_timeout_ms (1 to
+ * 60000, default 1000, below timeout_ms): flush_async returns only once that many
+ * replicas acknowledged its entry (Redis WAIT), else fails with BEE_EDURABILITY.
+ *
+ * A pool behind Redis Sentinel (bee_redis_sentinel_parse) has master_name and the
+ * sentinels set, and no host: the master's address is asked of the sentinels.
  */
+#define BEE_REDIS_SENTINELS_MAX 16
+#define BEE_REDIS_REPLICAS_MAX 100
+#define BEE_REDIS_WAIT_TIMEOUT_MS 1000
+
+typedef struct bee_redis_node_s {
+  char host[BEE_DSN_FIELD_MAX];
+  unsigned int port;
+} bee_redis_node_t;
+
 typedef struct bee_redis_settings_s {
-  char host[BEE_DSN_FIELD_MAX];   /* "" when socket is used */
+  char host[BEE_DSN_FIELD_MAX];   /* "" when socket is used, or behind Sentinel */
   char socket[BEE_DSN_FIELD_MAX]; /* "" when TCP is used */
   char user[BEE_DSN_FIELD_MAX];   /* ACL user, "" for the default user */
   char password[BEE_DSN_FIELD_MAX];
@@ -177,6 +192,13 @@ typedef struct bee_redis_settings_s {
   int db;
   unsigned int connect_timeout_ms; /* BEE_REDIS_CONNECT_TIMEOUT_MS unless given */
   unsigned int timeout_ms;         /* BEE_REDIS_TIMEOUT_MS unless given */
+  int replicas;                    /* replicas flush_async waits for (0: none) */
+  unsigned int wait_timeout_ms;    /* how long it waits for them (BEE_REDIS_WAIT_TIMEOUT_MS unless given) */
+  /* Sentinel: the monitored master's name ("" for a single server) and the sentinels. */
+  char master_name[BEE_NAME_MAX];
+  char sentinel_password[BEE_DSN_FIELD_MAX]; /* AUTH to the sentinels, "" for none */
+  size_t sentinel_count;
+  bee_redis_node_t sentinels[BEE_REDIS_SENTINELS_MAX];
 } bee_redis_settings_t;
 
 #define BEE_REDIS_CONNECT_TIMEOUT_MS 5000
@@ -189,6 +211,32 @@ typedef struct bee_redis_settings_s {
  */
 int bee_redis_address_parse(const char *address, int db, bee_redis_settings_t *out,
                             bee_error_t *err);
+
+/*
+ * A pool behind Redis Sentinel. master is BeeORM's YAML key: "name[:db][?params]" with
+ * params password, user, sentinel_password and those of redis:// addresses; sentinels
+ * are "host:port" strings (port 26379 unless given), 1 to BEE_REDIS_SENTINELS_MAX of
+ * them. db < 0 means "from master, else 0". Returns 0 or BEE_EDSN.
+ */
+int bee_redis_sentinel_parse(const char *master, int db, const char *const *sentinels, size_t count,
+                             bee_redis_settings_t *out, bee_error_t *err);
+
+/*
+ * Options of a Redis pool given apart from its address (Lua's options table, YAML pool
+ * keys). Zero or NULL leaves what the address says.
+ */
+typedef struct bee_redis_options_s {
+  const char *user;
+  const char *password;
+  const char *sentinel_password;
+  unsigned int timeout_ms;
+  unsigned int connect_timeout_ms;
+  int replicas; /* -1 or 0..BEE_REDIS_REPLICAS_MAX; 0 here means "as the address says" too */
+  unsigned int wait_timeout_ms;
+} bee_redis_options_t;
+
+/* Applies opts to s and checks the result (ranges, wait_timeout_ms below timeout_ms). 0 or BEE_EDSN. */
+int bee_redis_options_apply(bee_redis_settings_t *s, const bee_redis_options_t *opts, bee_error_t *err);
 
 /* A printable form without the password, e.g. "mysql://app@127.0.0.1:3306/app". */
 size_t bee_mysql_settings_describe(const bee_mysql_settings_t *s, char *buf, size_t size);
@@ -218,6 +266,18 @@ int bee_registry_add_mysql(bee_registry_t *reg, const char *pool, const char *ds
                            bee_error_t *err);
 int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *address, int db,
                            bee_error_t *err);
+/* The same with options (opts may be NULL). */
+int bee_registry_add_redis_options(bee_registry_t *reg, const char *pool, const char *address, int db,
+                                   const bee_redis_options_t *opts, bee_error_t *err);
+/*
+ * A Redis pool behind Sentinel: master as bee_redis_sentinel_parse (a plain name is
+ * fine), sentinels "host:port". Every new connection asks the sentinels (the one that
+ * answers first is asked first next time) for the master's address, checks with ROLE
+ * that it is a master, and connections to a former master are dropped.
+ */
+int bee_registry_add_redis_sentinel(bee_registry_t *reg, const char *pool, const char *master, int db,
+                                    const char *const *sentinels, size_t count, const bee_redis_options_t *opts,
+                                    bee_error_t *err);
 
 /*
  * Sets the default local cache capacity (entries per entity) for entities of MySQL
@@ -267,6 +327,9 @@ typedef struct bee_pool_info_s {
   bee_pool_kind_t kind;
   const char *address;        /* as bee_*_settings_describe, no password */
   const char *server_version; /* as reported by the server at validate time */
+  /* Redis behind Sentinel: the master's "host:port" as last resolved (when this call was
+     made), "" before any; "" for other pools. */
+  char master[BEE_DSN_FIELD_MAX + 8];
 } bee_pool_info_t;
 
 /* Pools are listed MySQL first, each kind in registration order. */

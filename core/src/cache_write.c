@@ -492,6 +492,16 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
   int cmd_failed = cmd.failed || cmd.text.failed;
   bee__redis_append(c, cmd_failed ? "DISCARD" : "EXEC");
   count++;
+  size_t exec_reply = count - 1;
+  /* Durable on replicas: the queue entry is acknowledged by that many replicas before
+     flush_async returns (same round trip). WAIT counts what this connection wrote. */
+  const bee_redis_settings_t *rs = &engine->redis[rp].settings;
+  int wait = async && nq && !cmd_failed && rs->replicas > 0;
+  long long acked = -1;
+  if (wait) {
+    bee__redis_append(c, "WAIT %d %u", rs->replicas, rs->wait_timeout_ms ? rs->wait_timeout_ms : BEE_REDIS_WAIT_TIMEOUT_MS);
+    count++;
+  }
   for (size_t i = 0; i < count; i++) {
     bee__reply_t *reply = NULL;
     if (bee__redis_get_reply(c, &reply) != 0) {
@@ -507,7 +517,13 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
     bee__reply_t *r = reply;
     /* The first refusal tells why (out of memory ...), not EXEC's EXECABORT after it. */
     if (!rc && r->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
-    if (!rc && i == count - 1 && !cmd_failed) {
+    if (wait && i == count - 1) {
+      if (r->type == BEE__REPLY_INTEGER) acked = r->integer;
+      else if (!rc) rc = bee__redis_error(err, &engine->redis[rp], c, r, "waiting for replicas failed");
+      bee__reply_free(r);
+      continue;
+    }
+    if (!rc && i == exec_reply && !cmd_failed) {
       if (r->type != BEE__REPLY_ARRAY) rc = bee__redis_error(err, &engine->redis[rp], c, r, "updating the cache failed");
       for (size_t k = 0; !rc && k < r->elements; k++)
         if (r->element[k]->type == BEE__REPLY_ERROR)
@@ -522,6 +538,16 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
     bee__reply_free(r);
   }
   bee__free(exec_at);
+  if (!rc && wait && acked < rs->replicas) {
+    unsigned int ms = rs->wait_timeout_ms ? rs->wait_timeout_ms : BEE_REDIS_WAIT_TIMEOUT_MS;
+    rc = bee__error(err, BEE_EDURABILITY, 1,
+                    "flush_async queued the changes on the master, but %lld of %d replicas acknowledged them within "
+                    "%u ms: a failover now could lose them. They stay tracked; flushing them again from this "
+                    "context applies them once", acked < 0 ? 0 : acked, rs->replicas, ms);
+    bee__error_pool(err, engine->redis[rp].name);
+    bee__rcmd_free(&cmd);
+    return rc;
+  }
   if (rc) s->npublished = first_published; /* not published: write_local publishes them */
   if (!rc && cmd_failed) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory updating the cache");
   if (rc && !async) {

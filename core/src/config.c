@@ -3,7 +3,8 @@
  *
  *   default:
  *     mysql: root:root@tcp(localhost:3306)/app     # or: mysql: {uri: mysql://...}
- *     redis: localhost:6379:0
+ *     redis: localhost:6379:0                       # or, behind Sentinel:
+ *     # sentinel: { "mymaster:0?password=secret": [ "10.0.0.1:26379", "10.0.0.2:26379" ] }
  *     local_cache: 1000
  *     streams:                                      # accepted, checked, ignored
  *       orm-lazy-channel:
@@ -29,18 +30,21 @@
 #define BEE__YAML_MAX_BYTES (1024 * 1024)
 /* beeorm.h: "Valid pool names: 1..63 characters" (BEE_NAME_MAX may be larger). */
 #define BEE__POOL_NAME_MAX 63
-#define BEE__YAML_POOL_KEYS "mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms"
+#define BEE__YAML_POOL_KEYS \
+  "mysql, redis, sentinel, local_cache, streams, timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms"
 
-typedef enum { BEE__ITEM_MYSQL, BEE__ITEM_REDIS, BEE__ITEM_LOCAL_CACHE } bee__item_kind_t;
+typedef enum { BEE__ITEM_MYSQL, BEE__ITEM_REDIS, BEE__ITEM_SENTINEL, BEE__ITEM_LOCAL_CACHE } bee__item_kind_t;
 
 /* One registration collected in pass 1. */
 typedef struct bee__yaml_item_s {
   bee__item_kind_t kind;
   char pool[BEE_NAME_MAX];
-  const char *key; /* "mysql", "mysql.uri", "redis" or "local_cache" (static) */
-  char *value;     /* DSN or address, owned; NULL for local_cache */
+  const char *key; /* "mysql", "mysql.uri", "redis", "sentinel" or "local_cache" (static) */
+  char *value;     /* DSN, address or Sentinel master key, owned; NULL for local_cache */
+  char **sentinels; /* sentinel: the "host:port" list, owned */
+  size_t sentinel_count;
   int64_t capacity;
-  unsigned int connect_timeout_ms, timeout_ms; /* the pool's timeout keys (redis); 0: as the address says */
+  bee_redis_options_t opts; /* the pool's Redis keys (timeouts, replicas); 0: as the address says */
   size_t line;
 } bee__yaml_item_t;
 
@@ -304,6 +308,63 @@ static int read_redis(bee__yaml_t *y) {
 }
 
 /*
+ * sentinel: BeeORM's layout, one master key ("name:db?password=...", never quoted in
+ * messages) mapped to a list of "host:port" sentinels.
+ */
+static int read_sentinel(bee__yaml_t *y) {
+  static const char *const what = "a mapping of one master (name:db?params) to a list of sentinels (host:port)";
+  int rc = next(y);
+  if (rc) return rc;
+  if (y->event.type != YAML_MAPPING_START_EVENT)
+    return fail(y, BEE_ECONFIG, event_line(y), "expected %s, got %s", what, node_kind(y));
+  size_t start = event_line(y);
+  bee__yaml_item_t *it = NULL;
+  for (;;) {
+    if ((rc = next(y))) return rc;
+    if (y->event.type == YAML_MAPPING_END_EVENT) break;
+    if ((rc = check_string(y, "a master key (name:db?params)", 0))) return rc;
+    if (it) return fail(y, BEE_ECONFIG, event_line(y), "more than one master (a pool has one)");
+    if (!(it = item_add(y, BEE__ITEM_SENTINEL, "sentinel"))) return out_of_memory(y);
+    if ((rc = next(y))) return rc;
+    if (y->event.type != YAML_SEQUENCE_START_EVENT)
+      return fail(y, BEE_ECONFIG, event_line(y), "expected a list of sentinels (host:port), got %s", node_kind(y));
+    for (;;) {
+      if ((rc = next(y))) return rc;
+      if (y->event.type == YAML_SEQUENCE_END_EVENT) break;
+      if ((rc = check_string(y, "a sentinel address (host:port)", 0))) return rc;
+      if (it->sentinel_count == BEE_REDIS_SENTINELS_MAX)
+        return fail(y, BEE_ECONFIG, event_line(y), "more than %d sentinels", BEE_REDIS_SENTINELS_MAX);
+      char **grown = bee__realloc(it->sentinels, (it->sentinel_count + 1) * sizeof *grown);
+      if (!grown) return out_of_memory(y);
+      it->sentinels = grown;
+      if (!(it->sentinels[it->sentinel_count] = bee__strdup(scalar(y)))) return out_of_memory(y);
+      it->sentinel_count++;
+    }
+    if (!it->sentinel_count) return fail(y, BEE_ECONFIG, event_line(y), "the list of sentinels is empty");
+  }
+  if (!it) return fail(y, BEE_ECONFIG, start, "expected %s, got an empty mapping", what);
+  return 0;
+}
+
+/* replicas: 0..BEE_REDIS_REPLICAS_MAX in the current scalar. */
+static int read_replicas(bee__yaml_t *y, int *out) {
+  static const char *const what = "a number of replicas, 0-100";
+  int rc = check_string(y, what, 0);
+  if (rc) return rc;
+  const char *s = scalar(y);
+  size_t n = strlen(s);
+  int ok = y->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && n >= 1 && n <= 3 && !(s[0] == '0' && n > 1);
+  int v = 0;
+  for (size_t i = 0; ok && i < n; i++) {
+    ok = s[i] >= '0' && s[i] <= '9';
+    v = v * 10 + (s[i] - '0');
+  }
+  if (!ok || v > BEE_REDIS_REPLICAS_MAX) return fail(y, BEE_ECONFIG, event_line(y), "expected %s, got '%.32s'", what, s);
+  *out = v;
+  return 0;
+}
+
+/*
  * local_cache: a plain decimal integer ("-5" included, so that the range error comes
  * from bee_registry_set_local_cache); no leading zeros, which YAML 1.1 reads as octal.
  */
@@ -375,17 +436,19 @@ static int read_pool(bee__yaml_t *y) {
   int rc = next(y);
   if (rc) return rc;
   unsigned seen = 0;
-  unsigned int ms[2] = {0, 0}; /* the pool's Redis timeouts: connect_timeout_ms, timeout_ms */
-  size_t ms_line = 0;
+  bee_redis_options_t opts = {0}; /* the pool's Redis keys */
+  size_t opts_line = 0;
   if (y->event.type == YAML_MAPPING_START_EVENT) {
-    static const char *const keys[] = {"mysql", "redis", "local_cache", "streams", "connect_timeout_ms", "timeout_ms"};
+    static const char *const keys[] = {"mysql", "redis", "local_cache", "streams", "connect_timeout_ms", "timeout_ms",
+                                       "sentinel", "replicas", "wait_timeout_ms"};
+    enum { NKEYS = sizeof keys / sizeof keys[0] };
     for (;;) {
       if ((rc = next(y))) return rc;
       if (y->event.type == YAML_MAPPING_END_EVENT) break;
       if ((rc = check_string(y, "a key (" BEE__YAML_POOL_KEYS ")", 0))) return rc;
       unsigned k = 0;
-      while (k < 6 && strcmp(scalar(y), keys[k]) != 0) k++;
-      if (k == 6)
+      while (k < NKEYS && strcmp(scalar(y), keys[k]) != 0) k++;
+      if (k == NKEYS)
         return fail(y, BEE_ECONFIG, event_line(y), "unknown key '%.64s' (allowed: " BEE__YAML_POOL_KEYS ")",
                     scalar(y));
       if (seen & (1u << k)) return fail(y, BEE_ECONFIG, event_line(y), "duplicate key '%s'", keys[k]);
@@ -396,7 +459,10 @@ static int read_pool(bee__yaml_t *y) {
           rc = read_mysql(y);
           break;
         case 1:
-          rc = read_redis(y);
+        case 6:
+          if (seen & (1u << (k == 1 ? 6 : 1)))
+            return fail(y, BEE_ECONFIG, event_line(y), "a pool has either redis or sentinel, not both");
+          rc = k == 1 ? read_redis(y) : read_sentinel(y);
           break;
         case 2:
           rc = read_local_cache(y);
@@ -404,9 +470,14 @@ static int read_pool(bee__yaml_t *y) {
         case 3:
           rc = read_streams(y);
           break;
+        case 7:
+          if (!opts_line) opts_line = event_line(y);
+          if (!(rc = next(y))) rc = read_replicas(y, &opts.replicas);
+          break;
         default:
-          ms_line = event_line(y);
-          if (!(rc = next(y))) rc = read_ms(y, &ms[k - 4]);
+          if (!opts_line) opts_line = event_line(y);
+          if (!(rc = next(y)))
+            rc = read_ms(y, k == 4 ? &opts.connect_timeout_ms : k == 5 ? &opts.timeout_ms : &opts.wait_timeout_ms);
           break;
       }
       if (rc) return rc;
@@ -419,15 +490,16 @@ static int read_pool(bee__yaml_t *y) {
   }
   path_pop(y, old);
   if (!seen) return fail(y, BEE_ECONFIG, key_line, "pool '%s' defines nothing", y->pool);
-  if (ms[0] || ms[1]) { /* they set the timeouts of the pool's Redis */
+  if (opts_line) { /* they set the timeouts or replicas of the pool's Redis */
     bee__yaml_item_t *redis = NULL;
     for (size_t i = 0; i < y->item_count; i++)
-      if (y->items[i].kind == BEE__ITEM_REDIS && !strcmp(y->items[i].pool, y->pool)) redis = &y->items[i];
+      if ((y->items[i].kind == BEE__ITEM_REDIS || y->items[i].kind == BEE__ITEM_SENTINEL) &&
+          !strcmp(y->items[i].pool, y->pool))
+        redis = &y->items[i];
     if (!redis)
-      return fail(y, BEE_ECONFIG, ms_line, "%s: timeout_ms and connect_timeout_ms are timeouts of the pool's redis, "
-                  "and it has none", y->pool);
-    redis->connect_timeout_ms = ms[0];
-    redis->timeout_ms = ms[1];
+      return fail(y, BEE_ECONFIG, opts_line, "%s: timeout_ms, connect_timeout_ms, replicas and wait_timeout_ms are "
+                  "settings of the pool's redis or sentinel, and it has neither", y->pool);
+    redis->opts = opts;
   }
   y->pool[0] = '\0';
   return 0;
@@ -503,7 +575,10 @@ static int register_item(bee_registry_t *reg, const bee__yaml_item_t *it, bee_er
     case BEE__ITEM_MYSQL:
       return bee_registry_add_mysql(reg, it->pool, it->value, e);
     case BEE__ITEM_REDIS:
-      return bee__registry_add_redis_timeouts(reg, it->pool, it->value, -1, it->connect_timeout_ms, it->timeout_ms, e);
+      return bee_registry_add_redis_options(reg, it->pool, it->value, -1, &it->opts, e);
+    case BEE__ITEM_SENTINEL:
+      return bee_registry_add_redis_sentinel(reg, it->pool, it->value, -1, (const char *const *)it->sentinels,
+                                             it->sentinel_count, &it->opts, e);
     default:
       return bee_registry_set_local_cache(reg, it->pool, it->capacity, e);
   }
@@ -519,7 +594,13 @@ static int dry_run(const bee__yaml_item_t *it) {
     }
     case BEE__ITEM_REDIS: {
       bee_redis_settings_t s;
-      return bee_redis_address_parse(it->value, -1, &s, &e);
+      int rc = bee_redis_address_parse(it->value, -1, &s, &e);
+      return rc ? rc : bee_redis_options_apply(&s, &it->opts, &e);
+    }
+    case BEE__ITEM_SENTINEL: {
+      bee_redis_settings_t s;
+      int rc = bee_redis_sentinel_parse(it->value, -1, (const char *const *)it->sentinels, it->sentinel_count, &s, &e);
+      return rc ? rc : bee_redis_options_apply(&s, &it->opts, &e);
     }
     default:
       return it->capacity >= 1 && it->capacity <= 1000000000 ? 0 : BEE_EINVAL;
@@ -576,7 +657,11 @@ int bee_registry_load_yaml_string(bee_registry_t *reg, const char *name, const c
   yaml_parser_delete(&y.parser);
   names_free(&y.pools);
   if (!rc) rc = register_all(&y, reg);
-  for (size_t i = 0; i < y.item_count; i++) bee__free(y.items[i].value);
+  for (size_t i = 0; i < y.item_count; i++) {
+    bee__free(y.items[i].value);
+    for (size_t k = 0; k < y.items[i].sentinel_count; k++) bee__free(y.items[i].sentinels[k]);
+    bee__free(y.items[i].sentinels);
+  }
   bee__free(y.items);
   if (rc) bee__registry_remember(reg, rc, err);
   return rc;

@@ -139,7 +139,7 @@ static void drop_mysql(consumer_t *c, size_t pool) {
 }
 
 static int get_redis(consumer_t *c, size_t pool, bee__rconn_t **out, bee_error_t *err) {
-  if (c->redis[pool] && bee__redis_failed(c->redis[pool])) {
+  if (c->redis[pool] && (bee__redis_failed(c->redis[pool]) || !bee__redis_current(&c->engine->redis[pool], c->redis[pool]))) {
     bee__redis_free(c->redis[pool]);
     c->redis[pool] = NULL;
   }
@@ -1484,8 +1484,13 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, a
     bee__free(argv);
     bee__free(keys);
     bee__free(ids);
-    if (!rep) {
-      bee__redis_free(c.redis[engine->inval_redis]); /* Redis went away: reconnect after a pause */
+    if (!rep || rep->type == BEE__REPLY_ERROR) {
+      /* Redis went away, or stopped being the master (UNBLOCKED, READONLY after a
+         failover): reconnect after a pause, to where the master is then. */
+      bee_error_t why;
+      bee__redis_error(&why, &engine->redis[engine->inval_redis], r, rep, "waiting for events");
+      bee__reply_free(rep);
+      bee__redis_free(c.redis[engine->inval_redis]);
       c.redis[engine->inval_redis] = NULL;
       sleep_ms(&c, 500);
       continue;

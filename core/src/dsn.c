@@ -382,18 +382,46 @@ static int parse_redis_ms(bee__span_t k, bee__span_t v, unsigned int *out, bee_e
   return 0;
 }
 
-/* The query of a redis:// or unix:// address: timeouts, and db for unix://. */
-static int parse_redis_params(bee__span_t q, int unix_form, bee_redis_settings_t *sp, bee_error_t *err) {
+/* replicas: 0 to BEE_REDIS_REPLICAS_MAX, plain digits. */
+static int parse_replicas(bee__span_t v, int *out, bee_error_t *err) {
+  int n = 0;
+  int ok = v.n > 0 && v.n <= 3 && !(v.p[0] == '0' && v.n > 1);
+  for (size_t i = 0; ok && i < v.n; i++) {
+    ok = isdigit((unsigned char)v.p[i]);
+    n = n * 10 + (v.p[i] - '0');
+  }
+  if (!ok || n > BEE_REDIS_REPLICAS_MAX)
+    return BEE__DSN_ERR(err, "bad replicas '%.*s' (expected 0 to %d)", (int)(v.n > 16 ? 16 : v.n), v.p,
+                        BEE_REDIS_REPLICAS_MAX);
+  *out = n;
+  return 0;
+}
+
+enum { REDIS_PARAMS_URI, REDIS_PARAMS_UNIX, REDIS_PARAMS_SENTINEL };
+
+/* The query of a redis://, unix:// or Sentinel master address: timeouts, replicas, and
+   db for unix://, credentials for Sentinel. */
+static int parse_redis_params(bee__span_t q, int form, bee_redis_settings_t *sp, bee_error_t *err) {
   bee__span_t k, v;
   int more;
   while ((more = next_param(&q, &k, &v, err)) == 1) {
     int rc;
     if (span_eq(k, "timeout_ms")) rc = parse_redis_ms(k, v, &sp->timeout_ms, err);
     else if (span_eq(k, "connect_timeout_ms")) rc = parse_redis_ms(k, v, &sp->connect_timeout_ms, err);
-    else if (unix_form && span_eq(k, "db")) rc = parse_db_index(v, &sp->db, err);
+    else if (span_eq(k, "wait_timeout_ms")) rc = parse_redis_ms(k, v, &sp->wait_timeout_ms, err);
+    else if (span_eq(k, "replicas")) rc = parse_replicas(v, &sp->replicas, err);
+    else if (form == REDIS_PARAMS_UNIX && span_eq(k, "db")) rc = parse_db_index(v, &sp->db, err);
+    else if (form == REDIS_PARAMS_SENTINEL && span_eq(k, "password"))
+      rc = decode_field(sp->password, sizeof sp->password, v, "password", err);
+    else if (form == REDIS_PARAMS_SENTINEL && span_eq(k, "user"))
+      rc = decode_field(sp->user, sizeof sp->user, v, "user", err);
+    else if (form == REDIS_PARAMS_SENTINEL && span_eq(k, "sentinel_password"))
+      rc = decode_field(sp->sentinel_password, sizeof sp->sentinel_password, v, "sentinel_password", err);
     else
-      return BEE__DSN_ERR(err, "unknown parameter '%.*s' (supported: %stimeout_ms, connect_timeout_ms)",
-                          (int)(k.n > 32 ? 32 : k.n), k.p, unix_form ? "db, " : "");
+      return BEE__DSN_ERR(err, "unknown parameter '%.*s' (supported: %stimeout_ms, connect_timeout_ms, replicas, "
+                          "wait_timeout_ms)", (int)(k.n > 32 ? 32 : k.n), k.p,
+                          form == REDIS_PARAMS_UNIX ? "db, " : form == REDIS_PARAMS_SENTINEL
+                                                                 ? "password, user, sentinel_password, " : "");
     if (rc) return rc;
   }
   return more;
@@ -411,7 +439,7 @@ static int redis_parse_inner(const char *address, int db, bee_redis_settings_t *
       bee__span_t path = q ? span(rest.p, (size_t)(q - rest.p)) : rest;
       if (!path.n || path.p[0] != '/') return BEE__DSN_ERR(err, "unix:// needs an absolute socket path");
       if ((rc = copy_field(sp->socket, sizeof sp->socket, path, "socket path", err))) return rc;
-      if (q && (rc = parse_redis_params(span(q + 1, rest.n - (size_t)(q + 1 - rest.p)), 1, sp, err))) return rc;
+      if (q && (rc = parse_redis_params(span(q + 1, rest.n - (size_t)(q + 1 - rest.p)), REDIS_PARAMS_UNIX, sp, err))) return rc;
       sp->port = 0;
     } else if (span_eq(scheme, "redis")) {
       const char *qm = span_find(rest, '?');
@@ -424,7 +452,7 @@ static int redis_parse_inner(const char *address, int db, bee_redis_settings_t *
         if (sp->user[0] && !sp->password[0]) return BEE__DSN_ERR(err, "user name without password (expected redis://user:password@host)");
       }
       const char *slash = span_find(hp, '/');
-      if ((rc = parse_redis_params(params, 0, sp, err))) return rc;
+      if ((rc = parse_redis_params(params, REDIS_PARAMS_URI, sp, err))) return rc;
       bee__span_t host = slash ? span(hp.p, (size_t)(slash - hp.p)) : hp;
       if (host.n == 0) return BEE__DSN_ERR(err, "missing host (expected redis://[:password@]host:port/db)");
       if ((rc = parse_hostport(host, sp->host, sizeof sp->host, &sp->port, err))) return rc;
@@ -470,11 +498,22 @@ static int redis_parse(const char *address, int db, bee_redis_settings_t *sp, be
   return redis_parse_inner(address, db, sp, err);
 }
 
+/* What holds for every Redis pool once parsed: the wait below the reply timeout. */
+static int redis_check(bee_redis_settings_t *s, bee_error_t *err) {
+  unsigned int t = s->timeout_ms ? s->timeout_ms : BEE_REDIS_TIMEOUT_MS;
+  unsigned int w = s->wait_timeout_ms ? s->wait_timeout_ms : BEE_REDIS_WAIT_TIMEOUT_MS;
+  if (s->replicas > 0 && w >= t)
+    return BEE__DSN_ERR(err, "wait_timeout_ms (%u) must be below timeout_ms (%u): the wait for replicas is one "
+                        "command's reply", w, t);
+  return 0;
+}
+
 int bee_redis_address_parse(const char *address, int db, bee_redis_settings_t *out, bee_error_t *err) {
   int rc = check_text(address, err);
   if (rc) return rc;
   bee_redis_settings_t s;
   rc = redis_parse(address, db, &s, err);
+  if (!rc) rc = redis_check(&s, err);
   if (rc) {
     bee__error_scrub(err, s.password);
     memset(&s, 0, sizeof s);
@@ -482,6 +521,107 @@ int bee_redis_address_parse(const char *address, int db, bee_redis_settings_t *o
   }
   *out = s;
   return 0;
+}
+
+/* "name[:db][?params]", then the sentinels. */
+static int sentinel_parse(const char *master, int db, const char *const *sentinels, size_t count,
+                          bee_redis_settings_t *sp, bee_error_t *err) {
+  int rc;
+  bee__span_t all = span(master, strlen(master));
+  const char *q = span_find(all, '?');
+  bee__span_t head = q ? span(master, (size_t)(q - master)) : all;
+  if (q && (rc = parse_redis_params(span(q + 1, all.n - (size_t)(q + 1 - master)), REDIS_PARAMS_SENTINEL, sp, err)))
+    return rc;
+  const char *colon = span_find(head, ':');
+  bee__span_t name = colon ? span(head.p, (size_t)(colon - head.p)) : head;
+  if (colon && (rc = parse_db_index(span(colon + 1, head.n - name.n - 1), &sp->db, err))) return rc;
+  if (!name.n) return BEE__DSN_ERR(err, "missing master name (expected name[:db][?password=...])");
+  for (size_t i = 0; i < name.n; i++)
+    if (!is_host_char((unsigned char)name.p[i]))
+      return BEE__DSN_ERR(err, "bad character in master name (allowed: letters, digits, '.', '-', '_')");
+  if ((rc = copy_field(sp->master_name, sizeof sp->master_name, name, "master name", err))) return rc;
+  if (db >= 0 && sp->db >= 0 && db != sp->db)
+    return BEE__DSN_ERR(err, "db index given twice and different (%d in the master name, %d as argument)", sp->db, db);
+  if (sp->db < 0) sp->db = db >= 0 ? db : 0;
+  if (sp->user[0] && !sp->password[0]) return BEE__DSN_ERR(err, "user name without password");
+  if (!count || !sentinels) return BEE__DSN_ERR(err, "no sentinels (expected a list of host:port)");
+  if (count > BEE_REDIS_SENTINELS_MAX)
+    return BEE__DSN_ERR(err, "%zu sentinels (at most %d)", count, BEE_REDIS_SENTINELS_MAX);
+  for (size_t i = 0; i < count; i++) {
+    bee_redis_node_t *n = &sp->sentinels[i];
+    n->port = 26379;
+    if (!sentinels[i] || !sentinels[i][0])
+      return BEE__DSN_ERR(err, "sentinel %zu: empty (expected host:port)", i + 1);
+    if ((rc = check_text(sentinels[i], err))) return rc;
+    if ((rc = parse_hostport(span(sentinels[i], strlen(sentinels[i])), n->host, sizeof n->host, &n->port, err))) {
+      char msg[BEE_ERROR_MESSAGE_MAX];
+      snprintf(msg, sizeof msg, "%s", err ? err->message : "");
+      return BEE__DSN_ERR(err, "sentinel %zu: %.400s (expected host:port)", i + 1, msg);
+    }
+    for (size_t k = 0; k < i; k++)
+      if (!strcmp(sp->sentinels[k].host, n->host) && sp->sentinels[k].port == n->port)
+        return BEE__DSN_ERR(err, "sentinel %zu: %s:%u is listed twice", i + 1, n->host, n->port);
+  }
+  sp->sentinel_count = count;
+  sp->port = 0;
+  return 0;
+}
+
+int bee_redis_sentinel_parse(const char *master, int db, const char *const *sentinels, size_t count,
+                             bee_redis_settings_t *out, bee_error_t *err) {
+  int rc = master ? check_text(master, err) : BEE__DSN_ERR(err, "master name is NULL");
+  if (rc) return rc;
+  bee_redis_settings_t s;
+  memset(&s, 0, sizeof s);
+  s.db = -1;
+  rc = sentinel_parse(master, db, sentinels, count, &s, err);
+  if (!rc) rc = redis_check(&s, err);
+  if (rc) {
+    bee__error_scrub(err, s.password);
+    bee__error_scrub(err, s.sentinel_password);
+    memset(&s, 0, sizeof s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+int bee_redis_options_apply(bee_redis_settings_t *s, const bee_redis_options_t *o, bee_error_t *err) {
+  if (!o) return 0;
+  const struct {
+    const char *name;
+    const char *v;
+    char *dst;
+  } texts[] = {{"user", o->user, s->user},
+               {"password", o->password, s->password},
+               {"sentinel_password", o->sentinel_password, s->sentinel_password}};
+  for (size_t i = 0; i < 3; i++) {
+    if (!texts[i].v) continue;
+    if (strlen(texts[i].v) >= BEE_DSN_FIELD_MAX)
+      return BEE__DSN_ERR(err, "%s too long (at most %d bytes)", texts[i].name, BEE_DSN_FIELD_MAX - 1);
+    snprintf(texts[i].dst, BEE_DSN_FIELD_MAX, "%s", texts[i].v);
+  }
+  if (o->sentinel_password && !s->master_name[0])
+    return BEE__DSN_ERR(err, "sentinel_password is for pools behind Sentinel");
+  const struct {
+    const char *name;
+    unsigned int v;
+    unsigned int *dst;
+  } ms[] = {{"timeout_ms", o->timeout_ms, &s->timeout_ms},
+            {"connect_timeout_ms", o->connect_timeout_ms, &s->connect_timeout_ms},
+            {"wait_timeout_ms", o->wait_timeout_ms, &s->wait_timeout_ms}};
+  for (size_t i = 0; i < 3; i++) {
+    if (!ms[i].v) continue;
+    if (ms[i].v > BEE_REDIS_TIMEOUT_MAX_MS)
+      return BEE__DSN_ERR(err, "bad %s %u (expected milliseconds, 1 to %d)", ms[i].name, ms[i].v,
+                          BEE_REDIS_TIMEOUT_MAX_MS);
+    *ms[i].dst = ms[i].v;
+  }
+  if (o->replicas < -1 || o->replicas > BEE_REDIS_REPLICAS_MAX)
+    return BEE__DSN_ERR(err, "bad replicas %d (expected 0 to %d)", o->replicas, BEE_REDIS_REPLICAS_MAX);
+  if (o->replicas > 0) s->replicas = o->replicas;
+  if (s->user[0] && !s->password[0]) return BEE__DSN_ERR(err, "user name without password");
+  return redis_check(s, err);
 }
 
 size_t bee_mysql_settings_describe(const bee_mysql_settings_t *s, char *buf, size_t size) {
@@ -499,7 +639,17 @@ size_t bee_redis_settings_describe(const bee_redis_settings_t *s, char *buf, siz
   int n;
   const char *user = s->user[0] ? s->user : "";
   const char *at = s->user[0] ? "@" : "";
-  if (s->socket[0])
+  if (s->master_name[0]) {
+    n = snprintf(buf, size, "sentinel://%s%s%s@", user, user[0] ? ":" : "", s->master_name);
+    for (size_t i = 0; n >= 0 && (size_t)n < size && i < s->sentinel_count; i++) {
+      const bee_redis_node_t *h = &s->sentinels[i];
+      int m = snprintf(buf + n, size - (size_t)n, strchr(h->host, ':') ? "%s[%s]:%u" : "%s%s:%u", i ? "," : "",
+                       h->host, h->port);
+      if (m < 0) break;
+      n += m;
+    }
+    if (n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, "/%d", s->db);
+  } else if (s->socket[0])
     n = snprintf(buf, size, "unix://%s%s%s?db=%d", user, at, s->socket, s->db);
   else if (strchr(s->host, ':'))
     n = snprintf(buf, size, "redis://%s%s[%s]:%u/%d", user, at, s->host, s->port, s->db);

@@ -151,9 +151,11 @@ const char *bee_version(void) { return BEE_VERSION_STRING; }
 
 int bee__redis_reply_temporary(const char *reply) {
   /* Refusals that pass: loading a dataset, a busy script, a failover or resharding in
-     progress, a replica asked to write, too few replicas, out of memory. */
+     progress, a replica asked to write, too few replicas, out of memory, a blocked read
+     ended because the server became a replica. */
   static const char *const now[] = {"OOM ",      "LOADING ", "BUSY ",      "TRYAGAIN ", "CLUSTERDOWN ",
-                                    "MASTERDOWN ", "READONLY ", "NOREPLICAS ", "MOVED ",    "ASK "};
+                                    "MASTERDOWN ", "READONLY ", "NOREPLICAS ", "MOVED ",    "ASK ",
+                                    "UNBLOCKED "};
   for (size_t i = 0; reply && i < sizeof now / sizeof now[0]; i++)
     if (!strncmp(reply, now[i], strlen(now[i]))) return 1;
   return 0;

@@ -186,7 +186,18 @@ int bee_context_flush_async(bee_context_t *ctx, bee_error_t *err) {
       goto out;
     }
   /* The queue's Redis pool: events and that pool's caches in one MULTI/EXEC (G1). */
-  if ((rc = bee__cache_write_redis(ctx, qp, &s, values, q, nq, token_text, err))) {
+  if ((rc = bee__cache_write_redis(ctx, qp, &s, values, q, nq, token_text, err)) == BEE_EDURABILITY) {
+    /* Queued on the master, not yet on enough replicas: the other caches follow as for
+       a success (the entry will be applied), and the changes stay tracked so that the
+       caller may flush them again: the same token, so they apply once (G11). */
+    ctx->unknown_outcome = 1;
+    ctx->unknown_token = token;
+    ctx->unknown_digest = digest;
+    bee_error_t cache_err;
+    bee__cache_write(ctx, &s, values, (int)qp, token_text, "events queued, but a cache update failed", &cache_err);
+    goto out;
+  }
+  if (rc) {
     unknown_outcome_message(engine, qp, rc, err);
     /* Maybe queued, maybe not: remembered, so the same changes flushed again keep the token. */
     ctx->unknown_outcome = 1;

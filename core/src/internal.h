@@ -82,10 +82,6 @@ void bee__buf_free(bee__buf_t *b);
  */
 void bee__registry_remember(bee_registry_t *reg, int rc, bee_error_t *err);
 
-/* bee_registry_add_redis with timeouts (ms, 0: as the address says) overriding the address's (config.c). */
-int bee__registry_add_redis_timeouts(bee_registry_t *reg, const char *pool, const char *address, int db,
-                                     unsigned int connect_timeout_ms, unsigned int timeout_ms, bee_error_t *err);
-
 /* Ensures mysql_library_init has run once (thread-safe). */
 void bee__mysql_library_init(void);
 

@@ -190,10 +190,29 @@ static void *subscriber_main(void *arg) {
       atomic_store(&s->healthy, 1);
       backoff = 50;
     }
+    /* Behind Sentinel: +switch-master announcements, and a look once a second at where
+       the master is now (other connections may have learned it first). A subscriber
+       left on a former master would miss every invalidation. */
+    bee__rconn_t *watch = NULL;
+    int sentinel = pool->settings.master_name[0] != '\0';
     while (ok && !atomic_load(&s->stop)) {
-      struct pollfd p[2] = {{bee__redis_fd(c), POLLIN, 0}, {s->wake[0], POLLIN, 0}};
-      if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+      if (sentinel && !watch) bee__redis_sentinel_watch(pool, &watch, &err);
+      struct pollfd p[3] = {{bee__redis_fd(c), POLLIN, 0}, {s->wake[0], POLLIN, 0}, {bee__redis_fd(watch), POLLIN, 0}};
+      int n = poll(p, watch ? 3 : 2, sentinel ? 1000 : -1);
+      if (n < 0 && errno != EINTR) break;
       if (p[1].revents) break;
+      if (watch && p[2].revents) {
+        bee__reply_t *m = NULL;
+        if (bee__redis_read_input(watch) != 0) {
+          bee__redis_free(watch);
+          watch = NULL;
+        }
+        while (watch && bee__redis_buffered_reply(watch, &m) == 0 && m) {
+          bee__redis_sentinel_message(pool, m);
+          bee__reply_free(m);
+        }
+      }
+      if (sentinel && !bee__redis_current(pool, c)) break; /* the master moved: resubscribe there */
       if (!p[0].revents) continue;
       atomic_store(&s->busy, 1);
       atomic_store(&s->clear_until_ns, 0); /* readers look at the socket again */
@@ -224,6 +243,7 @@ static void *subscriber_main(void *arg) {
       }
       if (bee__redis_failed(c) || bee__redis_failed(ack)) break;
     }
+    bee__redis_free(watch);
     atomic_store(&s->healthy, 0);
     atomic_store(&s->fd, -1);
     clear_local_caches(engine);
@@ -467,7 +487,9 @@ int bee__ctx_mysql(bee_context_t *ctx, size_t pool, MYSQL **out, bee_error_t *er
 }
 
 int bee__ctx_redis(bee_context_t *ctx, size_t pool, bee__rconn_t **out, bee_error_t *err) {
-  if (ctx->redis[pool] && bee__redis_failed(ctx->redis[pool])) bee__ctx_redis_broken(ctx, pool);
+  if (ctx->redis[pool] && (bee__redis_failed(ctx->redis[pool]) ||
+                           !bee__redis_current(&ctx->engine->redis[pool], ctx->redis[pool])))
+    bee__ctx_redis_broken(ctx, pool);
   if (!ctx->redis[pool]) {
     int rc = bee__engine_redis_acquire(ctx->engine, &ctx->engine->redis[pool], &ctx->redis[pool], err);
     if (rc) return rc;

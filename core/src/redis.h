@@ -34,16 +34,40 @@ enum {
   BEE__REPLY_ERROR = 6
 };
 
+/* Where a pool's server is now: the master a Sentinel pool last resolved (redis.c). */
+typedef struct bee__redis_topo_s bee__redis_topo_t;
+
 typedef struct bee__redis_pool_s {
   char name[BEE_NAME_MAX];
   bee_redis_settings_t settings;
   char address[BEE_DSN_FIELD_MAX * 2];
+  bee__redis_topo_t *topo; /* an engine's pools only (bee__redis_pool_open); NULL in a registry */
 } bee__redis_pool_t;
+
+/* An engine's copy of a pool gets its own topology state; 0 or -1 (out of memory). */
+int bee__redis_pool_open(bee__redis_pool_t *pool);
+void bee__redis_pool_close(bee__redis_pool_t *pool);
+/* 1 when c is connected to where the pool's server is now (always, for a single server). */
+int bee__redis_current(const bee__redis_pool_t *pool, const bee__rconn_t *c);
+/* The current master's "host:port" of a Sentinel pool ("" before any, or for a single server). */
+void bee__redis_master(const bee__redis_pool_t *pool, char *buf, size_t size);
+
+/*
+ * Sentinel's announcements: a connection to one of the pool's sentinels subscribed to
+ * +switch-master (0, or an error; -1 for a pool not behind Sentinel), and the handling
+ * of one message read on it (the pool's master is updated when it names the pool's).
+ * Returns 1 when the message moved the master.
+ */
+int bee__redis_sentinel_watch(const bee__redis_pool_t *pool, bee__rconn_t **out, bee_error_t *err);
+int bee__redis_sentinel_message(const bee__redis_pool_t *pool, const bee__reply_t *msg);
 
 /*
  * Opens a new connection to pool: connect (connect_timeout_ms), reply timeout
- * (timeout_ms), AUTH when a password is set, SELECT db, PING. Returns 0 and *out
- * (bee__redis_free), or BEE_EREDIS / BEE_ETIMEOUT / BEE_ENOMEM.
+ * (timeout_ms), AUTH when a password is set, SELECT db, PING. Behind Sentinel, the
+ * master's address is asked of the sentinels first (each tried in turn with a short
+ * timeout; the one that answered is asked first next time, and the others it knows
+ * are learned), and ROLE replaces PING: an address that is not a master is refused.
+ * Returns 0 and *out (bee__redis_free), or BEE_EREDIS / BEE_ETIMEOUT / BEE_ENOMEM.
  */
 int bee__redis_connect(const bee__redis_pool_t *pool, bee__rconn_t **out, bee_error_t *err);
 void bee__redis_free(bee__rconn_t *c);

@@ -117,41 +117,60 @@ int bee_registry_add_mysql(bee_registry_t *reg, const char *pool, const char *ds
   return 0;
 }
 
-int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *address, int db,
-                           bee_error_t *err) {
-  return bee__registry_add_redis_timeouts(reg, pool, address, db, 0, 0, err);
-}
-
-int bee__registry_add_redis_timeouts(bee_registry_t *reg, const char *pool, const char *address, int db,
-                                     unsigned int connect_timeout_ms, unsigned int timeout_ms, bee_error_t *err) {
-  if (!reg) return bee__error(err, BEE_EINVAL, 0, "registry is NULL");
-  bee__redis_pool_t p;
-  memset(&p, 0, sizeof p);
-  int rc = check_pool_name(pool, err);
+/* Records a parsed Redis pool; rc is the parser's result (failures are named and remembered). */
+static int add_redis(bee_registry_t *reg, const char *pool, bee_redis_settings_t *settings, int rc, int sentinel,
+                     bee_error_t *err) {
+  if (!rc) rc = check_pool_name(pool, err);
   if (!rc) {
     for (size_t i = 0; i < reg->redis_count; i++)
       if (strcmp(reg->redis[i].name, pool) == 0)
         rc = bee__error(err, BEE_EPOOL, 0, "Redis pool '%s' is already registered", pool);
   }
-  if (!rc) rc = bee_redis_address_parse(address, db, &p.settings, err);
   if (rc) {
     if (err && rc == BEE_EDSN) {
       bee__error_pool(err, pool);
       char msg[BEE_ERROR_MESSAGE_MAX];
       snprintf(msg, sizeof msg, "%s", err->message);
-      snprintf(err->message, sizeof err->message, "bad Redis address: %.480s", msg);
+      snprintf(err->message, sizeof err->message, "bad %s: %.460s", sentinel ? "Sentinel settings" : "Redis address",
+               msg);
     }
     return remember(reg, rc, err);
   }
-  if (connect_timeout_ms) p.settings.connect_timeout_ms = connect_timeout_ms;
-  if (timeout_ms) p.settings.timeout_ms = timeout_ms;
   void *grown = bee__realloc(reg->redis, (reg->redis_count + 1) * sizeof *reg->redis);
   if (!grown) return bee__error(err, BEE_ENOMEM, 0, "out of memory registering Redis pool '%s'", pool);
   reg->redis = grown;
-  snprintf(p.name, sizeof p.name, "%s", pool);
-  bee_redis_settings_describe(&p.settings, p.address, sizeof p.address);
-  reg->redis[reg->redis_count++] = p;
+  bee__redis_pool_t *p = &reg->redis[reg->redis_count++];
+  memset(p, 0, sizeof *p);
+  p->settings = *settings;
+  snprintf(p->name, sizeof p->name, "%s", pool);
+  bee_redis_settings_describe(&p->settings, p->address, sizeof p->address);
   return 0;
+}
+
+int bee_registry_add_redis(bee_registry_t *reg, const char *pool, const char *address, int db,
+                           bee_error_t *err) {
+  return bee_registry_add_redis_options(reg, pool, address, db, NULL, err);
+}
+
+int bee_registry_add_redis_options(bee_registry_t *reg, const char *pool, const char *address, int db,
+                                   const bee_redis_options_t *opts, bee_error_t *err) {
+  if (!reg) return bee__error(err, BEE_EINVAL, 0, "registry is NULL");
+  bee_redis_settings_t s;
+  memset(&s, 0, sizeof s);
+  int rc = bee_redis_address_parse(address, db, &s, err);
+  if (!rc) rc = bee_redis_options_apply(&s, opts, err);
+  return add_redis(reg, pool, &s, rc, 0, err);
+}
+
+int bee_registry_add_redis_sentinel(bee_registry_t *reg, const char *pool, const char *master, int db,
+                                    const char *const *sentinels, size_t count, const bee_redis_options_t *opts,
+                                    bee_error_t *err) {
+  if (!reg) return bee__error(err, BEE_EINVAL, 0, "registry is NULL");
+  bee_redis_settings_t s;
+  memset(&s, 0, sizeof s);
+  int rc = bee_redis_sentinel_parse(master, db, sentinels, count, &s, err);
+  if (!rc) rc = bee_redis_options_apply(&s, opts, err);
+  return add_redis(reg, pool, &s, rc, 1, err);
 }
 
 int bee_registry_add_entity(bee_registry_t *reg, bee_entity_def_t *def, bee_error_t *err) {
@@ -256,6 +275,7 @@ void bee_engine_free(bee_engine_t *engine) {
   for (size_t i = 0; i < engine->entity_count; i++) bee__entity_clear(&engine->entities[i]);
   bee__free(engine->entities);
   bee__free(engine->mysql);
+  for (size_t i = 0; engine->redis && i < engine->redis_count; i++) bee__redis_pool_close(&engine->redis[i]);
   bee__free(engine->redis);
   bee__free(engine->pools);
   bee__free(engine);
@@ -334,6 +354,11 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
   if (reg->redis_count) memcpy(e->redis, reg->redis, reg->redis_count * sizeof *e->redis);
   e->mysql_count = reg->mysql_count;
   e->redis_count = reg->redis_count;
+  for (size_t i = 0; i < e->redis_count; i++)
+    if (bee__redis_pool_open(&e->redis[i]) != 0) {
+      bee_engine_free(e);
+      return bee__error(err, BEE_ENOMEM, 0, "out of memory creating the engine");
+    }
 
   for (size_t i = 0; i < e->mysql_count; i++) {
     MYSQL *conn = NULL;
@@ -383,6 +408,9 @@ int bee_engine_pool_info(const bee_engine_t *engine, size_t index, bee_pool_info
   out->kind = p->kind;
   out->address = p->address;
   out->server_version = p->version;
+  out->master[0] = '\0';
+  if (index >= engine->mysql_count) bee__redis_master(&engine->redis[index - engine->mysql_count], out->master,
+                                                      sizeof out->master);
   return 0;
 }
 
@@ -457,7 +485,8 @@ int bee__engine_redis_acquire(bee_engine_t *engine, const bee__redis_pool_t *poo
                               bee_error_t *err) {
   bee__rconn_t *conn;
   while ((conn = idle_take(engine, engine->idle_redis, (size_t)(pool - engine->redis)))) {
-    if (!idle_dead(bee__redis_fd(conn))) {
+    /* Behind Sentinel, a connection to a former master is dropped. */
+    if (!idle_dead(bee__redis_fd(conn)) && bee__redis_current(pool, conn)) {
       *out = conn;
       return 0;
     }

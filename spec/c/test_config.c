@@ -44,7 +44,14 @@ static const char every_form[] =
     "queue:\n"
     "  redis: localhost:6379:3\n"
     "  timeout_ms: 300\n"
-    "  connect_timeout_ms: 1000\n";
+    "  connect_timeout_ms: 1000\n"
+    "ha:\n"
+    "  sentinel:\n"
+    "    \"mymaster:2?password=pw\":\n"
+    "      - 10.0.0.1:26379\n"
+    "      - 10.0.0.2\n"
+    "  replicas: 1\n"
+    "  wait_timeout_ms: 250\n";
 
 TEST_IMPL(yaml_file_with_every_pool_form_loads) {
   char path[64];
@@ -55,8 +62,9 @@ TEST_IMPL(yaml_file_with_every_pool_form_loads) {
   unlink(path);
   ASSERT_EQ(rc, 0);
   ASSERT_EQ(bee_registry_mysql_count(reg), 2);
-  ASSERT_EQ(bee_registry_redis_count(reg), 3);
+  ASSERT_EQ(bee_registry_redis_count(reg), 4);
   ASSERT_EQ(bee_registry_add_redis(reg, "queue", "h:1", -1, &err), BEE_EPOOL);
+  ASSERT_EQ(bee_registry_add_redis(reg, "ha", "h:1", -1, &err), BEE_EPOOL);
   /* The pools exist under their YAML names. */
   ASSERT_EQ(bee_registry_add_mysql(reg, "logs", "root@tcp(h)/app", &err), BEE_EPOOL);
   ASSERT_STR_EQ(err.message, "MySQL pool 'logs' is already registered");
@@ -84,9 +92,9 @@ TEST_IMPL(yaml_malformed_documents_give_exact_messages) {
       {"- default\n- logs\n", BEE_ECONFIG, "beeorm.yaml:1: expected a mapping of pool names, got a sequence"},
       {"default\n", BEE_ECONFIG, "beeorm.yaml:1: expected a mapping of pool names, got a scalar"},
       {"default: root:pw@tcp(h)/app\n", BEE_ECONFIG,
-       "beeorm.yaml:1: default: expected a mapping (keys: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms), got a scalar"},
+       "beeorm.yaml:1: default: expected a mapping (keys: mysql, redis, sentinel, local_cache, streams, timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms), got a scalar"},
       {"default:\n  redis: h:1\nlogs:\n  redsi: h:1\n", BEE_ECONFIG,
-       "beeorm.yaml:4: logs: unknown key 'redsi' (allowed: mysql, redis, local_cache, streams, timeout_ms, connect_timeout_ms)"},
+       "beeorm.yaml:4: logs: unknown key 'redsi' (allowed: mysql, redis, sentinel, local_cache, streams, timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms)"},
       {"default:\n  mysql:\n    - root@tcp(h)/app\n", BEE_ECONFIG,
        "beeorm.yaml:3: default.mysql: expected a DSN string or a mapping with 'uri', got a sequence"},
       {"default:\n  mysql:\n", BEE_ECONFIG,
@@ -117,7 +125,31 @@ TEST_IMPL(yaml_malformed_documents_give_exact_messages) {
       {"default:\n  redis: h:1\n  timeout_ms: 300\n  timeout_ms: 400\n", BEE_ECONFIG,
        "beeorm.yaml:4: default: duplicate key 'timeout_ms'"},
       {"default:\n  mysql: root@tcp(h)/app\n  timeout_ms: 300\n", BEE_ECONFIG,
-       "beeorm.yaml:3: default: timeout_ms and connect_timeout_ms are timeouts of the pool's redis, and it has none"},
+       "beeorm.yaml:3: default: timeout_ms, connect_timeout_ms, replicas and wait_timeout_ms are settings of the pool's redis or sentinel, and it has neither"},
+      {"default:\n  redis: h:1\n  sentinel:\n    m: [h:26379]\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default.sentinel: a pool has either redis or sentinel, not both"},
+      {"default:\n  sentinel: [h:26379]\n", BEE_ECONFIG,
+       "beeorm.yaml:2: default.sentinel: expected a mapping of one master (name:db?params) to a list of sentinels "
+       "(host:port), got a sequence"},
+      {"default:\n  sentinel: {}\n", BEE_ECONFIG,
+       "beeorm.yaml:2: default.sentinel: expected a mapping of one master (name:db?params) to a list of sentinels "
+       "(host:port), got an empty mapping"},
+      {"default:\n  sentinel:\n    m: []\n", BEE_ECONFIG, "beeorm.yaml:3: default.sentinel: the list of sentinels is empty"},
+      {"default:\n  sentinel:\n    m: h:26379\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default.sentinel: expected a list of sentinels (host:port), got a scalar"},
+      {"default:\n  sentinel:\n    a: [h:1]\n    b: [h:2]\n", BEE_ECONFIG,
+       "beeorm.yaml:4: default.sentinel: more than one master (a pool has one)"},
+      {"default:\n  sentinel:\n    m: [h:1, [h:2]]\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default.sentinel: expected a sentinel address (host:port), got a sequence"},
+      {"default:\n  sentinel:\n    \"m:0?password=pw\": [h:1, h:1]\n", BEE_EDSN,
+       "beeorm.yaml:3: default.sentinel: bad Sentinel settings: sentinel 2: h:1 is listed twice"},
+      {"default:\n  sentinel:\n    m:zz: [h:1]\n", BEE_EDSN,
+       "beeorm.yaml:3: default.sentinel: bad Sentinel settings: bad db index 'zz' (expected a number 0 or more)"},
+      {"default:\n  redis: h:1\n  replicas: 101\n", BEE_ECONFIG,
+       "beeorm.yaml:3: default.replicas: expected a number of replicas, 0-100, got '101'"},
+      {"default:\n  redis: h:1\n  replicas: 1\n  timeout_ms: 800\n", BEE_EDSN,
+       "beeorm.yaml:2: default.redis: bad Redis address: wait_timeout_ms (1000) must be below timeout_ms (800): the "
+       "wait for replicas is one command's reply"},
       {"default:\n  local_cache: many\n", BEE_ECONFIG,
        "beeorm.yaml:2: default.local_cache: expected an integer 1-1000000000, got 'many'"},
       {"default:\n  local_cache: 010\n", BEE_ECONFIG,
@@ -283,6 +315,8 @@ TEST_IMPL(yaml_messages_never_contain_password) {
       "default:\n  mysql: |\n    root:Zq9secret@tcp(h)/app\n",
       "default:\n  mysql:\n    uri: [root:Zq9secret@tcp(h)/app]\n",
       "default:\n  mysql: \"root:Zq9secret@tcp(h)/app\n",
+      "default:\n  sentinel:\n    \"m:zz?password=Zq9secret\": [h:1]\n",
+      "default:\n  sentinel:\n    \"m:0?password=Zq9secret&sentinel_password=Zq9secret\": [h:1, h:1]\n",
   };
   for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
     bee_registry_t *reg = bee_registry_new();
@@ -294,6 +328,16 @@ TEST_IMPL(yaml_messages_never_contain_password) {
     bee_engine_free(engine);
     bee_registry_free(reg);
   }
+  /* Loads, but no sentinel answers: neither says the password. */
+  bee_registry_t *reg = bee_registry_new();
+  bee_engine_t *engine = NULL;
+  bee_error_t err;
+  ASSERT_EQ(load(reg, "default:\n  sentinel:\n    \"m:0?password=Zq9secret&sentinel_password=Zq9secret\": "
+                      "[127.0.0.1:1]\n", &err), 0);
+  ASSERT(bee_registry_validate(reg, &engine, &err) != 0);
+  ASSERT(err.temporary && !strstr(err.message, "Zq9secret"));
+  ASSERT_STR_EQ(err.pool, "default");
+  bee_registry_free(reg);
   return 0;
 }
 
@@ -316,7 +360,7 @@ TEST_IMPL(yaml_survives_every_allocation_failure) {
     }
     if (ok) {
       ASSERT_EQ(bee_registry_mysql_count(reg), 2);
-      ASSERT_EQ(bee_registry_redis_count(reg), 3);
+      ASSERT_EQ(bee_registry_redis_count(reg), 4);
     }
     bee_registry_free(reg);
     if (ok) {

@@ -239,15 +239,102 @@ static const struct {
     {"rediss://h:6379", -1, "rediss:// (TLS) is not supported; use redis://"},
     {"redis://:6379/0", -1, "missing host"},
     {"redis:///0", -1, "missing host (expected redis://[:password@]host:port/db)"},
-    {"redis://h:6379/0?timeout=1", -1, "unknown parameter 'timeout' (supported: timeout_ms, connect_timeout_ms)"},
+    {"redis://h:6379/0?timeout=1", -1, "unknown parameter 'timeout' (supported: timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms)"},
     {"redis://h:6379/0?timeout_ms=0", -1, "bad timeout_ms '0' (expected milliseconds, 1 to 60000)"},
     {"redis://h:6379/0?timeout_ms=60001", -1, "bad timeout_ms '60001' (expected milliseconds, 1 to 60000)"},
     {"redis://h:6379/0?connect_timeout_ms=1s", -1, "bad connect_timeout_ms '1s' (expected milliseconds, 1 to 60000)"},
     {"redis://h:6379/0?timeout_ms", -1, "parameter 'timeout_ms' has no value (expected name=value)"},
     {"redis://user@h:6379/0", -1, "user name without password (expected redis://user:password@host)"},
     {"unix://relative.sock", -1, "unix:// needs an absolute socket path"},
-    {"unix:///x.sock?dbx=1", -1, "unknown parameter 'dbx' (supported: db, timeout_ms, connect_timeout_ms)"},
+    {"unix:///x.sock?dbx=1", -1, "unknown parameter 'dbx' (supported: db, timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms)"},
+    {"redis://h:6379/0?replicas=101", -1, "bad replicas '101' (expected 0 to 100)"},
+    {"redis://h:6379/0?replicas=-1", -1, "bad replicas '-1' (expected 0 to 100)"},
+    {"redis://h:6379/0?replicas=01", -1, "bad replicas '01' (expected 0 to 100)"},
+    {"redis://h:6379/0?wait_timeout_ms=0", -1, "bad wait_timeout_ms '0' (expected milliseconds, 1 to 60000)"},
+    {"redis://h:6379/0?replicas=1&timeout_ms=500", -1,
+     "wait_timeout_ms (1000) must be below timeout_ms (500): the wait for replicas is one command's reply"},
+    {"redis://h:6379/0?password=x", -1, "unknown parameter 'password' (supported: timeout_ms, connect_timeout_ms, replicas, wait_timeout_ms)"},
 };
+
+TEST_IMPL(redis_replicas_and_wait) {
+  bee_redis_settings_t s;
+  bee_error_t err;
+  ASSERT_EQ(bee_redis_address_parse("redis://h:6379/0?replicas=2&wait_timeout_ms=250", -1, &s, &err), 0);
+  ASSERT(s.replicas == 2 && s.wait_timeout_ms == 250);
+  ASSERT_EQ(bee_redis_address_parse("h:6379", -1, &s, &err), 0);
+  ASSERT(s.replicas == 0 && s.wait_timeout_ms == 0);
+  bee_redis_options_t o = {0};
+  o.replicas = 1;
+  o.wait_timeout_ms = 40000;
+  ASSERT_EQ(bee_redis_options_apply(&s, &o, &err), BEE_EDSN); /* the reply timeout is 30000 */
+  o.timeout_ms = 50000;
+  ASSERT_EQ(bee_redis_options_apply(&s, &o, &err), 0);
+  ASSERT(s.replicas == 1 && s.wait_timeout_ms == 40000 && s.timeout_ms == 50000);
+  bee_redis_options_t bad = {0};
+  bad.replicas = 101;
+  ASSERT_EQ(bee_redis_options_apply(&s, &bad, &err), BEE_EDSN);
+  ASSERT_STR_EQ(err.message, "bad replicas 101 (expected 0 to 100)");
+  bee_redis_options_t sp = {0};
+  sp.sentinel_password = "x";
+  ASSERT_EQ(bee_redis_options_apply(&s, &sp, &err), BEE_EDSN);
+  ASSERT_STR_EQ(err.message, "sentinel_password is for pools behind Sentinel");
+  return 0;
+}
+
+TEST_IMPL(redis_sentinel_settings) {
+  bee_redis_settings_t s;
+  bee_error_t err;
+  const char *two[] = {"10.0.0.1:26379", "sentinel-b"};
+  ASSERT_EQ(bee_redis_sentinel_parse("mymaster:3?password=s%3Fcret&sentinel_password=sp&replicas=1", -1, two, 2, &s,
+                                     &err), 0);
+  ASSERT_STR_EQ(s.master_name, "mymaster");
+  ASSERT(s.db == 3 && s.replicas == 1 && s.sentinel_count == 2 && s.host[0] == '\0');
+  ASSERT_STR_EQ(s.password, "s?cret");
+  ASSERT_STR_EQ(s.sentinel_password, "sp");
+  ASSERT_STR_EQ(s.sentinels[0].host, "10.0.0.1");
+  ASSERT(s.sentinels[0].port == 26379 && s.sentinels[1].port == 26379);
+  ASSERT_STR_EQ(s.sentinels[1].host, "sentinel-b");
+  char buf[600];
+  bee_redis_settings_describe(&s, buf, sizeof buf);
+  ASSERT_STR_EQ(buf, "sentinel://mymaster@10.0.0.1:26379,sentinel-b:26379/3");
+  ASSERT_EQ(bee_redis_sentinel_parse("mymaster", 2, two, 1, &s, &err), 0);
+  ASSERT(s.db == 2 && s.sentinel_count == 1);
+  static const struct {
+    const char *master;
+    int db;
+    const char *list[3];
+    size_t n;
+    const char *message;
+  } bad[] = {
+      {"", -1, {"h:1"}, 1, "empty connection string"},
+      {"?password=x", -1, {"h:1"}, 1, "missing master name (expected name[:db][?password=...])"},
+      {"my!master", -1, {"h:1"}, 1, "bad character in master name (allowed: letters, digits, '.', '-', '_')"},
+      {"m:x", -1, {"h:1"}, 1, "bad db index 'x' (expected a number 0 or more)"},
+      {"m:1", 2, {"h:1"}, 1, "db index given twice and different (1 in the master name, 2 as argument)"},
+      {"m", -1, {"h:1"}, 0, "no sentinels (expected a list of host:port)"},
+      {"m", -1, {"h:1", ""}, 2, "sentinel 2: empty (expected host:port)"},
+      {"m", -1, {"h:99999"}, 1, "sentinel 1: bad port '99999' (expected 1-65535) (expected host:port)"},
+      {"m", -1, {"h:1", "h:1"}, 2, "sentinel 2: h:1 is listed twice"},
+      {"m?pass=x", -1, {"h:1"}, 1,
+       "unknown parameter 'pass' (supported: password, user, sentinel_password, timeout_ms, connect_timeout_ms, "
+       "replicas, wait_timeout_ms)"},
+      {"m?user=u", -1, {"h:1"}, 1, "user name without password"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    int rc = bee_redis_sentinel_parse(bad[i].master, bad[i].db, bad[i].list, bad[i].n, &s, &err);
+    if (rc != BEE_EDSN) fprintf(stderr, "  master \"%s\" gave %d\n", bad[i].master, rc);
+    ASSERT_EQ(rc, BEE_EDSN);
+    ASSERT_STR_EQ(err.message, bad[i].message);
+  }
+  const char *many[BEE_REDIS_SENTINELS_MAX + 1];
+  for (size_t i = 0; i <= BEE_REDIS_SENTINELS_MAX; i++) many[i] = "h:1";
+  ASSERT_EQ(bee_redis_sentinel_parse("m", -1, many, BEE_REDIS_SENTINELS_MAX + 1, &s, &err), BEE_EDSN);
+  ASSERT_STR_EQ(err.message, "17 sentinels (at most 16)");
+  /* A password never shows in a message, whatever the failure. */
+  ASSERT_EQ(bee_redis_sentinel_parse("m?password=hunter2&replicas=1&timeout_ms=10", -1, two, 2, &s, &err), BEE_EDSN);
+  ASSERT(strstr(err.message, "hunter2") == NULL);
+  return 0;
+}
 
 TEST_IMPL(redis_uri_timeouts) {
   bee_redis_settings_t s;

@@ -13,5 +13,7 @@
   T(redis_uri_with_password_and_user)             \
   T(redis_unix_socket)                            \
   T(redis_uri_timeouts)                           \
+  T(redis_replicas_and_wait)                      \
+  T(redis_sentinel_settings)                      \
   T(redis_bad_shapes_have_clear_errors)           \
   T(describe_never_shows_password)
