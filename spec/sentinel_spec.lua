@@ -147,6 +147,16 @@ describe("Redis behind Sentinel", function()
     for _, s in ipairs(set.sentinels) do f:write("      - ", s, "\n") end
     f:write("  replicas: 1\n  wait_timeout_ms: 800\n")
     f:close()
+    -- the operator's view: beeorm stats names the master
+    local code, out = servers.run(util.child_env() .. " " .. util.shell_quote(servers.build_dir .. "/beeorm")
+      .. " stats --config " .. util.shell_quote(path))
+    assert.equal(0, code, out)
+    assert.matches("redis pool 'default': master 127%.0%.0%.1:" .. set:master() .. " %(sentinel://mymaster@", out)
+    code, out = servers.run(util.child_env() .. " " .. util.shell_quote(servers.build_dir .. "/beeorm")
+      .. " stats --json --config " .. util.shell_quote(path))
+    assert.equal(0, code, out)
+    assert.matches('"redis":%[{"name":"default","address":"sentinel://[^"]*","master":"127%.0%.0%.1:'
+      .. set:master() .. '"}%]', out)
     local reg = beeorm.registry()
     local ok, err = reg:load_yaml(path)
     os.remove(path)

@@ -57,7 +57,10 @@ usage: beeorm stats --config FILE [--json]
 
 Prints the statistics of every queue: one row per queue with a header, or with --json
 one JSON object:
-  {"queues":[{"name":"default:0","len":0,"oldest_event_seconds":0,"lag":0,"pending":0,"errors":0},...]}
+  {"queues":[{"name":"default:0","len":0,"oldest_event_seconds":0,"lag":0,"pending":0,"errors":0},...],
+   "redis":[{"name":"default","address":"redis://127.0.0.1:6379/0"},...]}
+A Redis pool behind Sentinel also shows the master it found ("master":"host:port"; in
+the table form, a line after the queues).
 
 columns:
   len       entries waiting
@@ -407,8 +410,16 @@ function M.stats(args)
     list[#list + 1] = { _keys = STAT_KEYS, name = q.name, len = s.len, oldest_event_seconds = s.oldest_event_seconds,
       lag = s.lag, pending = s.pending, errors = s.errors }
   end
+  -- The Redis pools, with the master a Sentinel pool found (addresses carry no password).
+  local redis = { _array = true }
+  for _, p in ipairs(engine:pools()) do
+    if p.kind == "redis" then
+      redis[#redis + 1] = { _keys = { "name", "address", "master" }, name = p.name, address = p.address,
+        master = p.master }
+    end
+  end
   if opts.json then
-    out(json.encode({ _keys = { "queues" }, queues = list }), "\n")
+    out(json.encode({ _keys = { "queues", "redis" }, queues = list, redis = redis }), "\n")
   else
     local rows = {}
     for i, s in ipairs(list) do
@@ -417,6 +428,9 @@ function M.stats(args)
     end
     print_table({ "queue", "len", "oldest_s", "lag_s", "pending", "errors" }, rows,
       { false, true, true, true, true, true })
+    for _, p in ipairs(redis) do
+      if p.master then out(string.format("redis pool '%s': master %s (%s)\n", p.name, p.master, p.address)) end
+    end
   end
   engine:close()
   return OK
