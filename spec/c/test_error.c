@@ -64,7 +64,8 @@ TEST_IMPL(redis_refusals_that_pass_are_temporary) {
       "BUSY Redis is busy running a script.", "TRYAGAIN Multiple keys request during rehashing of slot",
       "CLUSTERDOWN The cluster is down", "MASTERDOWN Link with MASTER is down",
       "READONLY You can't write against a read only replica.", "NOREPLICAS Not enough good replicas to write.",
-      "MOVED 3999 127.0.0.1:6381", "ASK 3999 127.0.0.1:6381"};
+      "MOVED 3999 127.0.0.1:6381", "ASK 3999 127.0.0.1:6381",
+      "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)"};
   static const char *const permanent[] = {
       "ERR unknown command 'FOO'", "WRONGTYPE Operation against a key holding the wrong kind of value",
       "EXECABORT Transaction discarded because of previous errors.", "NOSCRIPT No matching script.",
