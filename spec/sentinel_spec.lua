@@ -281,6 +281,54 @@ describe("Redis behind Sentinel", function()
     b:close()
   end)
 
+  it("follows an operator's SENTINEL FAILOVER: the old master stays up as a replica, and writes and "
+    .. "subscribers move to the new one", function()
+    local opts = { timeout_ms = 2000, connect_timeout_ms = 500 }
+    local a = assert(engine_for(set, opts))
+    local b = assert(engine_for(set, opts))
+    local ctx = a:context()
+    local row = ctx:new_entity(T, { name = "manual", n = 0 })
+    assert(ctx:flush())
+    assert.equal("manual", a:context():get_by_id(T, row.id).name) -- in a's local cache
+    local old = set:master()
+    local function subscribers(port) -- beeorm's, not the sentinels' own (name=sentinel-...)
+      local n = 0
+      for line in cli(port, "client", "list", "type", "pubsub"):gmatch("[^\n]+") do
+        if not line:find("name=sentinel", 1, true) then n = n + 1 end
+      end
+      return n
+    end
+    assert.equal(2, subscribers(old)) -- a's and b's cache subscribers
+    local sport = set.sentinels[1]:match(":(%d+)$")
+    assert.equal("OK", cli(sport, "sentinel", "failover", set.master_name))
+    local new
+    assert(util.eventually(function()
+      new = set:master()
+      return new ~= old and role(new) == "master" and role(old) == "slave"
+    end, 30), "no failover within 30 s")
+    -- the subscribers move without any error on their connections (+switch-master)
+    assert.is_true(util.eventually(function() return subscribers(new) == 2 and subscribers(old) == 0 end, 10),
+      string.format("subscribers: %d on the new master, %d on the old", subscribers(new), subscribers(old)))
+    -- b's context still holds a connection to the old master: READONLY, then the new one
+    local bctx = b:context()
+    until_ok(function()
+      local e = bctx:edit_entity(assert(bctx:get_by_id(T, row.id)))
+      e.name = "moved"
+      return bctx:flush()
+    end)
+    assert.is_true(util.eventually(function() return a:context():get_by_id(T, row.id).name == "moved" end, 5))
+    until_ok(function()
+      local e = bctx:edit_entity(assert(bctx:get_by_id(T, row.id)))
+      e.n = 7
+      return bctx:flush_async()
+    end)
+    au.consume(b:context())
+    local rows = b:sql_query("SELECT name, n FROM `" .. T .. "` WHERE id = ?", { row.id })
+    assert.same({ "moved", 7 }, { rows[1].name, tonumber(rows[1].n) })
+    a:close()
+    b:close()
+  end)
+
   it("replicas = 2 with a replica down: flush_async says durability within wait_timeout_ms + 100 ms, and the "
     .. "retry once it is back applies the changes once", function()
     local WAIT_MS = 300
