@@ -545,6 +545,9 @@ int bee__cache_write_redis(bee_context_t *ctx, size_t rp, bee__states_t *s, bee_
                     "%u ms: a failover now could lose them. They stay tracked; flushing them again from this "
                     "context applies them once", acked < 0 ? 0 : acked, rs->replicas, ms);
     bee__error_pool(err, engine->redis[rp].name);
+    /* Too few replicas may mean a master the others left (a failover this process did
+       not see): the next flush takes a new connection, which asks the sentinels. */
+    bee__redis_retire(c, "too few replicas acknowledged");
     bee__rcmd_free(&cmd);
     return rc;
   }

@@ -372,6 +372,12 @@ int bee__redis_failed(const bee__rconn_t *c) { return !c || c->err != 0; }
 
 int bee__redis_fd(const bee__rconn_t *c) { return c ? c->fd : -1; }
 
+void bee__redis_retire(bee__rconn_t *c, const char *why) {
+  if (!c || c->err) return;
+  c->err = REDIS_ERR_OTHER;
+  snprintf(c->errstr, sizeof c->errstr, "%s", why);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Commands and replies                                                     */
 
@@ -454,11 +460,9 @@ int bee__redis_error(bee_error_t *err, const bee__redis_pool_t *pool, bee__rconn
                     r->str);
     /* The server is no longer (or not yet) the master: this connection is not used
        again, and the next one asks the sentinels where the master is now. */
-    if (c && !c->err && (!strncmp(r->str, "READONLY ", 9) || !strncmp(r->str, "UNBLOCKED ", 10) ||
-                         !strncmp(r->str, "MASTERDOWN ", 11) || !strncmp(r->str, "LOADING ", 8))) {
-      c->err = REDIS_ERR_OTHER;
-      snprintf(c->errstr, sizeof c->errstr, "%s", "the server is not the master");
-    }
+    if (!strncmp(r->str, "READONLY ", 9) || !strncmp(r->str, "UNBLOCKED ", 10) ||
+        !strncmp(r->str, "MASTERDOWN ", 11) || !strncmp(r->str, "LOADING ", 8))
+      bee__redis_retire(c, "the server is not the master");
   }
   else if (c && c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == ETIMEDOUT))
     rc = bee__error(err, BEE_ETIMEOUT, 1, "%s on %s: timed out", doing, pool->address);

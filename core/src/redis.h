@@ -73,6 +73,8 @@ int bee__redis_connect(const bee__redis_pool_t *pool, bee__rconn_t **out, bee_er
 void bee__redis_free(bee__rconn_t *c);
 /* 1 when c can no longer be used (an I/O or protocol error happened on it). */
 int bee__redis_failed(const bee__rconn_t *c);
+/* Marks c failed (why: its error text), so that it is freed instead of used again. */
+void bee__redis_retire(bee__rconn_t *c, const char *why);
 /* The socket of c (for poll), or -1. */
 int bee__redis_fd(const bee__rconn_t *c);
 
