@@ -298,7 +298,8 @@ describe("Redis behind Sentinel", function()
       end
       return n
     end
-    assert.equal(2, subscribers(old)) -- a's and b's cache subscribers
+    local before = subscribers(old) -- a's and b's cache subscribers, and any other engine's
+    assert.is_true(before >= 2)
     local sport = set.sentinels[1]:match(":(%d+)$")
     assert.equal("OK", cli(sport, "sentinel", "failover", set.master_name))
     local new
@@ -307,7 +308,7 @@ describe("Redis behind Sentinel", function()
       return new ~= old and role(new) == "master" and role(old) == "slave"
     end, 30), "no failover within 30 s")
     -- the subscribers move without any error on their connections (+switch-master)
-    assert.is_true(util.eventually(function() return subscribers(new) == 2 and subscribers(old) == 0 end, 10),
+    assert.is_true(util.eventually(function() return subscribers(new) == before and subscribers(old) == 0 end, 10),
       string.format("subscribers: %d on the new master, %d on the old", subscribers(new), subscribers(old)))
     -- b's context still holds a connection to the old master: READONLY, then the new one
     local bctx = b:context()
