@@ -12,30 +12,12 @@
 -- the spec reports. It then starts consuming again after 0.5 s (so that the rest of the
 -- run still says what happened to the data), and writes "restart <time>".
 local beeorm = require("beeorm")
-local servers = require("support.servers")
 
 local sentinels_csv, master, replicas, log_path = arg[1], arg[2], tonumber(arg[3]), arg[4]
 assert(sentinels_csv and master and replicas and log_path, "usage: ha_consumer.lua SENTINELS MASTER REPLICAS LOG")
 
-local log = assert(io.open(log_path, "a"))
-local function line(fmt, ...)
-  log:write(string.format(fmt, ...), "\n")
-  log:flush()
-end
-
-local stat = assert(io.open("/proc/self/stat"))
-local pid = stat:read("n")
-stat:close()
-
-local sentinels = {}
-for addr in sentinels_csv:gmatch("[^,]+") do sentinels[#sentinels + 1] = addr end
-
 local def = require("support.ha_defs")
-local registry = beeorm.registry()
-assert(registry:register_mysql(servers.mysql))
-assert(registry:register_redis_sentinel(master, 0, sentinels, def.redis_options(replicas)))
-assert(registry:register_entity(def.entity()))
-local engine = assert(registry:validate())
+local engine, line, pid = def.child(sentinels_csv, master, replicas, log_path)
 
 local now = beeorm.monotonic
 line("start %.3f %d", now(), pid)
@@ -58,5 +40,4 @@ while true do
   os.execute("sleep 0.5")
   line("restart %.3f", now())
 end
-log:close()
 engine:close()

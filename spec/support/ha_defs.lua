@@ -39,4 +39,26 @@ function M.redis_options(replicas)
   return o
 end
 
+-- What both children do first: a log opened for appending (line(fmt, ...) writes and
+-- flushes one line), their pid, and an engine whose Redis is behind the set's sentinels.
+function M.child(sentinels_csv, master, replicas, log_path)
+  local beeorm = require("beeorm")
+  local servers = require("support.servers")
+  local log = assert(io.open(log_path, "a"))
+  local function line(fmt, ...)
+    log:write(string.format(fmt, ...), "\n")
+    log:flush()
+  end
+  local stat = assert(io.open("/proc/self/stat"))
+  local pid = stat:read("n")
+  stat:close()
+  local sentinels = {}
+  for addr in sentinels_csv:gmatch("[^,]+") do sentinels[#sentinels + 1] = addr end
+  local registry = beeorm.registry()
+  assert(registry:register_mysql(servers.mysql))
+  assert(registry:register_redis_sentinel(master, 0, sentinels, M.redis_options(replicas)))
+  assert(registry:register_entity(M.entity()))
+  return assert(registry:validate()), line, pid
+end
+
 return M

@@ -20,7 +20,6 @@
 --   ack <the flush's start (before its new_entity calls)> <time> <flush#> <attempts> <tag:id,...>
 --   done <time> <flushes>
 local beeorm = require("beeorm")
-local servers = require("support.servers")
 
 local sentinels_csv, master, replicas, log_path, stop_path, prefix = arg[1], arg[2], tonumber(arg[3]), arg[4],
   arg[5], arg[6]
@@ -28,25 +27,8 @@ local rate, seed = tonumber(arg[7] or "0") or 0, tonumber(arg[8] or "1") or 1
 assert(sentinels_csv and master and replicas and log_path and stop_path and prefix,
   "usage: ha_producer.lua SENTINELS MASTER REPLICAS LOG STOP PREFIX RATE SEED")
 
-local log = assert(io.open(log_path, "a"))
-local function line(fmt, ...)
-  log:write(string.format(fmt, ...), "\n")
-  log:flush()
-end
-
-local stat = assert(io.open("/proc/self/stat"))
-local pid = stat:read("n")
-stat:close()
-
-local sentinels = {}
-for addr in sentinels_csv:gmatch("[^,]+") do sentinels[#sentinels + 1] = addr end
-
 local def = require("support.ha_defs")
-local registry = beeorm.registry()
-assert(registry:register_mysql(servers.mysql))
-assert(registry:register_redis_sentinel(master, 0, sentinels, def.redis_options(replicas)))
-assert(registry:register_entity(def.entity()))
-local engine = assert(registry:validate())
+local engine, line, pid = def.child(sentinels_csv, master, replicas, log_path)
 
 local now = beeorm.monotonic
 local function sleep(s)
@@ -110,5 +92,4 @@ while not stopping() do
   end
 end
 line("done %.3f %d", now(), flushes)
-log:close()
 engine:close()
