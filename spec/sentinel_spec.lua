@@ -286,6 +286,10 @@ describe("Redis behind Sentinel", function()
     local opts = { timeout_ms = 2000, connect_timeout_ms = 500 }
     local a = assert(engine_for(set, opts))
     local b = assert(engine_for(set, opts))
+    local plain = assert(engine_for(set, opts, {})) -- no local cache: no subscriber, only the watcher
+    local function master_of(engine)
+      for _, p in ipairs(engine:pools()) do if p.kind == "redis" then return p.master end end
+    end
     local ctx = a:context()
     local row = ctx:new_entity(T, { name = "manual", n = 0 })
     assert(ctx:flush())
@@ -310,6 +314,10 @@ describe("Redis behind Sentinel", function()
     -- the subscribers move without any error on their connections (+switch-master)
     assert.is_true(util.eventually(function() return subscribers(new) == before and subscribers(old) == 0 end, 10),
       string.format("subscribers: %d on the new master, %d on the old", subscribers(new), subscribers(old)))
+    -- an engine that does nothing learns the new master from +switch-master
+    assert.is_true(util.eventually(function() return master_of(plain) == "127.0.0.1:" .. new end, 10),
+      "an idle engine still names " .. tostring(master_of(plain)))
+    plain:close()
     -- b's context still holds a connection to the old master: READONLY, then the new one
     local bctx = b:context()
     until_ok(function()

@@ -36,6 +36,7 @@ struct bee_engine_s {
   bee__idle_t *idle_redis;   /* per Redis pool */
   struct bee__entity_rt_s *rt; /* per entity: caches, keys, id ranges (orm.h) */
   struct bee__subscriber_s *subscriber; /* local cache invalidation (NULL: none) */
+  struct bee__redis_watcher_s *watcher; /* follows Sentinel's +switch-master (NULL: no Sentinel pool) */
   int inval_redis;           /* Redis pool carrying invalidations, or -1 */
   atomic_int consume_stop;   /* bee_engine_consume_stop was called (reset when a consumer starts) */
 };

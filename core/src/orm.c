@@ -190,28 +190,14 @@ static void *subscriber_main(void *arg) {
       atomic_store(&s->healthy, 1);
       backoff = 50;
     }
-    /* Behind Sentinel: +switch-master announcements, and a look once a second at where
-       the master is now (other connections may have learned it first). A subscriber
-       left on a former master would miss every invalidation. */
-    bee__rconn_t *watch = NULL;
+    /* Behind Sentinel, a look once a second at where the master is now (the engine's
+       watcher follows +switch-master; other connections may learn it first). A
+       subscriber left on a former master would miss every invalidation. */
     int sentinel = pool->settings.master_name[0] != '\0';
     while (ok && !atomic_load(&s->stop)) {
-      if (sentinel && !watch) bee__redis_sentinel_watch(pool, &watch, &err);
-      struct pollfd p[3] = {{bee__redis_fd(c), POLLIN, 0}, {s->wake[0], POLLIN, 0}, {bee__redis_fd(watch), POLLIN, 0}};
-      int n = poll(p, watch ? 3 : 2, sentinel ? 1000 : -1);
-      if (n < 0 && errno != EINTR) break;
+      struct pollfd p[2] = {{bee__redis_fd(c), POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+      if (poll(p, 2, sentinel ? 1000 : -1) < 0 && errno != EINTR) break;
       if (p[1].revents) break;
-      if (watch && p[2].revents) {
-        bee__reply_t *m = NULL;
-        if (bee__redis_read_input(watch) != 0) {
-          bee__redis_free(watch);
-          watch = NULL;
-        }
-        while (watch && bee__redis_buffered_reply(watch, &m) == 0 && m) {
-          bee__redis_sentinel_message(pool, m);
-          bee__reply_free(m);
-        }
-      }
       if (sentinel && !bee__redis_current(pool, c)) break; /* the master moved: resubscribe there */
       if (!p[0].revents) continue;
       atomic_store(&s->busy, 1);
@@ -243,7 +229,6 @@ static void *subscriber_main(void *arg) {
       }
       if (bee__redis_failed(c) || bee__redis_failed(ack)) break;
     }
-    bee__redis_free(watch);
     atomic_store(&s->healthy, 0);
     atomic_store(&s->fd, -1);
     clear_local_caches(engine);

@@ -1,12 +1,16 @@
 /* redis.c: the Redis access layer (redis.h): connections, commands, replies, failures. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <hiredis.h>
 
@@ -322,9 +326,26 @@ int bee__redis_connect(const bee__redis_pool_t *pool, bee__rconn_t **out, bee_er
   return 0;
 }
 
-int bee__redis_sentinel_watch(const bee__redis_pool_t *pool, bee__rconn_t **out, bee_error_t *err) {
+void bee__redis_free(bee__rconn_t *c) {
+  if (c) redisFree(c);
+}
+
+int bee__redis_failed(const bee__rconn_t *c) { return !c || c->err != 0; }
+
+int bee__redis_fd(const bee__rconn_t *c) { return c ? c->fd : -1; }
+
+void bee__redis_retire(bee__rconn_t *c, const char *why) {
+  if (!c || c->err) return;
+  c->err = REDIS_ERR_OTHER;
+  snprintf(c->errstr, sizeof c->errstr, "%s", why);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Following Sentinel's announcements                                       */
+
+/* A connection to one of the pool's sentinels, subscribed to +switch-master; NULL when none answers. */
+static redisContext *sentinel_watch(const bee__redis_pool_t *pool) {
   const bee_redis_settings_t *s = &pool->settings;
-  if (!s->master_name[0] || !pool->topo) return -1;
   bee__redis_topo_t *t = pool->topo;
   pthread_mutex_lock(&t->lock);
   size_t n = t->count;
@@ -340,42 +361,106 @@ int bee__redis_sentinel_watch(const bee__redis_pool_t *pool, bee__rconn_t **out,
     redisReply *r = redisCommand(c, "SUBSCRIBE +switch-master");
     int ok = r && r->type == REDIS_REPLY_ARRAY;
     if (r) freeReplyObject(r);
-    if (ok) {
-      *out = c;
-      return 0;
-    }
+    if (ok) return c;
     redisFree(c);
   }
-  int rc = bee__error(err, BEE_EREDIS, 1, "no sentinel of master '%s' could be watched", s->master_name);
-  bee__error_pool(err, pool->name);
-  return rc;
+  return NULL;
 }
 
-/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
-int bee__redis_sentinel_message(const bee__redis_pool_t *pool, const bee__reply_t *msg) {
-  if (!pool->topo || !msg || msg->type != BEE__REPLY_ARRAY || msg->elements != 3 ||
-      msg->element[2]->type != BEE__REPLY_STRING)
-    return 0;
+/* "+switch-master <name> <old ip> <old port> <new ip> <new port>": the pool's master moved. */
+static void switch_master(const bee__redis_pool_t *pool, const redisReply *msg) {
+  if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 || msg->element[2]->type != REDIS_REPLY_STRING) return;
   char name[BEE_NAME_MAX], old_host[BEE_DSN_FIELD_MAX], new_host[BEE_DSN_FIELD_MAX];
   unsigned int old_port, new_port;
   if (sscanf(msg->element[2]->str, "%71s %255s %u %255s %u", name, old_host, &old_port, new_host, &new_port) != 5)
-    return 0;
-  if (strcmp(name, pool->settings.master_name) != 0 || !new_port || new_port > 65535) return 0;
-  return set_master(pool->topo, new_host, new_port);
+    return;
+  if (strcmp(name, pool->settings.master_name) != 0 || !new_port || new_port > 65535) return;
+  set_master(pool->topo, new_host, new_port);
 }
 
-void bee__redis_free(bee__rconn_t *c) {
-  if (c) redisFree(c);
+struct bee__redis_watcher_s {
+  const bee__redis_pool_t *pools;
+  size_t count;
+  redisContext **conns; /* per pool; NULL: not behind Sentinel, or not connected now */
+  int wake[2];
+  atomic_int stop;
+  pthread_t thread;
+};
+
+static void *watcher_main(void *arg) {
+  bee__redis_watcher_t *w = arg;
+  struct pollfd *p = bee__calloc(w->count + 1, sizeof *p);
+  int64_t retry_at = 0;
+  while (p && !atomic_load(&w->stop)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (now >= retry_at) { /* (re)connect the watches that are down, at most once a second */
+      for (size_t i = 0; i < w->count && !atomic_load(&w->stop); i++)
+        if (w->pools[i].topo && !w->conns[i]) w->conns[i] = sentinel_watch(&w->pools[i]);
+      retry_at = now + 1000;
+    }
+    for (size_t i = 0; i < w->count; i++) p[i] = (struct pollfd){w->conns[i] ? w->conns[i]->fd : -1, POLLIN, 0};
+    p[w->count] = (struct pollfd){w->wake[0], POLLIN, 0};
+    if (poll(p, (nfds_t)w->count + 1, 1000) < 0 && errno != EINTR) break;
+    if (p[w->count].revents) break;
+    for (size_t i = 0; i < w->count; i++) {
+      if (!w->conns[i] || !p[i].revents) continue;
+      void *msg = NULL;
+      int ok = redisBufferRead(w->conns[i]) == REDIS_OK;
+      while (ok && redisGetReplyFromReader(w->conns[i], &msg) == REDIS_OK && msg) {
+        switch_master(&w->pools[i], msg);
+        freeReplyObject(msg);
+        msg = NULL;
+      }
+      if (!ok) {
+        redisFree(w->conns[i]);
+        w->conns[i] = NULL;
+      }
+    }
+  }
+  bee__free(p);
+  return NULL;
 }
 
-int bee__redis_failed(const bee__rconn_t *c) { return !c || c->err != 0; }
+bee__redis_watcher_t *bee__redis_watcher_start(const bee__redis_pool_t *pools, size_t count) {
+  size_t any = 0;
+  for (size_t i = 0; i < count; i++) any += pools[i].topo != NULL;
+  if (!any) return NULL;
+  bee__redis_watcher_t *w = bee__calloc(1, sizeof *w);
+  if (!w) return NULL;
+  w->pools = pools;
+  w->count = count;
+  w->conns = bee__calloc(count, sizeof *w->conns);
+  if (!w->conns || pipe(w->wake) != 0) {
+    bee__free(w->conns);
+    bee__free(w);
+    return NULL;
+  }
+  fcntl(w->wake[0], F_SETFD, FD_CLOEXEC);
+  fcntl(w->wake[1], F_SETFD, FD_CLOEXEC);
+  if (pthread_create(&w->thread, NULL, watcher_main, w) != 0) {
+    close(w->wake[0]);
+    close(w->wake[1]);
+    bee__free(w->conns);
+    bee__free(w);
+    return NULL;
+  }
+  return w;
+}
 
-int bee__redis_fd(const bee__rconn_t *c) { return c ? c->fd : -1; }
-
-void bee__redis_retire(bee__rconn_t *c, const char *why) {
-  if (!c || c->err) return;
-  c->err = REDIS_ERR_OTHER;
-  snprintf(c->errstr, sizeof c->errstr, "%s", why);
+void bee__redis_watcher_stop(bee__redis_watcher_t *w) {
+  if (!w) return;
+  atomic_store(&w->stop, 1);
+  ssize_t n = write(w->wake[1], "x", 1);
+  (void)n;
+  pthread_join(w->thread, NULL);
+  for (size_t i = 0; i < w->count; i++)
+    if (w->conns[i]) redisFree(w->conns[i]);
+  close(w->wake[0]);
+  close(w->wake[1]);
+  bee__free(w->conns);
+  bee__free(w);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -53,13 +53,15 @@ int bee__redis_current(const bee__redis_pool_t *pool, const bee__rconn_t *c);
 void bee__redis_master(const bee__redis_pool_t *pool, char *buf, size_t size);
 
 /*
- * Sentinel's announcements: a connection to one of the pool's sentinels subscribed to
- * +switch-master (0, or an error; -1 for a pool not behind Sentinel), and the handling
- * of one message read on it (the pool's master is updated when it names the pool's).
- * Returns 1 when the message moved the master.
+ * Sentinel's announcements: one thread per engine follows +switch-master on a sentinel
+ * of each Sentinel pool and records the new master at once, so that connections to the
+ * old one are dropped before they are used again, even in a process that sees no error
+ * (the old master may live on as a replica). NULL when no pool is behind Sentinel (or
+ * the thread could not start: errors still make connections ask the sentinels).
  */
-int bee__redis_sentinel_watch(const bee__redis_pool_t *pool, bee__rconn_t **out, bee_error_t *err);
-int bee__redis_sentinel_message(const bee__redis_pool_t *pool, const bee__reply_t *msg);
+typedef struct bee__redis_watcher_s bee__redis_watcher_t;
+bee__redis_watcher_t *bee__redis_watcher_start(const bee__redis_pool_t *pools, size_t count);
+void bee__redis_watcher_stop(bee__redis_watcher_t *w);
 
 /*
  * Opens a new connection to pool: connect (connect_timeout_ms), reply timeout

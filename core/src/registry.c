@@ -263,6 +263,7 @@ static int check_entities(const bee_registry_t *reg, bee__entity_t *entities, be
 void bee_engine_free(bee_engine_t *engine) {
   if (!engine) return;
   bee__engine_orm_free(engine);
+  bee__redis_watcher_stop(engine->watcher);
   if (engine->idle_mysql) {
     for (size_t i = 0; i < engine->mysql_count; i++)
       for (size_t j = 0; j < engine->idle_mysql[i].count; j++) mysql_close(engine->idle_mysql[i].conns[j]);
@@ -388,6 +389,7 @@ int bee_registry_validate(bee_registry_t *reg, bee_engine_t **out, bee_error_t *
     p->kind = BEE_POOL_REDIS;
     bee__engine_redis_release(e, &e->redis[i], c, 0);
   }
+  e->watcher = bee__redis_watcher_start(e->redis, e->redis_count);
   int rc = bee__engine_orm_init(e, err);
   if (rc) {
     bee_engine_free(e);
