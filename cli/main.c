@@ -23,7 +23,7 @@ static void usage(FILE *out) {
           "usage: %s <command> [arguments]\n"
           "\n"
           "commands:\n"
-          "  run SCRIPT [ARGS...]        run a Lua 5.4 script with beeorm preloaded\n"
+          "  run [--] SCRIPT [ARGS...]   run a Lua 5.4 script with beeorm preloaded\n"
           "  consume --config FILE [--workers N] [--resolver FILE] [--once]\n"
           "                              apply the queued flush_async events to MySQL\n"
           "  stats --config FILE [--json]\n"
@@ -39,6 +39,18 @@ static void usage(FILE *out) {
           "invalid, server unreachable, consuming failed); 2 bad usage\n",
           progname, progname);
 }
+
+static const char run_usage[] =
+    "usage: %s run [--] SCRIPT [ARGS...]\n"
+    "\n"
+    "Runs a Lua 5.4 script with beeorm preloaded: require \"beeorm\" needs no files.\n"
+    "arg[0] is SCRIPT and arg[1..n] the ARGS, which are also the chunk's varargs, as\n"
+    "with lua. SCRIPT '-' reads the script from standard input. Everything after SCRIPT\n"
+    "goes to the script untouched (beeorm run x.lua --help passes --help to x.lua); put\n"
+    "-- before a SCRIPT whose name starts with '-'.\n"
+    "\n"
+    "exit codes: 0 the script ran to its end; 1 it raised an error (printed with a\n"
+    "traceback on stderr) or could not be read; 2 bad usage\n";
 
 /* Subcommands implemented in Lua by the embedded module beeorm.cli. */
 static int is_cli_command(const char *cmd) {
@@ -142,8 +154,10 @@ int main(int argc, char **argv) {
       help_argv[1] = help_flag;
       cli_argc = 2;
       cli_argv = help_argv;
-    } else if (argc >= 3 && strcmp(argv[2], "run") != 0 && strcmp(argv[2], "version") != 0 &&
-               strcmp(argv[2], "help") != 0) {
+    } else if (argc >= 3 && !strcmp(argv[2], "run")) { /* help run */
+      printf(run_usage, progname);
+      return 0;
+    } else if (argc >= 3 && strcmp(argv[2], "version") != 0 && strcmp(argv[2], "help") != 0) {
       fprintf(stderr, "%s: unknown command '%s' (try '%s help')\n", progname, argv[2], progname);
       return 2;
     } else {
@@ -169,13 +183,25 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: unknown command '%s' (try '%s help')\n", progname, cmd, progname);
     return 2;
   }
-  if (argc < 3) {
-    fprintf(stderr, "%s run: missing SCRIPT (usage: %s run SCRIPT [ARGS...])\n", progname, progname);
+  int at = 2; /* the script's position */
+  if (argc > at && (!strcmp(argv[at], "--help") || !strcmp(argv[at], "-h"))) {
+    printf(run_usage, progname);
+    return 0;
+  }
+  if (argc > at && !strcmp(argv[at], "--")) {
+    at++;
+  } else if (argc > at && argv[at][0] == '-' && argv[at][1] != '\0') {
+    fprintf(stderr, "%s run: unknown option '%s' (a SCRIPT whose name starts with '-' goes after --; try '%s run "
+            "--help')\n", progname, argv[at], progname);
+    return 2;
+  }
+  if (argc <= at) {
+    fprintf(stderr, "%s run: missing SCRIPT (usage: %s run [--] SCRIPT [ARGS...])\n", progname, progname);
     return 2;
   }
   lua_State *L = new_state();
   if (!L) return 1;
-  int rc = run_script(L, argv[2], argc - 3, argv + 3);
+  int rc = run_script(L, argv[at], argc - at - 1, argv + at + 1);
   lua_close(L);
   return rc;
 }

@@ -150,7 +150,7 @@ describe("the beeorm host's operator commands", function()
       local code, out, err = host("help")
       assert.equal(0, code)
       assert.equal("", err)
-      for _, cmd in ipairs({ "run SCRIPT", "consume --config FILE", "stats --config FILE", "errors list|retry|skip",
+      for _, cmd in ipairs({ "run [--] SCRIPT", "consume --config FILE", "stats --config FILE", "errors list|retry|skip",
         "version", "help" }) do
         assert.matches("\n  " .. cmd, out, 1, true)
       end
