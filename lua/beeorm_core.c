@@ -734,7 +734,7 @@ static int check_id(lua_State *L, int idx) {
 
 /*
  * engine:check_values(entity, values) -> canonical values | nil, err
- * Validates a whole entity table as a flush will (DESIGN G7): unknown fields raise;
+ * Validates a whole entity table as a flush will (docs/guarantees.md G7): unknown fields raise;
  * every field is checked, also the absent ones (required fields must be present).
  */
 static int engine_check_values(lua_State *L) {
@@ -1113,7 +1113,7 @@ static void check_keys(lua_State *L, const bee_entity_t *e, int idx) {
 }
 
 /*
- * Tracking (DESIGN G8): a context tracks at most one table per row. Each tracked row
+ * Tracking (docs/guarantees.md G8): a context tracks at most one table per row. Each tracked row
  * has an entry, a Lua table with the slots below; user value 2 of the context lists the
  * entries in the order their rows were first tracked (the order the flush feeds them),
  * user value 3 finds them by row: map[entity (light userdata)][id] = entry, the id in
@@ -1349,7 +1349,7 @@ static int context_clear_flush(lua_State *L) {
 }
 
 /*
- * ctx:increment(entity, id, field, delta): tracks `field = field + delta` (DESIGN G8),
+ * ctx:increment(entity, id, field, delta): tracks `field = field + delta` (docs/guarantees.md G8),
  * written by the next flush or flush_async after the tracked rows' changes. Raises for
  * an unknown entity or field, a field that is neither int nor decimal, or a delta of
  * the wrong type (an integer for int fields; an integer or a decimal string for decimal
@@ -1643,7 +1643,7 @@ static void commit_fed(lua_State *L, int order, int fed) {
 }
 
 /*
- * ctx:flush() -> true | nil, err (DESIGN G6, G7); ctx:flush_async() the same through the
+ * ctx:flush() -> true | nil, err (docs/guarantees.md G6, G7); ctx:flush_async() the same through the
  * queue (G1). Nothing written (a validation error, or the core kept its changes
  * pending): the tracking is left as it was. Written: the tracked tables stay tracked
  * with what was written as their baseline (G8), also when a cache update failed after
@@ -2343,7 +2343,7 @@ static int engine_cache_stats(lua_State *L) {
 /*
  * engine:clear_cache(entity [, { ids }]) -> true | nil, err
  * Drops what the caches hold of those rows (without ids: of the whole entity), in Redis
- * and in every process's local cache (DESIGN G8), after plain SQL changed them.
+ * and in every process's local cache (docs/guarantees.md G8), after plain SQL changed them.
  */
 static int engine_clear_cache(lua_State *L) {
   bee_engine_t *engine = check_engine(L);

@@ -1,4 +1,4 @@
--- flush_async and the consumer (DESIGN §2, G1-G3, G7, §4): the caches change at once,
+-- flush_async and the consumer (README, Lua API, G1-G3, G7, §4): the caches change at once,
 -- the SQL waits in the shard queues until a consumer applies it, exactly once and in
 -- order; a validation failure or a Redis failure queues nothing and changes no cache.
 local beeorm = require("beeorm")

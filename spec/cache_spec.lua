@@ -1,4 +1,4 @@
--- Cache invalidation (DESIGN G6, G8): every loader through one engine's local cache and
+-- Cache invalidation (docs/guarantees.md G6, G8): every loader through one engine's local cache and
 -- the shared Redis cache tells what MySQL holds after writes made elsewhere.
 local servers = require("support.servers")
 local util = require("support.orm_util")

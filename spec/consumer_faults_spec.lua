@@ -1,4 +1,4 @@
--- Failing events (DESIGN G4, G5): a permanent MySQL error parks only the failing entry
+-- Failing events (docs/guarantees.md G4, G5): a permanent MySQL error parks only the failing entry
 -- in its queue's error list, with its metadata, while everything else applies, and the
 -- entity's caches converge on MySQL; resolvers and q:retry / q:skip decide what
 -- happens to it. Temporary errors (a lock wait timeout, MariaDB restarting) are

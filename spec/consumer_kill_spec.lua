@@ -1,4 +1,4 @@
--- The kill test (DESIGN G2, G3, §4): consumers killed with SIGKILL at random moments,
+-- The kill test (docs/guarantees.md G2, G3, §4): consumers killed with SIGKILL at random moments,
 -- and two consumers started at once, still apply every queued event exactly once and
 -- in order per row. The producer is this spec; the consumers are child processes
 -- (spec/support/async_consumer.lua in the `beeorm` host) that register no entity: the

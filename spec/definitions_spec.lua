@@ -129,7 +129,7 @@ local cases = {
 }
 
 describe("entity definitions", function()
-  it("accept every field type and option of DESIGN §2", function()
+  it("accept every field type and option of README, Lua API", function()
     local r = registry()
     assert.is_true(r:register_entity {
       name = "category", local_cache = 10000, redis_cache = true, cache_all = true,

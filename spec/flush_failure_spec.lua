@@ -1,4 +1,4 @@
--- A sync flush that fails in MySQL (DESIGN G6): nothing written in any pool, no cache
+-- A sync flush that fails in MySQL (docs/guarantees.md G6): nothing written in any pool, no cache
 -- changed, and the changes stay tracked for a retry.
 local beeorm = require("beeorm")
 local servers = require("support.servers")

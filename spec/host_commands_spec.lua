@@ -1,4 +1,4 @@
--- The operator subcommands of the beeorm host (DESIGN §5): `beeorm consume`, `beeorm
+-- The operator subcommands of the beeorm host (README, C API): `beeorm consume`, `beeorm
 -- stats` and `beeorm errors list|retry|skip`, run as child processes against the test
 -- servers with a YAML config file, and checked by their output, their exit codes and
 -- what MySQL and the queues hold afterwards. The events are queued by this process

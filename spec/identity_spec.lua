@@ -1,5 +1,5 @@
 -- One context tracks one table per row, and tracked tables stay tracked after a flush
--- (DESIGN G8, README "Contexts, flush and loaders"): edit_entity of a tracked row
+-- (docs/guarantees.md G8, README "Contexts, flush and loaders"): edit_entity of a tracked row
 -- returns the tracked table, a flush moves the baselines to what it wrote, deletes
 -- replace tracked changes, clear_flush forgets everything.
 local beeorm = require("beeorm")

@@ -1,4 +1,4 @@
--- The ORM layer through the Lua API (DESIGN §2, G6, G7): tracked changes, sync flush,
+-- The ORM layer through the Lua API (README, Lua API, G6, G7): tracked changes, sync flush,
 -- every loader, canonical values, copies, argument errors and validation — run once
 -- per cache configuration of the same entity shape.
 local beeorm = require("beeorm")

@@ -1,4 +1,4 @@
--- Several OS processes on the same servers (DESIGN G8, G9): a row cached in another
+-- Several OS processes on the same servers (docs/guarantees.md G8, G9): a row cached in another
 -- process's local cache follows this process's flushes, and concurrent processes never
 -- share an id, also after Redis lost the id counter.
 local servers = require("support.servers")

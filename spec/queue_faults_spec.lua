@@ -1,4 +1,4 @@
--- The queue under faults and operators (issue 12; DESIGN G1-G5, G11, G13, §4): a
+-- The queue under faults and operators (issue 12; docs/guarantees.md G1-G5, G11, G13, §4): a
 -- flush_async whose outcome is unknown never duplicates, a consumer waits out a
 -- read-only MySQL, `skip` drops one event only, a resolver that raises never stops
 -- consumption, stale retries refuse unless forced, and malformed stream entries are

@@ -154,7 +154,7 @@ describe("registry", function()
       local engine, err = r:validate()
       assert.is_nil(engine)
       assert.equal(1045, err.code)
-      assert.is_true(err.temporary) -- DESIGN G4 lists 1045 among temporary errors
+      assert.is_true(err.temporary) -- docs/guarantees.md G4 lists 1045 among temporary errors
       assert.equal("default", err.pool)
       assert.matches("Access denied", err.message)
       assert_no_secret(err, "Zq9wrongpass")

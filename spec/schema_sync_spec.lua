@@ -1,7 +1,7 @@
 local beeorm = require("beeorm")
 local servers = require("support.servers")
 
--- Every field type and option of DESIGN §2 on one entity.
+-- Every field type and option of README, Lua API on one entity.
 local function all_types(name)
   return {
     name = name,

@@ -1,4 +1,4 @@
--- Redis behind Sentinel (issue 13; DESIGN G1, G8, G9, G11): registering a pool through
+-- Redis behind Sentinel (issue 13; docs/guarantees.md G1, G8, G9, G11): registering a pool through
 -- the sentinels (Lua and YAML), the errors a bad setup gives (naming the pool, never a
 -- password), flush, flush_async, loaders and local caches through a failover,
 -- flush_async durable on replicas (WAIT), and ids that stay unique across failovers.

@@ -1,4 +1,4 @@
--- Caches that tell the truth under concurrency (issue 11, DESIGN G8): column-exact cache
+-- Caches that tell the truth under concurrency (issue 11, docs/guarantees.md G8): column-exact cache
 -- writes, one tracked table per row (identity map), atomic increments, unique lookups
 -- that obey the column's collation, two definitions of one table, clear_cache, and a
 -- Redis that runs out of memory. Most of these are written against the contract before

@@ -1,7 +1,7 @@
 local beeorm = require("beeorm")
 local servers = require("support.servers")
 
--- Value validation through the Lua API (DESIGN G7): engine:check_values(entity, values)
+-- Value validation through the Lua API (docs/guarantees.md G7): engine:check_values(entity, values)
 -- returns the canonical values, or nil, err naming the entity and the field.
 
 local ITEM = {

@@ -83,7 +83,7 @@ const char *bee_strerror(int code);
  * Detail of a failed operation. Plain data: copy it freely, nothing to free.
  * `server_code` is the MySQL errno (server or client side, e.g. 1045 or 2003) when
  * code == BEE_EMYSQL, and 0 otherwise. `temporary` is 1 when the same operation may
- * succeed later unchanged (server down, timeout, deadlock), following DESIGN G4/G5.
+ * succeed later unchanged (server down, timeout, deadlock), following docs/guarantees.md G4/G5.
  */
 typedef struct bee_error_s {
   int code;
@@ -104,7 +104,7 @@ void bee_error_clear(bee_error_t *err);
 size_t bee_error_format(const bee_error_t *err, char *buf, size_t size);
 
 /*
- * The default classification of a MySQL errno (DESIGN G4): 1 when temporary
+ * The default classification of a MySQL errno (docs/guarantees.md G4): 1 when temporary
  * (lost connection, too many connections, access denied, lock wait timeout,
  * deadlock, disk full, 2002/2003/2006/2013 ...), 0 otherwise.
  */
@@ -343,7 +343,7 @@ int bee_engine_pool_info(const bee_engine_t *engine, size_t index, bee_pool_info
 /*
  * A value handed to or returned by the core. Strings are not owned by the value:
  * whoever built it keeps the bytes alive for as long as the value is used.
- * Conventions by field type (DESIGN §2):
+ * Conventions by field type (README, Lua API):
  *   int, ref        BEE_VALUE_INT; an unsigned 64-bit value above INT64_MAX is a
  *                   BEE_VALUE_STRING of decimal digits. A BEE_VALUE_FLOAT with an
  *                   integral value is accepted on input.
@@ -474,7 +474,7 @@ int bee_entity_field_index(const bee_entity_t *entity, const char *name);
 int bee_entity_field_info(const bee_entity_t *entity, size_t field, bee_field_info_t *out);
 
 /*
- * Validates a value for a field (DESIGN G7) and gives its canonical form; see the
+ * Validates a value for a field (docs/guarantees.md G7) and gives its canonical form; see the
  * value conventions above bee_value_t. buf must hold in->len + 80 bytes; out->str may
  * point into buf or into in->str. Returns 0 or BEE_EVALIDATION.
  */
@@ -520,7 +520,7 @@ int bee_engine_sync_schema(bee_engine_t *engine, int unsafe, size_t *applied, be
 /*
  * Runs one statement on MySQL pool `pool` (NULL: "default"). Each `?` outside quotes,
  * backticks and comments is replaced by args[i] rendered as a literal and escaped by
- * the client library (DESIGN G10): NIL as NULL, INT and FLOAT as numbers, BOOL as
+ * the client library (docs/guarantees.md G10): NIL as NULL, INT and FLOAT as numbers, BOOL as
  * 1/0, STRING quoted (X'..' hex when it is not valid UTF-8). *affected (may be NULL)
  * receives the affected row count. Returns 0, BEE_EMYSQL, BEE_EINVAL (unknown pool,
  * placeholder count differs from nargs, non-finite float), BEE_ENOMEM.
@@ -556,14 +556,14 @@ int bee_engine_context(bee_engine_t *engine, bee_context_t **out, bee_error_t *e
 void bee_context_free(bee_context_t *ctx);
 
 /*
- * A new id for entity (DESIGN G9): unique across processes, never reused, also after
+ * A new id for entity (docs/guarantees.md G9): unique across processes, never reused, also after
  * Redis loses its data. Ids come from ranges reserved in MySQL (table _beeorm_ids)
  * and handed out through a Redis counter, so most calls do no I/O at all.
  */
 int bee_context_new_id(bee_context_t *ctx, const bee_entity_t *entity, uint64_t *id, bee_error_t *err);
 
 /*
- * Tracking changes for the next flush. Values are validated now (DESIGN G7) and copied;
+ * Tracking changes for the next flush. Values are validated now (docs/guarantees.md G7) and copied;
  * on BEE_EVALIDATION nothing was tracked. insert takes every field; update writes only
  * the fields flagged in changed (one flag per field) and keeps the rest as MySQL has
  * them; delete needs only the id.
@@ -574,7 +574,7 @@ int bee_context_update(bee_context_t *ctx, const bee_entity_t *entity, uint64_t 
                        const unsigned char *changed, bee_error_t *err);
 int bee_context_delete(bee_context_t *ctx, const bee_entity_t *entity, uint64_t id, bee_error_t *err);
 /*
- * Tracks an atomic increment of an int or decimal field (DESIGN G8): `f = f + delta` in
+ * Tracks an atomic increment of an int or decimal field (docs/guarantees.md G8): `f = f + delta` in
  * MySQL by the next flush or flush_async, in order with the other tracked changes; the
  * row is not read first, so increments from many contexts and processes sum exactly, in
  * MySQL and in the caches. delta: an integer for int fields (of any sign: MySQL judges
@@ -600,7 +600,7 @@ void bee_context_clear_flush(bee_context_t *ctx);
 void bee_context_drop_changes(bee_context_t *ctx);
 
 /*
- * Writes the tracked changes (DESIGN G6): one transaction per MySQL pool, consecutive
+ * Writes the tracked changes (docs/guarantees.md G6): one transaction per MySQL pool, consecutive
  * inserts into a table as one multi-row INSERT, updates of the changed columns only
  * (changes that make a single statement in a single pool, such as new entities of one
  * entity, run as that one statement, atomic by itself, without BEGIN and COMMIT).
@@ -614,7 +614,7 @@ void bee_context_drop_changes(bee_context_t *ctx);
 int bee_context_flush(bee_context_t *ctx, bee_error_t *err);
 
 /*
- * Writes the tracked changes asynchronously (DESIGN G1): values were validated when
+ * Writes the tracked changes asynchronously (docs/guarantees.md G1): values were validated when
  * tracked (G7); the caches and the queued events (one stream entry per MySQL pool and
  * shard; 8 shards per pool, runs of 64 ids share one) go to Redis in one MULTI/EXEC on
  * the queue's Redis pool (the
@@ -623,7 +623,7 @@ int bee_context_flush(bee_context_t *ctx, bee_error_t *err);
  * pools and local caches are updated afterwards; if that fails the events are queued
  * and BEE_EREDIS says so. A consumer applies the events to MySQL.
  * When the outcome is unknown (no reply in the pool's timeout_ms, or the connection was
- * lost after the MULTI was sent: DESIGN G11) it returns BEE_ETIMEOUT, temporary, and the
+ * lost after the MULTI was sent: docs/guarantees.md G11) it returns BEE_ETIMEOUT, temporary, and the
  * changes stay tracked; flushing the same changes again from this context (until
  * bee_context_clear_flush) sends them with the same token, and the consumer applies a
  * token once: queued twice, applied once.
@@ -642,7 +642,7 @@ typedef struct bee_row_s {
  * the loader, which then returns that value.
  *
  * Every loader reads through the local cache, then Redis, then MySQL, and fills the
- * caches it missed (DESIGN §2, G8). Returns 0 (also when nothing was found), fn's stop
+ * caches it missed (README, Lua API, G8). Returns 0 (also when nothing was found), fn's stop
  * value, BEE_EINVAL (an entity of another engine, an unknown index or field, a wrong
  * number of values), BEE_EVALIDATION (a lookup value the field cannot hold),
  * BEE_EMYSQL, BEE_EREDIS, BEE_ENOMEM.
@@ -674,7 +674,7 @@ int bee_context_search(bee_context_t *ctx, const bee_entity_t *entity, const cha
                        size_t nargs, size_t offset, size_t limit, bee_row_fn fn, void *ud, bee_error_t *err);
 
 /*
- * Drops what the caches hold of an entity (DESIGN G8), for rows changed behind them
+ * Drops what the caches hold of an entity (docs/guarantees.md G8), for rows changed behind them
  * (bee_engine_sql_exec): with ids (n > 0), those rows in Redis and in the local caches of
  * every process, and the unique keys and id lists they were or are now in; with ids NULL,
  * everything cached for the entity. The next reads load from MySQL. Changes queued by
@@ -692,10 +692,10 @@ typedef struct bee_cache_stats_s {
 void bee_entity_cache_stats(const bee_engine_t *engine, const bee_entity_t *entity, bee_cache_stats_t *out);
 
 /* ------------------------------------------------------------------------ */
-/* Consuming queued events (DESIGN §4)                                      */
+/* Consuming queued events (docs/guarantees.md, the queue)                                      */
 
 /*
- * A queued event that failed with a permanent MySQL error (DESIGN G5). Strings point
+ * A queued event that failed with a permanent MySQL error (docs/guarantees.md G5). Strings point
  * into memory owned by the caller of the callback and are valid during the call only.
  */
 typedef struct bee_failed_event_s {
@@ -824,7 +824,7 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
                             int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err);
 /*
  * Puts an errored entry back at the end of its queue (it applies after what is queued
- * now; DESIGN G13). Refused with BEE_ESTALE when a newer change of one of its rows was
+ * now; docs/guarantees.md G13). Refused with BEE_ESTALE when a newer change of one of its rows was
  * applied since it was parked (retrying would undo it), unless force; with BEE_EINVAL
  * when the entry is still in its stream (its parking did not finish: the consumer
  * handles it again); with BEE_EMALFORMED for a malformed record. Returns 0,

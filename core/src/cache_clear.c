@@ -1,5 +1,5 @@
 /*
- * cache_clear.c: bee_engine_clear_cache (DESIGN G8): forgetting what the caches hold of
+ * cache_clear.c: bee_engine_clear_cache (docs/guarantees.md G8): forgetting what the caches hold of
  * an entity, for rows changed behind them by plain SQL.
  *
  * With ids: the rows' keys, the unique keys and id lists of their values as cached and

@@ -1,5 +1,5 @@
 /*
- * cache_write.c: the caches after a flush (DESIGN G1, G8): the Redis rows, unique keys
+ * cache_write.c: the caches after a flush (docs/guarantees.md G1, G8): the Redis rows, unique keys
  * and id lists of the rows a flush touched, and the local caches of every process.
  *
  * A flush changes in Redis exactly the columns it changes in MySQL (rowhash.h), so
@@ -31,7 +31,7 @@
  * writer read it before the flush, used when the hash lacks the column. Exact decimal
  * arithmetic on texts: the columns are ints (any width, unsigned 64-bit too) or
  * decimal(65,30). The row keeps the last 8 tokens that added to it (field "+"): a
- * flush_async sent again after an unknown outcome (DESIGN G11) adds once.
+ * flush_async sent again after an unknown outcome (docs/guarantees.md G11) adds once.
  */
 const char *const bee__incr_script =
     "local function split(s) "

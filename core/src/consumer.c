@@ -1,5 +1,5 @@
 /*
- * consumer.c: applying queued events to MySQL (DESIGN §4, G2-G5).
+ * consumer.c: applying queued events to MySQL (docs/guarantees.md, the queue, G2-G5).
  *
  * Per queue: read the applied mark from _beeorm_applied, XRANGE the entries after it,
  * and apply a batch of them in one transaction that first locks the mark row (and
@@ -200,7 +200,7 @@ static int drain(consumer_t *c, size_t pool, size_t shard, uint64_t *last_ms, ui
     int rc = get_mysql(c, pool, &conn, err);
     if (!rc) rc = bee__c_ensure_mark_table(c, pool, conn, err);
     if (!rc) rc = bee__c_read_mark(c, pool, conn, 0, &ms, &seq, err);
-    if (rc && err) err->temporary = 1; /* any failure on the mark is tried again (DESIGN §4) */
+    if (rc && err) err->temporary = 1; /* any failure on the mark is tried again (docs/guarantees.md, the queue) */
     if (!rc) {
       *last_ms = ms;
       *last_seq = seq;

@@ -206,7 +206,7 @@ int bee__c_ensure_mark_table(consumer_t *c, size_t pool, MYSQL *conn, bee_error_
 /*
  * Inside apply's transaction: records the flush tokens of entries [a, b) in
  * _beeorm_tokens and marks `dup` the entries whose token this queue applied before (a
- * flush_async sent again after an unknown outcome: DESIGN G11), also within the range.
+ * flush_async sent again after an unknown outcome: docs/guarantees.md G11), also within the range.
  * One INSERT IGNORE; a SELECT only when some token was there already.
  */
 static int dedupe(consumer_t *c, size_t pool, MYSQL *conn, entry_t *entries, size_t a, size_t b, bee_error_t *err) {

@@ -141,7 +141,7 @@ static void park_rows(bee__rconn_t *r, size_t shard, consumer_t *c, size_t pool,
 
 /*
  * Entry e failed permanently (first) at event failed_event. Asks the resolver, event by
- * event, and does what it says (DESIGN G5, G13):
+ * event, and does what it says (docs/guarantees.md G5, G13):
  *   retry (after an edit, or after the cause was fixed): the entry is applied again;
  *   skip: that event is dropped and the entry's other events are applied together;
  *   keep (and a resolver that fails): the entry is parked in the error list.
@@ -272,7 +272,7 @@ out:
 
 /*
  * Entry e retries parked entry e->retried_of. Returns 1 when that one is stale (a newer
- * change of one of its rows was applied since it was parked, DESIGN G13): e must not
+ * change of one of its rows was applied since it was parked, docs/guarantees.md G13): e must not
  * apply; *why says which row and change, and e's own id inherits the stale mark (so a
  * retry of the record it becomes is refused too). 0: it may apply. < 0: Redis failed.
  */

@@ -56,7 +56,7 @@ const char *const bee__c_release_script =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1";
 
 /*
- * Leases (DESIGN §4): a worker applies a queue only while it holds the queue's lease,
+ * Leases (docs/guarantees.md, the queue): a worker applies a queue only while it holds the queue's lease,
  * renewed before every batch (and every second while waiting) and expiring 3 s after
  * its holder stops renewing; so
  * consumer processes split the queues and a dead one's queues move on. Correctness does

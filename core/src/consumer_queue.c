@@ -234,7 +234,7 @@ static int add_row_arg(void *ud, const char *row) {
 
 /*
  * Rows of entries [a, b), just applied, that have a parked change: that parked entry is
- * now stale (a retry would undo a newer write, DESIGN G13). Marked in "...:stale":
+ * now stale (a retry would undo a newer write, docs/guarantees.md G13). Marked in "...:stale":
  * parked stream id -> "<table>:<id> <the newer entry>".
  */
 static void mark_stale(consumer_t *c, bee__rconn_t *r, const char *parked_key, const char *stale_key,

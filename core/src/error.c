@@ -120,7 +120,7 @@ int bee_mysql_errno_is_temporary(unsigned int e) {
     case 1021: /* disk full */
     case 1037: /* out of memory */
     case 1040: /* too many connections */
-    case 1045: /* access denied (DESIGN G4: may be a credentials rollout) */
+    case 1045: /* access denied (docs/guarantees.md G4: may be a credentials rollout) */
     case 1053: /* server shutdown in progress */
     case 1205: /* lock wait timeout */
     case 1213: /* deadlock */

@@ -1,5 +1,5 @@
 /*
- * event.h: what flush_async queues (DESIGN §4), as pure encode/decode functions.
+ * event.h: what flush_async queues (docs/guarantees.md, the queue), as pure encode/decode functions.
  *
  * Queues: one Redis stream per (MySQL pool, shard), shard = bee__shard(id), on the
  * engine's queue Redis pool. All keys of one shard share the hash tag {q:<pool>:<shard>}:

@@ -1,6 +1,6 @@
 /*
  * flush.c: tracked changes, the rows a flush touches, and the synchronous flush
- * (DESIGN G6, G7, G8).
+ * (docs/guarantees.md G6, G7, G8).
  *
  * A flush runs in three steps. (1) In every MySQL pool involved: BEGIN, lock and read
  * the rows to be updated or deleted (their old values decide which cache keys to drop),

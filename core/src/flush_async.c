@@ -1,5 +1,5 @@
 /*
- * flush_async.c: writing tracked changes through the queue (DESIGN G1, G3, G8).
+ * flush_async.c: writing tracked changes through the queue (docs/guarantees.md G1, G3, G8).
  *
  * The rows' current state is read through the caches (they hold earlier flush_async
  * results MySQL may not have yet); the events (one stream entry per MySQL pool and
@@ -77,7 +77,7 @@ uint64_t bee__flush_token(void) {
 }
 
 /*
- * A timeout in flush_async: whether Redis ran the MULTI is unknown (DESIGN G11). The
+ * A timeout in flush_async: whether Redis ran the MULTI is unknown (docs/guarantees.md G11). The
  * message says so, and what to do; a retry of the same changes is safe (same token).
  */
 static void unknown_outcome_message(const bee_engine_t *engine, size_t qp, int rc, bee_error_t *err) {

@@ -1,5 +1,5 @@
 /*
- * ids.c: ids for new entities (DESIGN G9).
+ * ids.c: ids for new entities (docs/guarantees.md G9).
  *
  * MySQL holds, per table, how far ids are reserved (_beeorm_ids.reserved, extended in
  * chunks of BEE__ID_CHUNK). Redis hands ids out of the reserved span with a counter

@@ -1,5 +1,5 @@
 /*
- * lists.c: loaders of id lists (DESIGN §2, G8): get_by_reference, get_by_index, get_all
+ * lists.c: loaders of id lists (README, Lua API, G8): get_by_reference, get_by_index, get_all
  * and search. Lists of cached indexes, cached references and cache_all are kept in Redis
  * (sorted ids); a reader rebuilding one from MySQL corrects it by the ids marked pending
  * in it by flush_async (their rows, as cached, decide), and fills it back only when the

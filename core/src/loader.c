@@ -1,5 +1,5 @@
 /*
- * loader.c: reading rows by id through the local cache, Redis and MySQL (DESIGN §2, G8),
+ * loader.c: reading rows by id through the local cache, Redis and MySQL (README, Lua API, G8),
  * and what the other loaders (lists.c, unique.c) share.
  *
  * Every loader ends in bee__load_by_ids: local cache hits first, then one pipelined

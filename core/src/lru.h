@@ -8,7 +8,7 @@
  * by `capacity` entries: the least recently used entry goes when a new key would pass
  * it, and its memory is freed at once.
  *
- * Invalidation without races (DESIGN G8): every bee__lru_remove and bee__lru_clear
+ * Invalidation without races (docs/guarantees.md G8): every bee__lru_remove and bee__lru_clear
  * moves an epoch counter forward. A reader takes bee__lru_epoch() BEFORE it fetches a
  * value from Redis or MySQL and passes it to bee__lru_put, which stores nothing when the
  * epoch moved meanwhile; so a value read before an invalidation is never cached after

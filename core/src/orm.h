@@ -1,5 +1,5 @@
 /*
- * orm.h: contexts, tracked changes, ids, caches and loaders (DESIGN §2, G6-G9).
+ * orm.h: contexts, tracked changes, ids, caches and loaders (README, Lua API, G6-G9).
  *
  * Redis keys of an entity are named in keys.h (one hash tag per table, no definition
  * hash: every definition of a table shares them); a cached row is a hash of named
@@ -67,7 +67,7 @@ struct bee_context_s {
   bee__op_t *ops;
   size_t op_count, op_cap;
   bee__buf_t scratch; /* reused by loaders: no allocation per cache hit */
-  /* A flush_async whose outcome is unknown (DESIGN G11): the token it was sent with and a
+  /* A flush_async whose outcome is unknown (docs/guarantees.md G11): the token it was sent with and a
      digest of its changes; flushing the same changes again reuses the token, so the
      consumer applies them once however often they were queued. */
   int unknown_outcome;

@@ -1,4 +1,4 @@
-/* pool.c: opening MySQL connections with errors that follow DESIGN §2. */
+/* pool.c: opening MySQL connections with errors that follow README, Lua API. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -57,7 +57,7 @@ int bee__mysql_connect(const bee__mysql_pool_t *pool, MYSQL **out, bee_error_t *
   /* A child process must not inherit (and keep alive) our connections. */
   int fd = (int)mysql_get_socket(conn);
   if (fd >= 0) fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
-  /* Values are UTC strings (DESIGN §2): never let the server zone shift them. */
+  /* Values are UTC strings (README, Lua API): never let the server zone shift them. */
   if (mysql_query(conn, "SET time_zone = '+00:00'") != 0) {
     int rc = bee__mysql_error(err, conn, pool, "cannot set the session time zone on");
     mysql_close(conn);

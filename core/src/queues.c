@@ -197,7 +197,7 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
       view.code = rec.code;
     }
     if (!event_ok || (record_ok && rec.code == BEE_EMALFORMED)) { /* junk queued, or a record that cannot be read:
-                                                                    listed all the same (DESIGN G13) */
+                                                                    listed all the same (docs/guarantees.md G13) */
       view.code = BEE_EMALFORMED;
       view.raw = record_ok ? rec.batch.p : val && val->type == BEE__REPLY_STRING ? val->str : "";
       view.raw_len = record_ok ? rec.batch.n : val && val->type == BEE__REPLY_STRING ? val->len : 0;
@@ -220,7 +220,7 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
 
 /*
  * Retry: puts an errored entry back at the end of its queue, unless it is stale (a newer
- * change of one of its rows was applied since it was parked, DESIGN G13) and not forced,
+ * change of one of its rows was applied since it was parked, docs/guarantees.md G13) and not forced,
  * or still in its stream (its parking did not finish: the consumer handles it again).
  * Skip: drops the failing event only; the entry's other events go back to the queue.
  * Malformed records can only be skipped (dropped whole).

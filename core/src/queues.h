@@ -8,7 +8,7 @@
  *   "...:parked"  field "<table>:<id>", value the stream ids of parked entries (and of
  *                 retries not applied yet) changing that row, space-separated
  *   "...:stale"   field a parked stream id, value "<table>:<id> <newer entry id>": that
- *                 row got a newer change applied since it was parked (DESIGN G13)
+ *                 row got a newer change applied since it was parked (docs/guarantees.md G13)
  */
 #ifndef BEE_QUEUES_H
 #define BEE_QUEUES_H

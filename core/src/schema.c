@@ -1,5 +1,5 @@
 /*
- * schema.c: building entity definitions and checking them (DESIGN §2).
+ * schema.c: building entity definitions and checking them (README, Lua API).
  *
  * A definition records the first problem it meets and keeps accepting calls, so the
  * binding can feed a whole Lua table and report one error naming entity and field.

@@ -52,7 +52,7 @@ typedef struct bee__entity_s {
 } bee__entity_t;
 
 /*
- * Checks value `in` against field f of entity e (DESIGN G7) and writes its canonical
+ * Checks value `in` against field f of entity e (docs/guarantees.md G7) and writes its canonical
  * form to *out: what MySQL will store and return, so caches hold the same bytes.
  * When the canonical text differs from the input (datetime without time, set members
  * reordered, decimal padded to its scale) it is written into buf and out->str points

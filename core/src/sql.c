@@ -1,6 +1,6 @@
 /*
  * sql.c: plain statements with `?` placeholders. Values never become SQL text except
- * through the client library's escaping (DESIGN G10); identifiers never come from here.
+ * through the client library's escaping (docs/guarantees.md G10); identifiers never come from here.
  */
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * unique.c: get_by_unique_index (DESIGN §2, G8): lookups that obey the column's collation.
+ * unique.c: get_by_unique_index (README, Lua API, G8): lookups that obey the column's collation.
  *
  * MySQL compares a unique string column by its collation ("alice" finds "Alice", and
  * "Alice " too), but a cache key is the bytes looked up. So a cached answer is never

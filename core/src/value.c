@@ -1,5 +1,5 @@
 /*
- * value.c: checks a value against its field (DESIGN G7) and gives its canonical form.
+ * value.c: checks a value against its field (docs/guarantees.md G7) and gives its canonical form.
  * Pure: no I/O and no allocation; rewritten text goes into the caller's buffer. The
  * canonical form is what MySQL stores and returns, so that a value written through a
  * cache and the same value read back from MySQL are the same bytes.

@@ -41,7 +41,7 @@ function M.faults()
   }
 end
 
--- No definitions at all: a consumer needs no application code (DESIGN §5).
+-- No definitions at all: a consumer needs no application code (README, C API).
 function M.none()
   return {}
 end
