@@ -30,13 +30,16 @@ static void usage(FILE *out) {
           "                              print the statistics of every queue\n"
           "  errors list|retry|skip --config FILE [--queue Q] [--code N] [--limit N] [--json]\n"
           "                              list, retry or drop the parked error records\n"
+          "  schema --config FILE --model MODEL.lua [--apply] [--unsafe] [--json]\n"
+          "                              compare the model's tables with MySQL, and sync them\n"
           "  version                     print the beeorm version\n"
           "  help [COMMAND]              print this help, or a command's\n"
           "\n"
           "'%s COMMAND --help' describes a command's options.\n"
           "\n"
           "exit codes: 0 success; 1 the script or operation failed (config unreadable or\n"
-          "invalid, server unreachable, consuming failed); 2 bad usage\n",
+          "invalid, server unreachable, consuming failed); 2 bad usage; 3 (schema)\n"
+          "statements pending\n",
           progname, progname);
 }
 
@@ -54,7 +57,7 @@ static const char run_usage[] =
 
 /* Subcommands implemented in Lua by the embedded module beeorm.cli. */
 static int is_cli_command(const char *cmd) {
-  return !strcmp(cmd, "consume") || !strcmp(cmd, "stats") || !strcmp(cmd, "errors");
+  return !strcmp(cmd, "consume") || !strcmp(cmd, "stats") || !strcmp(cmd, "errors") || !strcmp(cmd, "schema");
 }
 
 static int traceback(lua_State *L) {

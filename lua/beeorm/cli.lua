@@ -1,4 +1,4 @@
--- beeorm.cli: the operator subcommands of the `beeorm` host (consume, stats, errors).
+-- beeorm.cli: the operator subcommands of the `beeorm` host (consume, stats, errors, schema).
 --
 --   local code = require("beeorm.cli").main({ "stats", "--config", "beeorm.yaml" })
 --
@@ -25,6 +25,30 @@ local function exit_codes(extra1, extra2)
 end
 
 M.usage = {
+  schema = [[
+usage: beeorm schema --config FILE --model MODEL.lua [--apply] [--unsafe] [--json]
+
+Compares the tables of the entities MODEL.lua defines with what MySQL holds, and prints
+the statements that would make them match, in the order to run them, each after a line
+saying whether it is safe (no stored value can be lost or changed) and which table it
+changes. MODEL.lua is a Lua file returning a list of entity definitions, the tables
+registry:register_entity takes. Tables that no entity defines are never touched.
+
+options:
+  --config FILE     the YAML config with the pools the entities use
+  --model FILE      the Lua file returning the entity definitions
+  --apply           run the safe statements (all of them with --unsafe), then say what
+                    is left
+  --unsafe          with --apply: run the unsafe ones too (dropping columns, narrowing
+                    or converting columns of non-empty tables)
+  --json            one JSON object: {"alters":[{"pool":...,"table":...,"safe":true,
+                    "sql":...}],"applied":N,"pending":N}
+  -h, --help        print this help
+
+]] .. exit_codes(",\n     the model cannot be loaded or defines a bad entity") .. [[
+  3  statements are pending: without --apply, any; after --apply, the unsafe
+     ones it did not run (so a CI step can fail when the schema is behind)
+]],
   consume = [[
 usage: beeorm consume --config FILE [--workers N] [--resolver FILE] [--once]
 
@@ -314,7 +338,8 @@ local function need_config(cmd, opts)
 end
 
 -- Loads the config into a registry and connects: the engine, or a Fail.
-local function connect(cmd, path)
+-- before_validate(registry), when given, registers what the command needs (entities).
+local function connect(cmd, path, before_validate)
   local registry = beeorm.registry()
   local ok, err = registry:load_yaml(path)
   if not ok then
@@ -323,6 +348,7 @@ local function connect(cmd, path)
     if why then fail(FAILED, "beeorm %s: cannot read config '%s': %s", cmd, one_line(path), why) end
     fail(FAILED, "beeorm %s: invalid config '%s': %s", cmd, one_line(path), msg)
   end
+  if before_validate then before_validate(registry) end
   local engine
   engine, err = registry:validate()
   if not engine then
@@ -557,10 +583,88 @@ function M.errors(args)
 end
 
 -- ------------------------------------------------------------------------
+-- schema
 
-M.commands = { consume = M.consume, stats = M.stats, errors = M.errors }
+local PENDING = 3
+local ALTER_KEYS = { "pool", "table", "safe", "sql" }
 
---- Runs a subcommand: argv = { "consume" | "stats" | "errors", args... }. Returns the
+-- The entity definitions MODEL.lua returns (a Fail when it cannot be loaded or is not a list).
+local function load_model(path)
+  local chunk, err = loadfile(path, "t")
+  if not chunk then fail(FAILED, "beeorm schema: cannot load model '%s': %s", one_line(path), one_line(err)) end
+  local ok, defs = pcall(chunk)
+  if not ok then fail(FAILED, "beeorm schema: model '%s' raised: %s", one_line(path), one_line(defs)) end
+  if type(defs) ~= "table" or #defs == 0 then
+    fail(FAILED, "beeorm schema: model '%s' must return a list of entity definitions, got %s", one_line(path),
+      type(defs) == "table" and "an empty table" or type(defs))
+  end
+  return defs
+end
+
+function M.schema(args)
+  local opts, pos = parse("schema", args, { ["--config"] = "FILE", ["--model"] = "FILE", ["--apply"] = "flag",
+    ["--unsafe"] = "flag", ["--json"] = "flag" })
+  if opts == "help" then
+    out(M.usage.schema)
+    return OK
+  end
+  no_positional("schema", pos)
+  local config = need_config("schema", opts)
+  if not opts.model then fail(USAGE, "beeorm schema: missing --model FILE (try 'beeorm schema --help')") end
+  if opts.unsafe and not opts.apply then fail(USAGE, "beeorm schema: --unsafe applies to --apply only") end
+  local defs = load_model(opts.model)
+  local engine = connect("schema", config, function(registry)
+    for i, def in ipairs(defs) do
+      local ok, err = registry:register_entity(def)
+      if not ok then
+        fail(FAILED, "beeorm schema: model '%s': entity %d: %s", one_line(opts.model), i, describe(err))
+      end
+    end
+  end)
+  local function alters()
+    local list, err = engine:schema_alters()
+    if not list then fail(FAILED, "beeorm schema: cannot compare the schema: %s", describe(err)) end
+    return list
+  end
+  local list = alters()
+  local applied = 0
+  if opts.apply and #list > 0 then
+    local n, err = engine:sync_schema({ unsafe = opts.unsafe or nil })
+    if not n then fail(FAILED, "beeorm schema: applying failed: %s", describe(err)) end
+    applied = n
+    list = alters()
+  end
+  if opts.json then
+    local arr = { _array = true }
+    for i, a in ipairs(list) do
+      arr[i] = { _keys = ALTER_KEYS, pool = a.pool, table = a.table, safe = a.safe, sql = a.sql }
+    end
+    out(json.encode({ _keys = { "alters", "applied", "pending" }, alters = arr, applied = applied,
+      pending = #list }), "\n")
+  else
+    if opts.apply then out(string.format("applied %d statement%s\n", applied, applied == 1 and "" or "s")) end
+    local unsafe = 0
+    for _, a in ipairs(list) do
+      if not a.safe then unsafe = unsafe + 1 end
+      out(string.format("-- %s: %s.%s\n%s;\n", a.safe and "safe" or "UNSAFE", a.pool, a.table, a.sql))
+    end
+    if #list == 0 then
+      out("nothing pending: the tables match the model\n")
+    else
+      out(string.format("%d statement%s pending (%d safe, %d unsafe)%s\n", #list, #list == 1 and "" or "s",
+        #list - unsafe, unsafe, opts.apply and "; run with --apply --unsafe to run the unsafe ones" or
+        "; run with --apply to run the safe ones"))
+    end
+  end
+  engine:close()
+  return #list > 0 and PENDING or OK
+end
+
+-- ------------------------------------------------------------------------
+
+M.commands = { consume = M.consume, stats = M.stats, errors = M.errors, schema = M.schema }
+
+--- Runs a subcommand: argv = { "consume" | "stats" | "errors" | "schema", args... }. Returns the
 -- exit code. Usage problems and failed operations are reported on stderr; anything
 -- else raised (a bug) propagates to the host.
 function M.main(argv)
