@@ -1957,6 +1957,10 @@ static void push_failed_event(lua_State *L, const bee_failed_event_t *ev) {
   lua_setfield(L, -2, "id");
   lua_pushstring(L, ev->sql);
   lua_setfield(L, -2, "sql");
+  lua_pushinteger(L, (lua_Integer)ev->event + 1); /* places in the entry, 1-based */
+  lua_setfield(L, -2, "event");
+  lua_pushinteger(L, (lua_Integer)ev->failed_event + 1);
+  lua_setfield(L, -2, "failed_event");
   lua_createtable(L, (int)ev->ncols, 0); /* args: the values in column order (nil holes: see n) */
   lua_createtable(L, 0, (int)ev->ncols); /* values: column -> value */
   for (size_t i = 0; i < ev->ncols; i++) {
@@ -2277,33 +2281,61 @@ static int collect_error(void *ud, const bee_failed_event_t *ev) {
   return e->failed = protected_call(e->L, push_error_row, e, e->result, 0, 0);
 }
 
-/* engine:queue_errors(i [, max]) -> array of failed events, oldest first | nil, err */
+/*
+ * engine:queue_errors(i [, max] [, { events = true }]) -> array of failed events, oldest
+ * first | nil, err. With events = true, every event of each errored entry (ev.event its
+ * place, ev.failed_event the failing one's); max counts entries.
+ */
 static int engine_queue_errors(lua_State *L) {
   bee_engine_t *engine = check_engine(L);
   size_t i = check_queue(L, engine, 2);
   lua_Integer max = luaL_optinteger(L, 3, 100);
   luaL_argcheck(L, max >= 1, 3, "expected 1 or more");
-  lua_settop(L, 3);
+  int all = 0;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_getfield(L, 4, "events");
+    all = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 4);
   lua_newtable(L);
   lerrors_t e = {L, lua_gettop(L), 0, 0, NULL};
   bee_error_t err;
-  int rc = bee_engine_queue_errors(engine, i, (size_t)max, collect_error, &e, &err);
+  int rc = all ? bee_engine_queue_error_events(engine, i, (size_t)max, collect_error, &e, &err)
+               : bee_engine_queue_errors(engine, i, (size_t)max, collect_error, &e, &err);
   if (e.failed) return lua_error(L);
   if (rc) return fail(L, &err);
   lua_pushvalue(L, e.result);
   return 1;
 }
 
+/*
+ * engine:queue_retry(i, ev | stream_id [, { force = true }]) and
+ * engine:queue_skip(i, ev | stream_id [, event]): skip drops the failing event, or event
+ * `event` (1-based) of the entry; an ev of another than the failing event (listed with
+ * events = true) names that event.
+ */
 static int queue_resolve(lua_State *L, int retry) {
   bee_engine_t *engine = check_engine(L);
   size_t i = check_queue(L, engine, 2);
   const char *id;
+  lua_Integer event = 0; /* 0: the failing one */
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "stream_id");
     id = lua_tostring(L, -1);
     luaL_argcheck(L, id != NULL, 3, "the event has no stream_id");
+    lua_getfield(L, 3, "event");
+    lua_getfield(L, 3, "failed_event");
+    if (lua_isinteger(L, -2) && lua_isinteger(L, -1) && lua_tointeger(L, -2) != lua_tointeger(L, -1))
+      event = lua_tointeger(L, -2);
+    lua_pop(L, 2);
   } else {
     id = check_text(L, 3);
+  }
+  if (!retry && !lua_isnoneornil(L, 4)) {
+    event = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, event >= 1, 4, "an event's place in its entry, 1 or more");
   }
   int force = 0;
   if (retry && !lua_isnoneornil(L, 4)) {
@@ -2313,7 +2345,9 @@ static int queue_resolve(lua_State *L, int retry) {
     lua_pop(L, 1);
   }
   bee_error_t err;
-  int rc = retry ? bee_engine_queue_retry(engine, i, id, force, &err) : bee_engine_queue_skip(engine, i, id, &err);
+  int rc = retry ? bee_engine_queue_retry(engine, i, id, force, &err)
+           : event ? bee_engine_queue_skip_event(engine, i, id, (size_t)event - 1, &err)
+                   : bee_engine_queue_skip(engine, i, id, &err);
   if (rc) return fail(L, &err);
   lua_pushboolean(L, 1);
   return 1;

@@ -138,7 +138,8 @@ describe("the beeorm host's operator commands", function()
       local _, stats = host("stats --help")
       assert.matches("--json", stats, 1, true)
       local _, errors = host("errors --help")
-      for _, opt in ipairs({ "list|retry|skip", "--queue Q", "--code N", "--limit N", "default 100" }) do
+      for _, opt in ipairs({ "list|show|retry|skip", "--queue Q", "--code N", "--limit N", "default 100",
+        "--id STREAM_ID", "--event N" }) do
         assert.matches(opt, errors, 1, true)
       end
       -- help wins over a missing --config, also after other options
@@ -150,7 +151,7 @@ describe("the beeorm host's operator commands", function()
       local code, out, err = host("help")
       assert.equal(0, code)
       assert.equal("", err)
-      for _, cmd in ipairs({ "run [--] SCRIPT", "consume --config FILE", "stats --config FILE", "errors list|retry|skip",
+      for _, cmd in ipairs({ "run [--] SCRIPT", "consume --config FILE", "stats --config FILE", "errors list|show|retry|skip",
         "version", "help" }) do
         assert.matches("\n  " .. cmd, out, 1, true)
       end
@@ -178,8 +179,9 @@ describe("the beeorm host's operator commands", function()
         { "stats", "beeorm stats: missing --config FILE (try 'beeorm stats --help')\n" },
         { "stats --config " .. q(config) .. " --jsn", "beeorm stats: unknown option '--jsn' (try 'beeorm stats --help')\n" },
         { "errors --config " .. q(config),
-          "beeorm errors: missing action: list, retry or skip (try 'beeorm errors --help')\n" },
-        { "errors purge --config " .. q(config), "beeorm errors: unknown action 'purge' (expected list, retry or skip)\n" },
+          "beeorm errors: missing action: list, show, retry or skip (try 'beeorm errors --help')\n" },
+        { "errors purge --config " .. q(config),
+          "beeorm errors: unknown action 'purge' (expected list, show, retry or skip)\n" },
         { "errors list", "beeorm errors: missing --config FILE (try 'beeorm errors --help')\n" },
         { "errors list --config " .. q(config) .. " --code x",
           "beeorm errors: --code must be a MySQL error number or 'malformed', got 'x'\n" },
@@ -187,7 +189,20 @@ describe("the beeorm host's operator commands", function()
         { "errors list --config " .. q(config) .. " --limit 0",
           "beeorm errors: --limit must be an integer of 1 or more, got '0'\n" },
         { "errors list --config " .. q(config) .. " --limit", "beeorm errors: missing value for --limit N\n" },
-        { "errors retry --config " .. q(config) .. " --json", "beeorm errors: --json applies to 'errors list' only\n" },
+        { "errors retry --config " .. q(config) .. " --json",
+          "beeorm errors: --json applies to 'errors list' and 'errors show' only\n" },
+        { "errors show --config " .. q(config), "beeorm errors: show needs --id STREAM_ID\n" },
+        { "errors list --config " .. q(config) .. " --id 1-0", "beeorm errors: --id applies to show, retry and skip\n" },
+        { "errors skip --config " .. q(config) .. " --id 12",
+          "beeorm errors: --id must be a stream id such as 1700000000000-0, got '12'\n" },
+        { "errors skip --config " .. q(config) .. " --event 2",
+          "beeorm errors: --event applies to 'errors skip --id' only (a retry puts the whole entry back)\n" },
+        { "errors retry --config " .. q(config) .. " --id 1-0 --event 2",
+          "beeorm errors: --event applies to 'errors skip --id' only (a retry puts the whole entry back)\n" },
+        { "errors skip --config " .. q(config) .. " --id 1-0 --event 0",
+          "beeorm errors: --event must be an integer of 1 or more, got '0'\n" },
+        { "errors skip --config " .. q(config) .. " --id 1-0 --limit 3",
+          "beeorm errors: --id names one entry: --code and --limit do not apply\n" },
         { "frobnicate", "beeorm: unknown command 'frobnicate' (try 'beeorm help')\n" },
       }
       for _, c in ipairs(cases) do
@@ -471,13 +486,15 @@ end
       for line in out:gmatch("([^\n]*)\n") do
         n = n + 1
         if n == 1 then
-          assert.matches("^queue +stream_id +kind +entity +id +code +attempts +failed_at +message$", line)
+          assert.matches("^queue +stream_id +event +kind +entity +id +code +attempts +failed_at +message$", line)
         else
-          local queue, stream_id, kind, entity, id, code, attempts, day, time, message = line:match(
-            "^(%S+) +(%d+%-%d+) +(%a+) +(%S+) +(%d+) +(%d+) +(%d+) +(%d%d%d%d%-%d%d%-%d%d) (%d%d:%d%d:%d%d) +(.*)$")
+          local queue, stream_id, event, kind, entity, id, code, attempts, day, time, message = line:match(
+            "^(%S+) +(%d+%-%d+) +(%d+/%d+) +(%a+) +(%S+) +(%d+) +([%d-]+) +([%d-]+) +(%d%d%d%d%-%d%d%-%d%d) "
+            .. "(%d%d:%d%d:%d%d) +(.*)$")
           assert.is_truthy(queue, line)
-          rows[#rows + 1] = { queue = queue, stream_id = stream_id, kind = kind, entity = entity, id = tonumber(id),
-            code = tonumber(code), attempts = tonumber(attempts), failed_at = day .. " " .. time, message = message }
+          rows[#rows + 1] = { queue = queue, stream_id = stream_id, event = event, kind = kind, entity = entity,
+            id = tonumber(id), code = tonumber(code), attempts = tonumber(attempts), failed_at = day .. " " .. time,
+            message = message }
         end
       end
       assert.is_true(n >= 1, "no header: " .. out)
@@ -590,6 +607,72 @@ end
       assert.equal(0, code, out)
       assert.equal(0, summary(out).events)
       assert.is_nil(sql_row(dup.id))
+    end)
+
+    it("list shows every event of an entry; show --id prints its record; skip --id --event drops one event",
+      function()
+      -- one flush_async of three new rows, the second colliding with a row taken behind beeorm's back
+      local ctx = engine:context()
+      local rows, id0 = {}, nil
+      repeat -- three rows of one queue: one entry
+        local r = ctx:new_entity(T, { name = "hc-three-" .. #rows, n = #rows })
+        id0 = id0 or r.id
+        if au.queue_of(r.id) == au.queue_of(id0) then rows[#rows + 1] = r else ctx:delete_entity(r) end
+      until #rows == 3
+      assert.is_true(ctx:flush_async())
+      insert_behind("hc-three-1")
+      local queue = au.queue_of(id0)
+      local code, out, err = host("consume --once --config " .. q(config))
+      assert.equal(0, code, out .. err)
+      assert.equal(1, summary(out).failed)
+      local listed = list("--queue " .. queue)
+      assert.equal(3, #listed)
+      local sid = listed[1].stream_id
+      for i, r in ipairs(listed) do
+        assert.same({ sid, i .. "/3", rows[i].id }, { r.stream_id, r.event, r.id })
+      end
+      assert.same({ nil, 1062, nil }, { listed[1].code, listed[2].code, listed[3].code })
+      assert.equal("(applies with its entry; event 2 failed)", listed[1].message)
+      assert.matches("Duplicate entry 'hc-three-1'", listed[2].message, 1, true)
+      -- show: the whole record
+      code, out, err = host("errors show --id " .. sid .. " --config " .. q(config))
+      assert.equal(0, code, out .. err)
+      assert.matches("^queue: +" .. queue .. "\nstream_id: +" .. sid:gsub("%-", "%%-") .. "\nerror: +1062 [^\n]*Duplicate entry",
+        out)
+      assert.matches("event 1/3: insert " .. T .. " id " .. rows[1].id .. "\n  n = 0\n  name = \"hc%-three%-0\"\n", out)
+      assert.matches("event 2/3: insert " .. T .. " id " .. rows[2].id .. "  <%- failed\n", out)
+      assert.matches("  sql: INSERT", out, 1, true)
+      code, out = host("errors show --json --id " .. sid .. " --queue " .. queue .. " --config " .. q(config))
+      assert.equal(0, code, out)
+      local doc = assert(json.decode(out))
+      assert.same({ queue, sid, 1062, 2, 3 }, { doc.queue, doc.stream_id, doc.code, doc.failed_event, #doc.events })
+      assert.same({ "hc-three-0", "hc-three-1", "hc-three-2" },
+        { doc.events[1].values.name, doc.events[2].values.name, doc.events[3].values.name })
+      assert.matches("^INSERT", doc.events[2].sql)
+      assert.is_nil(doc.events[1].sql)
+      -- not there, or no such event
+      code, out, err = host("errors show --id 1-0 --config " .. q(config))
+      assert.same({ 1, "" }, { code, out })
+      assert.equal("beeorm errors: no parked entry 1-0\n", err)
+      code, out, err = host("errors skip --id " .. sid .. " --event 4 --config " .. q(config))
+      assert.same({ 2, "" }, { code, out })
+      assert.equal("beeorm errors: entry " .. sid .. " has 3 events: there is no event 4\n", err)
+      -- drop event 3 (a good one): the others go back, fail again, and are parked as an entry of two
+      code, out, err = host("errors skip --id " .. sid .. " --event 3 --config " .. q(config))
+      assert.equal(0, code, out .. err)
+      assert.equal("skipped 1 error record\n", out)
+      code, out = host("consume --once --config " .. q(config))
+      assert.equal(0, code, out)
+      listed = list("--queue " .. queue)
+      assert.same({ 2, "1/2", "2/2" }, { #listed, listed[1].event, listed[2].event })
+      -- skip the failing one by --id: the first row applies
+      code, out, err = host("errors skip --id " .. listed[1].stream_id .. " --config " .. q(config))
+      assert.equal(0, code, out .. err)
+      code, out = host("consume --once --config " .. q(config))
+      assert.equal(0, code, out)
+      assert.same({}, list("--queue " .. queue))
+      assert.equal("hc-three-0", sql_row(rows[1].id).name)
+      assert.is_nil(sql_row(rows[3].id))
     end)
 
     it("--limit caps how many records are listed, retried or skipped", function()

@@ -714,6 +714,8 @@ typedef struct bee_failed_event_s {
   int attempts;
   int64_t failed_at_ms;  /* Unix time in ms of the last failure */
   size_t events;         /* events in the entry (all applied or none, G3) */
+  size_t event;          /* this event's place in the entry, 0-based */
+  size_t failed_event;   /* the place of the event that failed; code, message, sql and attempts are its */
   const char *resolver_error; /* NULL, or why the resolver failed on this event (it was kept) */
   const char *raw;       /* a malformed entry or record (code BEE_EMALFORMED): its bytes; else NULL */
   size_t raw_len;
@@ -823,6 +825,13 @@ int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *ou
 int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
                             int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err);
 /*
+ * The same, once per event of each errored entry (an entry of three rows: three calls,
+ * `event` 0, 1, 2; the failing one has event == failed_event). The statement (sql) is
+ * known for the failing event only ("" for the others). max counts entries.
+ */
+int bee_engine_queue_error_events(bee_engine_t *engine, size_t i, size_t max,
+                                  int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err);
+/*
  * Puts an errored entry back at the end of its queue (it applies after what is queued
  * now; docs/guarantees.md G13). Refused with BEE_ESTALE when a newer change of one of its rows was
  * applied since it was parked (retrying would undo it), unless force; with BEE_EINVAL
@@ -837,6 +846,9 @@ int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id
  * whole). Returns 0, BEE_ENOTFOUND, BEE_EINVAL, BEE_EREDIS.
  */
 int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err);
+/* Drops event `event` (0-based) of an errored entry instead of the failing one; BEE_EINVAL when it has no such event. */
+int bee_engine_queue_skip_event(bee_engine_t *engine, size_t i, const char *stream_id, size_t event,
+                                bee_error_t *err);
 
 #ifdef __cplusplus
 }

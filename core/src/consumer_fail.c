@@ -115,6 +115,8 @@ static int describe(consumer_t *c, const char *queue, entry_t *e, size_t index, 
   out->attempts = attempts;
   out->failed_at_ms = bee__c_now_ms();
   out->events = count;
+  out->event = index;
+  out->failed_event = index;
   (void)c;
   return 0;
 }

@@ -129,8 +129,75 @@ static int cmp_ids(const void *a, const void *b) {
   return xs < ys ? -1 : xs > ys;
 }
 
-int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
-                            int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err) {
+/* Scratch of one listing: the decoded event and its column names. */
+typedef struct {
+  bee__event_t *ev;
+  char (*cols)[BEE__IDENT_MAX + 1];
+  const char **colp;
+} scratch_t;
+
+/*
+ * Calls fn with the view of one event of an errored entry: event `at` of a sound entry
+ * (ev decoded), or the whole record when it is malformed or unreadable (ev NULL).
+ * Returns what fn returns.
+ */
+static int emit(const char *queue, const bee__reply_t *id, const bee__reply_t *val, const bee__record_t *rec,
+                size_t count, size_t at, const bee__event_t *ev, scratch_t *sc,
+                int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud) {
+  int record_ok = rec != NULL;
+  char entity[BEE__IDENT_MAX + 1] = "", table[BEE__IDENT_MAX + 1] = "", message[BEE_ERROR_MESSAGE_MAX],
+       resolver[BEE_ERROR_MESSAGE_MAX] = "";
+  bee__buf_t sql = {0};
+  bee_failed_event_t view;
+  memset(&view, 0, sizeof view);
+  view.queue = queue;
+  view.stream_id = id->str;
+  view.cols = sc->colp;
+  view.event = at;
+  if (record_ok) {
+    if (!ev || at == rec->index) bee__buf_append(&sql, rec->sql.p, rec->sql.n); /* the failing event's only */
+    snprintf(message, sizeof message, "%.*s", (int)rec->message.n, rec->message.p);
+    snprintf(resolver, sizeof resolver, "%.*s", (int)rec->resolver_error.n, rec->resolver_error.p);
+    view.attempts = rec->attempts;
+    view.failed_at_ms = rec->at;
+    view.events = count;
+    view.failed_event = ev ? rec->index : 0; /* a malformed record is listed (and skipped) as one */
+    view.code = rec->code;
+  } else {
+    snprintf(message, sizeof message, "the error record cannot be read (%zu bytes)",
+             val && val->type == BEE__REPLY_STRING ? val->len : (size_t)0);
+  }
+  bee__buf_append(&sql, "", 0);
+  view.sql = sql.data ? sql.data : "";
+  view.message = message;
+  view.resolver_error = resolver[0] ? resolver : NULL;
+  if (ev) {
+    snprintf(entity, sizeof entity, "%.*s", (int)ev->entity.n, ev->entity.p);
+    snprintf(table, sizeof table, "%.*s", (int)ev->table.n, ev->table.p);
+    for (size_t c = 0; c < ev->ncols; c++) {
+      snprintf(sc->cols[c], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[c].n, ev->cols[c].p);
+      sc->colp[c] = sc->cols[c];
+    }
+    view.kind = ev->kind;
+    view.id = ev->id;
+    view.ncols = ev->ncols;
+    view.values = ev->values;
+    view.increments = ev->add;
+  } else { /* junk queued, or a record that cannot be read: listed all the same (docs/guarantees.md G13) */
+    view.code = BEE_EMALFORMED;
+    view.raw = record_ok ? rec->batch.p : val && val->type == BEE__REPLY_STRING ? val->str : "";
+    view.raw_len = record_ok ? rec->batch.n : val && val->type == BEE__REPLY_STRING ? val->len : 0;
+  }
+  view.entity = entity;
+  view.table = table;
+  int stop = fn(ud, &view);
+  bee__buf_free(&sql);
+  return stop;
+}
+
+/* The errored entries of queue i, oldest first: their failing events, or every event (all_events). */
+static int list_errors(bee_engine_t *engine, size_t i, size_t max, int all_events,
+                       int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err) {
   bee__rconn_t *r;
   int rc = with_queue_redis(engine, i, &r, err);
   if (rc) return rc;
@@ -146,77 +213,45 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
   }
   size_t n = rep->elements / 2;
   listed_t *names = bee__malloc((n ? n : 1) * sizeof *names); /* in stream order */
-  bee__event_t *ev = bee__malloc(sizeof *ev);
-  char(*cols)[BEE__IDENT_MAX + 1] = bee__malloc(1024 * sizeof *cols);
-  const char **colp = bee__malloc(1024 * sizeof *colp);
-  if (!names || !ev || !cols || !colp) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading the error list");
+  scratch_t sc = {bee__malloc(sizeof *sc.ev), bee__malloc(1024 * sizeof *sc.cols), bee__malloc(1024 * sizeof *sc.colp)};
+  if (!names || !sc.ev || !sc.cols || !sc.colp) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading the error list");
   for (size_t k = 0; !rc && k < n; k++) names[k] = (listed_t){rep->element[2 * k], rep->element[2 * k + 1]};
   if (!rc) qsort(names, n, sizeof *names, cmp_ids);
-  for (size_t k = 0; !rc && k < n && k < max; k++) {
+  int stop = 0;
+  for (size_t k = 0; !rc && !stop && k < n && k < max; k++) {
     const bee__reply_t *val = names[k].val;
     bee__record_t rec;
     int record_ok = val && val->type == BEE__REPLY_STRING && bee__record_decode(val->str, val->len, &rec) == 0;
-    size_t count = 0, pos;
-    int event_ok = record_ok && bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) == 0 && rec.index < count;
-    for (size_t e = 0; event_ok && e <= rec.index; e++) event_ok = bee__batch_next(rec.batch.p, rec.batch.n, &pos, ev) == 0;
-    char entity[BEE__IDENT_MAX + 1] = "", table[BEE__IDENT_MAX + 1] = "", message[BEE_ERROR_MESSAGE_MAX],
-         resolver[BEE_ERROR_MESSAGE_MAX] = "";
-    bee__buf_t sql = {0};
-    bee_failed_event_t view;
-    memset(&view, 0, sizeof view);
-    view.queue = queue;
-    view.stream_id = names[k].id->str;
-    view.cols = colp;
-    if (record_ok) {
-      bee__buf_append(&sql, rec.sql.p, rec.sql.n);
-      snprintf(message, sizeof message, "%.*s", (int)rec.message.n, rec.message.p);
-      snprintf(resolver, sizeof resolver, "%.*s", (int)rec.resolver_error.n, rec.resolver_error.p);
-      view.attempts = rec.attempts;
-      view.failed_at_ms = rec.at;
-      view.events = count;
-    } else {
-      snprintf(message, sizeof message, "the error record cannot be read (%zu bytes)",
-               val && val->type == BEE__REPLY_STRING ? val->len : (size_t)0);
+    size_t count = 0, pos, bad = 0, trailing = 0;
+    /* a sound entry: checked whole, so that every one of its events decodes */
+    int sound = record_ok && rec.code != BEE_EMALFORMED &&
+                bee__batch_check(rec.batch.p, rec.batch.n, sc.ev, &bad, &trailing) == BEE__BATCH_OK &&
+                bee__batch_open(rec.batch.p, rec.batch.n, &count, &pos) == 0 && rec.index < count;
+    if (!sound) {
+      stop = emit(queue, names[k].id, val, record_ok ? &rec : NULL, count, 0, NULL, &sc, fn, ud);
+      continue;
     }
-    bee__buf_append(&sql, "", 0);
-    view.sql = sql.data ? sql.data : "";
-    view.message = message;
-    view.resolver_error = resolver[0] ? resolver : NULL;
-    if (event_ok) {
-      snprintf(entity, sizeof entity, "%.*s", (int)ev->entity.n, ev->entity.p);
-      snprintf(table, sizeof table, "%.*s", (int)ev->table.n, ev->table.p);
-      for (size_t c2 = 0; c2 < ev->ncols; c2++) {
-        snprintf(cols[c2], BEE__IDENT_MAX + 1, "%.*s", (int)ev->cols[c2].n, ev->cols[c2].p);
-        colp[c2] = cols[c2];
-      }
-      view.kind = ev->kind;
-      view.id = ev->id;
-      view.ncols = ev->ncols;
-      view.values = ev->values;
-      view.increments = ev->add;
-      view.code = rec.code;
-    }
-    if (!event_ok || (record_ok && rec.code == BEE_EMALFORMED)) { /* junk queued, or a record that cannot be read:
-                                                                    listed all the same (docs/guarantees.md G13) */
-      view.code = BEE_EMALFORMED;
-      view.raw = record_ok ? rec.batch.p : val && val->type == BEE__REPLY_STRING ? val->str : "";
-      view.raw_len = record_ok ? rec.batch.n : val && val->type == BEE__REPLY_STRING ? val->len : 0;
-    }
-    view.entity = entity;
-    view.table = table;
-    int stop = fn(ud, &view);
-    bee__buf_free(&sql);
-    if (stop) break;
+    for (size_t at = 0; !stop && at < count && bee__batch_next(rec.batch.p, rec.batch.n, &pos, sc.ev) == 0; at++)
+      if (all_events || at == rec.index) stop = emit(queue, names[k].id, val, &rec, count, at, sc.ev, &sc, fn, ud);
   }
   bee__free(names);
-  bee__free(ev);
-  bee__free(cols);
-  bee__free(colp);
+  bee__free(sc.ev);
+  bee__free(sc.cols);
+  bee__free(sc.colp);
   bee__reply_free(rep);
   bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
   return rc;
 }
 
+int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
+                            int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err) {
+  return list_errors(engine, i, max, 0, fn, ud, err);
+}
+
+int bee_engine_queue_error_events(bee_engine_t *engine, size_t i, size_t max,
+                                  int (*fn)(void *ud, const bee_failed_event_t *ev), void *ud, bee_error_t *err) {
+  return list_errors(engine, i, max, 1, fn, ud, err);
+}
 
 /*
  * Retry: puts an errored entry back at the end of its queue, unless it is stale (a newer
@@ -225,7 +260,9 @@ int bee_engine_queue_errors(bee_engine_t *engine, size_t i, size_t max,
  * Skip: drops the failing event only; the entry's other events go back to the queue.
  * Malformed records can only be skipped (dropped whole).
  */
-static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, int retry, int force,
+#define FAILING_EVENT ((size_t)-1)
+
+static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, int retry, int force, size_t drop,
                          bee_error_t *err) {
   bee__rconn_t *r;
   int rc = with_queue_redis(engine, i, &r, err);
@@ -262,6 +299,11 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
     rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading the error list failed");
   } else if (rep->type != BEE__REPLY_STRING) {
     rc = bee__error(err, BEE_ENOTFOUND, 0, "no error entry %s in this queue", stream_id);
+  } else if (!retry && drop != FAILING_EVENT && (malformed || drop >= count)) {
+    rc = malformed ? bee__error(err, BEE_EMALFORMED, 0, "error entry %s is malformed: it can only be skipped whole",
+                                stream_id)
+                   : bee__error(err, BEE_EINVAL, 0, "error entry %s has %zu event%s: there is no event %zu", stream_id,
+                                count, count == 1 ? "" : "s", drop + 1);
   } else if (retry && malformed) {
     rc = bee__error(err, BEE_EMALFORMED, 0, "error entry %s is malformed: it can only be skipped", stream_id);
   } else if (retry && queued->type == BEE__REPLY_ARRAY && queued->elements > 0) {
@@ -282,7 +324,7 @@ static int resolve_error(bee_engine_t *engine, size_t i, const char *stream_id, 
     int requeue = retry;
     if (!retry && !malformed && count > 1) {
       requeue = 1;
-      if (bee__batch_rewrite(rec.batch.p, rec.batch.n, rec.index, NULL, &back))
+      if (bee__batch_rewrite(rec.batch.p, rec.batch.n, drop == FAILING_EVENT ? rec.index : drop, NULL, &back))
         rc = bee__error(err, BEE_ENOMEM, 0, "out of memory skipping an event");
     } else if (retry) {
       bee__buf_append(&back, rec.batch.p, rec.batch.n);
@@ -325,10 +367,17 @@ out:
 
 int bee_engine_queue_retry(bee_engine_t *engine, size_t i, const char *stream_id, int force, bee_error_t *err) {
   if (!engine || !stream_id || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "bad queue or entry");
-  return resolve_error(engine, i, stream_id, 1, force, err);
+  return resolve_error(engine, i, stream_id, 1, force, FAILING_EVENT, err);
 }
 
 int bee_engine_queue_skip(bee_engine_t *engine, size_t i, const char *stream_id, bee_error_t *err) {
   if (!engine || !stream_id || i >= bee_engine_queue_count(engine)) return bee__error(err, BEE_EINVAL, 0, "bad queue or entry");
-  return resolve_error(engine, i, stream_id, 0, 0, err);
+  return resolve_error(engine, i, stream_id, 0, 0, FAILING_EVENT, err);
+}
+
+int bee_engine_queue_skip_event(bee_engine_t *engine, size_t i, const char *stream_id, size_t event,
+                                bee_error_t *err) {
+  if (!engine || !stream_id || i >= bee_engine_queue_count(engine) || event == FAILING_EVENT)
+    return bee__error(err, BEE_EINVAL, 0, "bad queue, entry or event");
+  return resolve_error(engine, i, stream_id, 0, 0, event, err);
 }

@@ -101,29 +101,39 @@ options:
 ]] .. exit_codes(),
 
   errors = [[
-usage: beeorm errors list|retry|skip --config FILE [--queue Q] [--code N] [--limit N] [--force] [--json]
+usage: beeorm errors list|show|retry|skip --config FILE [--queue Q] [--code N] [--limit N]
+                     [--id STREAM_ID] [--event N] [--force] [--json]
 
-Operates on the error lists of the queues (events parked after a permanent error).
-  list    prints the matching records, one row each, oldest first per queue
-  retry   puts each matching record's entry back at the end of its queue (after
-          fixing the cause); a stale record (a row of it got a newer change applied
-          since it was parked) is refused, so a retry never undoes a newer write,
-          unless --force is given
-  skip    drops the failing event of each matching record for good; the other events
-          of its entry go back to the queue; a malformed record is dropped whole
-retry and skip print how many records they handled.
+Operates on the error lists of the queues: entries parked after a permanent error. An
+entry is what one flush_async queued for one queue; all its events apply together.
+  list    prints every event of the matching entries, one row each (an entry of three
+          rows: three rows with its stream id, "2/3" the second of three), oldest first
+          per queue; the failing event has the error, the others wait with it
+  show    prints the whole record of the entry --id names: every event with its values,
+          the failing statement, the error, attempts, times, the resolver's error
+  retry   puts each matching entry back at the end of its queue (after fixing the
+          cause); a stale entry (a row of it got a newer change applied since it was
+          parked) is refused, so a retry never undoes a newer write, unless --force
+  skip    drops the failing event of each matching entry (or event --event N of entry
+          --id) for good; the other events go back to the queue; a malformed record is
+          dropped whole
+retry and skip print how many entries (error records) they handled.
 
 options:
   --config FILE     the YAML config with the pools
   --queue Q         only queue Q ("pool:shard", e.g. default:3), or every queue of a
                     MySQL pool ("default")
-  --code N          only records whose error code is N: a MySQL error (e.g. 1062)
+  --code N          only entries whose error code is N: a MySQL error (e.g. 1062)
                     or a name ("malformed")
-  --limit N         handle at most N records (default 100)
-  --force           retry: retry stale records too (their parked values overwrite
+  --limit N         handle at most N entries (default 100)
+  --id STREAM_ID    show, retry, skip: only the entry with this stream id (as list
+                    prints it); with several queues holding one, add --queue
+  --event N         skip --id: drop event N (1-based, as list numbers them) instead of
+                    the failing one
+  --force           retry: retry stale entries too (their parked values overwrite
                     the newer ones)
-  --json            list: print one JSON object {"errors":[...]} with every field
-                    (including sql, values, resolver_error and raw)
+  --json            list and show: one JSON object with every field (including sql,
+                    values, resolver_error and raw)
   -h, --help        print this help
 
 ]] .. exit_codes(",\n     a retry or skip failed", ", unknown queue"),
@@ -465,16 +475,17 @@ end
 -- ------------------------------------------------------------------------
 -- errors
 
-local ERROR_KEYS = { "queue", "stream_id", "kind", "entity", "table", "id", "code", "message", "attempts",
-  "failed_at", "events", "sql", "values", "resolver_error", "raw", "raw_len" }
+local ERROR_KEYS = { "queue", "stream_id", "event", "failed_event", "kind", "entity", "table", "id", "code",
+  "message", "attempts", "failed_at", "events", "sql", "values", "resolver_error", "raw", "raw_len" }
 
 local function utc(t)
   if type(t) ~= "number" then return "-" end
   return os.date("!%Y-%m-%d %H:%M:%S", math.floor(t))
 end
 
--- The matching error records as { q, ev } pairs, at most limit.
-local function matching(engine, opts, limit, code)
+-- The matching error records as { q, ev } pairs, at most limit entries; with expand,
+-- every event of each entry (one pair per event, the entry's error on its failing one).
+local function matching(engine, opts, limit, code, expand)
   local qs = queues("errors", engine)
   local selected = {}
   if opts.queue then
@@ -489,86 +500,205 @@ local function matching(engine, opts, limit, code)
   else
     selected = qs
   end
-  local found = {}
+  local found, entries = {}, 0
   for _, q in ipairs(selected) do
-    if #found >= limit then break end
+    if entries >= limit then break end
     -- with a code filter every record must be looked at; without, the first ones do
-    local want = limit - #found
+    local want = limit - entries
     if code then
       local s, err = q:stats()
       if not s then fail(FAILED, "beeorm errors: cannot read queue %s: %s", q.name, describe(err)) end
       want = math.max(s.errors, 1)
     end
-    local list, err = q:errors(want)
+    local list, err = q:errors(want, expand and { events = true } or nil)
     if not list then fail(FAILED, "beeorm errors: cannot read the error list of %s: %s", q.name, describe(err)) end
+    local last
     for _, ev in ipairs(list) do
-      if #found >= limit then break end
-      if not code or ev.error.code == code then found[#found + 1] = { q = q, ev = ev } end
+      if ev.stream_id ~= last then
+        if entries >= limit then break end
+        last = ev.stream_id
+        if not code or ev.error.code == code then entries = entries + 1 else last = nil end
+      end
+      if last then found[#found + 1] = { q = q, ev = ev } end
     end
   end
   return found
 end
 
+-- The JSON object of one listed event.
+local function event_json(ev)
+  local values = { _keys = {} }
+  for k, v in pairs(ev.values or {}) do
+    values[k] = v
+    values._keys[#values._keys + 1] = k
+  end
+  table.sort(values._keys)
+  return { _keys = ERROR_KEYS, queue = ev.queue, stream_id = ev.stream_id, event = ev.event,
+    failed_event = ev.failed_event, kind = ev.kind, entity = ev.entity, table = ev.table, id = ev.id,
+    code = ev.error.code, message = ev.error.message, attempts = ev.attempts, failed_at = ev.failed_at,
+    events = ev.events, sql = ev.sql ~= "" and ev.sql or nil, values = values, resolver_error = ev.resolver_error,
+    raw = ev.raw, raw_len = ev.raw_len }
+end
+
+local function failing(ev) return ev.event == ev.failed_event end
+
+-- "2/3": the event's place in its entry ("-" for a record that cannot be read).
+local function place(ev)
+  if not ev.events or ev.events == 0 then return "-" end
+  return string.format("%d/%d", ev.event, ev.events)
+end
+
 local function list_errors(found, as_json)
   if as_json then
     local arr = { _array = true }
-    for i, m in ipairs(found) do
-      local ev = m.ev
-      local values = { _keys = {} }
-      for k, v in pairs(ev.values or {}) do
-        values[k] = v
-        values._keys[#values._keys + 1] = k
-      end
-      table.sort(values._keys)
-      arr[i] = { _keys = ERROR_KEYS, queue = ev.queue, stream_id = ev.stream_id, kind = ev.kind, entity = ev.entity,
-        table = ev.table, id = ev.id, code = ev.error.code, message = ev.error.message, attempts = ev.attempts,
-        failed_at = ev.failed_at, events = ev.events, sql = ev.sql, values = values,
-        resolver_error = ev.resolver_error, raw = ev.raw, raw_len = ev.raw_len }
-    end
+    for i, m in ipairs(found) do arr[i] = event_json(m.ev) end
     out(json.encode({ _keys = { "errors" }, errors = arr }), "\n")
     return
   end
   local rows = {}
   for i, m in ipairs(found) do
     local ev = m.ev
-    rows[i] = { ev.queue, ev.stream_id, ev.kind, tostring(ev.entity), tostring(ev.id), tostring(ev.error.code),
-      tostring(ev.attempts), utc(ev.failed_at), one_line(ev.error.message) }
+    local f = failing(ev)
+    rows[i] = { ev.queue, ev.stream_id, place(ev), ev.kind, tostring(ev.entity), tostring(ev.id),
+      f and tostring(ev.error.code) or "-", f and tostring(ev.attempts) or "-", utc(ev.failed_at),
+      f and one_line(ev.error.message) or string.format("(applies with its entry; event %d failed)", ev.failed_event) }
   end
-  print_table({ "queue", "stream_id", "kind", "entity", "id", "code", "attempts", "failed_at", "message" }, rows,
-    { false, false, false, false, true, true, true, false, false })
+  print_table({ "queue", "stream_id", "event", "kind", "entity", "id", "code", "attempts", "failed_at", "message" },
+    rows, { false, false, true, false, false, false, true, true, false, false })
+end
+
+-- A value as show prints it: strings quoted, others as Lua writes them.
+local function show_value(v)
+  if type(v) == "string" then return string.format("%q", v):gsub("\\\n", "\\n") end
+  return tostring(v)
+end
+
+-- Every event of one entry (found: { q, ev } of each event, in order).
+local function show_record(found, as_json)
+  local first = found[1].ev
+  local failed
+  for _, m in ipairs(found) do if failing(m.ev) then failed = m.ev end end
+  failed = failed or first
+  if as_json then
+    local arr = { _array = true }
+    for i, m in ipairs(found) do arr[i] = event_json(m.ev) end
+    out(json.encode({ _keys = { "queue", "stream_id", "code", "message", "attempts", "failed_at", "failed_event",
+      "resolver_error", "raw", "raw_len", "events" }, queue = first.queue, stream_id = first.stream_id,
+      code = failed.error.code, message = failed.error.message, attempts = failed.attempts,
+      failed_at = failed.failed_at, failed_event = failed.failed_event, resolver_error = failed.resolver_error,
+      raw = failed.raw, raw_len = failed.raw_len, events = arr }), "\n")
+    return
+  end
+  out(string.format("queue:          %s\nstream_id:      %s\n", first.queue, first.stream_id))
+  out(string.format("error:          %s %s\n", tostring(failed.error.code), one_line(failed.error.message)))
+  out(string.format("attempts:       %s\nfailed_at:      %s UTC\n", tostring(failed.attempts), utc(failed.failed_at)))
+  if failed.resolver_error then out("resolver_error: ", one_line(failed.resolver_error), "\n") end
+  if failed.raw then out(string.format("raw (%d bytes, hex): %s\n", failed.raw_len or 0, failed.raw)) end
+  for _, m in ipairs(found) do
+    local ev = m.ev
+    if ev.events and ev.events > 0 then
+      out(string.format("event %s: %s %s id %s%s\n", place(ev), ev.kind, tostring(ev.entity), tostring(ev.id),
+        failing(ev) and "  <- failed" or ""))
+      local cols = {}
+      for k in pairs(ev.values or {}) do cols[#cols + 1] = k end
+      table.sort(cols)
+      for _, k in ipairs(cols) do
+        out(string.format("  %s%s = %s\n", k, ev.increments and ev.increments[k] and " +" or "",
+          one_line(show_value(ev.values[k]))))
+      end
+      if ev.sql and ev.sql ~= "" then out("  sql: ", one_line(ev.sql), "\n") end
+    end
+  end
+end
+
+-- The events of the entry with stream id `id` (in --queue, or in whichever queue holds it).
+local function find_entry(engine, opts, id)
+  local qs = queues("errors", engine)
+  local hits, where = {}, {}
+  for _, q in ipairs(qs) do
+    if not opts.queue or q.name == opts.queue or q.name:match("^(.*):%d+$") == opts.queue then
+      local s, err = q:stats()
+      if not s then fail(FAILED, "beeorm errors: cannot read queue %s: %s", q.name, describe(err)) end
+      if s.errors > 0 then
+        local list, lerr = q:errors(s.errors, { events = true })
+        if not list then fail(FAILED, "beeorm errors: cannot read the error list of %s: %s", q.name, describe(lerr)) end
+        local mine = {}
+        for _, ev in ipairs(list) do if ev.stream_id == id then mine[#mine + 1] = { q = q, ev = ev } end end
+        if #mine > 0 then
+          hits = mine
+          where[#where + 1] = q.name
+        end
+      end
+    end
+  end
+  if #where == 0 then fail(FAILED, "beeorm errors: no parked entry %s%s", one_line(id),
+    opts.queue and (" in " .. one_line(opts.queue)) or "") end
+  if #where > 1 then
+    fail(USAGE, "beeorm errors: entry %s is in several queues (%s): add --queue", one_line(id), table.concat(where, ", "))
+  end
+  return hits
 end
 
 function M.errors(args)
   local opts, pos = parse("errors", args, { ["--config"] = "FILE", ["--queue"] = "Q", ["--code"] = "N",
-    ["--limit"] = "N", ["--json"] = "flag", ["--force"] = "flag" })
+    ["--limit"] = "N", ["--json"] = "flag", ["--force"] = "flag", ["--id"] = "STREAM_ID", ["--event"] = "N" })
   if opts == "help" then
     out(M.usage.errors)
     return OK
   end
   local action = pos[1]
-  if not action then fail(USAGE, "beeorm errors: missing action: list, retry or skip (try 'beeorm errors --help')") end
-  if action ~= "list" and action ~= "retry" and action ~= "skip" then
-    fail(USAGE, "beeorm errors: unknown action '%s' (expected list, retry or skip)", one_line(action))
+  if not action then
+    fail(USAGE, "beeorm errors: missing action: list, show, retry or skip (try 'beeorm errors --help')")
+  end
+  if action ~= "list" and action ~= "show" and action ~= "retry" and action ~= "skip" then
+    fail(USAGE, "beeorm errors: unknown action '%s' (expected list, show, retry or skip)", one_line(action))
   end
   if pos[2] then fail(USAGE, "beeorm errors: unexpected argument '%s'", one_line(pos[2])) end
-  if opts.json and action ~= "list" then fail(USAGE, "beeorm errors: --json applies to 'errors list' only") end
+  if opts.json and action ~= "list" and action ~= "show" then
+    fail(USAGE, "beeorm errors: --json applies to 'errors list' and 'errors show' only")
+  end
   if opts.force and action ~= "retry" then fail(USAGE, "beeorm errors: --force applies to 'errors retry' only") end
+  if action == "show" and not opts.id then fail(USAGE, "beeorm errors: show needs --id STREAM_ID") end
+  if opts.id and action == "list" then fail(USAGE, "beeorm errors: --id applies to show, retry and skip") end
+  if opts.id and not opts.id:match("^%d+%-%d+$") then
+    fail(USAGE, "beeorm errors: --id must be a stream id such as 1700000000000-0, got '%s'", one_line(opts.id))
+  end
+  if opts.event and (action ~= "skip" or not opts.id) then
+    fail(USAGE, "beeorm errors: --event applies to 'errors skip --id' only (a retry puts the whole entry back)")
+  end
+  if opts.id and (opts.code or opts.limit) then
+    fail(USAGE, "beeorm errors: --id names one entry: --code and --limit do not apply")
+  end
   local code
   if opts.code == "malformed" then code = opts.code -- junk in a queue (not a MySQL error)
   elseif opts.code and not opts.code:match("^%s*[+]?%d+%s*$") then
     fail(USAGE, "beeorm errors: --code must be a MySQL error number or 'malformed', got '%s'", one_line(opts.code))
   else code = integer_option("errors", opts, "code", 1, nil, nil) end
   local limit = integer_option("errors", opts, "limit", 1, nil, 100)
+  local event = integer_option("errors", opts, "event", 1, nil, nil)
   local engine = connect("errors", need_config("errors", opts))
-  local found = matching(engine, opts, limit, code)
   if action == "list" then
-    list_errors(found, opts.json)
+    list_errors(matching(engine, opts, limit, code, true), opts.json)
+  elseif action == "show" then
+    show_record(find_entry(engine, opts, opts.id), opts.json)
   else
+    local found
+    if opts.id then
+      local all = find_entry(engine, opts, opts.id)
+      found = { all[1] } -- a malformed record is listed once
+      for _, m in ipairs(all) do if failing(m.ev) then found[1] = m end end
+      if event and event > (found[1].ev.events or 0) then
+        fail(USAGE, "beeorm errors: entry %s has %d event%s: there is no event %d", one_line(opts.id),
+          found[1].ev.events or 0, found[1].ev.events == 1 and "" or "s", event)
+      end
+    else
+      found = matching(engine, opts, limit, code)
+    end
     local done = 0
     for _, m in ipairs(found) do
       local ok, err
       if action == "retry" then ok, err = m.q:retry(m.ev, { force = opts.force or nil })
-      else ok, err = m.q:skip(m.ev) end
+      else ok, err = m.q:skip(m.ev, event) end
       if not ok then
         out(string.format("%s %d of %d error records\n", action == "retry" and "retried" or "skipped", done, #found))
         fail(FAILED, "beeorm errors: %s of %s %s failed: %s", action, m.ev.queue, m.ev.stream_id, describe(err))

@@ -80,11 +80,11 @@ function core.Engine.read_async_flush_events(engine)
 end
 
 function Queue:stats() return self.engine:queue_stats(self.index) end
-function Queue:errors(n) return self.engine:queue_errors(self.index, n) end
+function Queue:errors(n, opts) return self.engine:queue_errors(self.index, n, opts) end
 --- q:retry(ev [, { force = true }]): refused with code "stale" when a newer change of its
 -- row was applied since it was parked, unless forced.
 function Queue:retry(ev, opts) return self.engine:queue_retry(self.index, ev, opts) end
-function Queue:skip(ev) return self.engine:queue_skip(self.index, ev) end
+function Queue:skip(ev, event) return self.engine:queue_skip(self.index, ev, event) end
 
 --- True when v is an error table produced by beeorm.
 function beeorm.is_error(v)
