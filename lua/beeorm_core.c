@@ -962,6 +962,7 @@ static int engine_sync_schema(lua_State *L) {
 /* Contexts                                                                 */
 
 static void set_int(lua_State *L, const char *key, lua_Integer value);
+static void set_str(lua_State *L, const char *key, const char *value);
 
 static lbee_context_t *to_context(lua_State *L) { return luaL_checkudata(L, 1, BEE_CONTEXT_MT); }
 
@@ -2257,6 +2258,53 @@ static int engine_queue_stats(lua_State *L) {
   lua_setfield(L, -2, "lag");
   set_int(L, "pending", (lua_Integer)s.pending);
   set_int(L, "errors", (lua_Integer)s.errors);
+  set_int(L, "applied_total", (lua_Integer)s.applied_total);
+  set_int(L, "failed_total", (lua_Integer)s.failed_total);
+  return 1;
+}
+
+static void push_worker(void *ud, const bee_consumer_worker_t *w) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 5);
+  set_str(L, "token", w->token);
+  set_str(L, "host", w->host);
+  set_int(L, "pid", w->pid);
+  lua_newtable(L);
+  const char *p = w->queues;
+  lua_Integer n = 0;
+  while (*p) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    if (len) {
+      lua_pushlstring(L, p, len);
+      lua_rawseti(L, -2, ++n);
+    }
+    p += len + (comma ? 1 : 0);
+  }
+  lua_setfield(L, -2, "queues");
+  lua_pushnumber(L, w->heartbeat_age_seconds);
+  lua_setfield(L, -2, "heartbeat_age_seconds");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/*
+ * engine:consumers() -> { workers = { { token, host, pid, queues = { ... },
+ * heartbeat_age_seconds }, ... }, applied_per_second, applied_total, failed_total } | nil, err
+ */
+static int engine_consumers(lua_State *L) {
+  bee_engine_t *engine = check_engine(L);
+  lua_settop(L, 1);
+  lua_newtable(L); /* 2: the workers */
+  bee_consumers_t c;
+  bee_error_t err;
+  if (bee_engine_consumers(engine, &c, push_worker, L, &err) != 0) return fail(L, &err);
+  lua_createtable(L, 0, 4);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "workers");
+  lua_pushnumber(L, c.applied_per_second);
+  lua_setfield(L, -2, "applied_per_second");
+  set_int(L, "applied_total", (lua_Integer)c.applied_total);
+  set_int(L, "failed_total", (lua_Integer)c.failed_total);
   return 1;
 }
 
@@ -2525,6 +2573,7 @@ BEE_EXPORT int luaopen_beeorm_core(lua_State *L) {
       {"queues", engine_queues},
       {"queue_stats", engine_queue_stats},
       {"queue_errors", engine_queue_errors},
+      {"consumers", engine_consumers},
       {"queue_retry", engine_queue_retry},
       {"queue_skip", engine_queue_skip},
       {"cache_stats", engine_cache_stats},

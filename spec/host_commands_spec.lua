@@ -424,6 +424,60 @@ end
   end)
 
   describe("stats", function()
+    it("shows the live consumer workers of every process, and what they applied and parked", function()
+      local function stats_json()
+        local code, out, err = host("stats --json --config " .. q(config))
+        assert.equal(0, code, out .. err)
+        return assert(json.decode(out))
+      end
+      local before = stats_json().consumers
+      local log = tmpfile()
+      local pid = au.spawn(string.format("%s %s consume --workers 2 --config %s", util.child_env(),
+        q(servers.build_dir .. "/beeorm"), q(config)), log)
+      local ok, perr = pcall(function()
+        local rows = queue_new({ "hc-live-1", "hc-live-2", "hc-live-3" })
+        local doc
+        assert.is_true(util.eventually(function()
+          doc = stats_json()
+          local held = 0
+          for _, w in ipairs(doc.consumers.workers) do if w.pid == pid then held = held + #w.queues end end
+          return #doc.consumers.workers >= 2 and held == 8 and doc.consumers.applied_total >= before.applied_total + 3
+        end, 10), "stats: " .. require("dkjson").encode(doc or {}))
+        for _, w in ipairs(doc.consumers.workers) do
+          assert.equal(pid, w.pid)
+          assert.matches("^" .. pid .. "%-", w.token)
+          assert.is_true(w.heartbeat_age_seconds >= 0 and w.heartbeat_age_seconds < 3)
+          assert.is_true(#w.host > 0)
+        end
+        -- per queue: the events applied from it
+        local q1 = au.queue_of(rows[1].id)
+        local applied = 0
+        for _, qs in ipairs(doc.queues) do if qs.name == q1 then applied = qs.applied_total end end
+        assert.is_true(applied >= 1)
+        -- events/s over the last minute: seen once their second is over
+        assert.is_true(util.eventually(function() return stats_json().consumers.applied_per_second > 0 end, 3))
+        local code, out = host("stats --config " .. q(config))
+        assert.equal(0, code)
+        assert.matches("consumers: 2 live workers; applied [%d.]+ events/s", out)
+        assert.matches("\nworker +host +pid +queues +heartbeat_s\n" .. pid .. "%-", out)
+      end)
+      au.kill(pid, "TERM")
+      assert.is_true(au.wait_exit(pid, 10), "the consumer did not stop")
+      assert(ok, perr)
+      -- a worker that stopped says goodbye: gone at once
+      assert.equal(0, #stats_json().consumers.workers)
+      -- a parked entry counts as failed, in its queue and in all
+      local failed_before = stats_json().consumers.failed_total
+      local dup = queue_duplicate("hc-live-dup")
+      assert.equal(0, (host("consume --once --config " .. q(config))))
+      local doc = stats_json()
+      assert.equal(failed_before + 1, doc.consumers.failed_total)
+      for _, qs in ipairs(doc.queues) do
+        if qs.name == au.queue_of(dup.id) then assert.is_true(qs.failed_total >= 1) end
+      end
+      assert.equal(0, (host("errors skip --config " .. q(config))))
+    end)
+
     it("prints one aligned row per queue, and the same as JSON", function()
       -- one parked error
       local dup = queue_duplicate("hc-stats-dup")
@@ -442,7 +496,9 @@ end
       assert.equal("", err)
       local lines = {}
       for line in out:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-      assert.equal(9, #lines, out)
+      assert.equal(10, #lines, out)
+      assert.matches("^consumers: no live worker; applied [%d.]+ events/s over the last minute; %d+ applied, %d+ failed "
+        .. "in all$", table.remove(lines))
       assert.matches("^queue +len +oldest_s +lag_s +pending +errors$", lines[1])
       local seen = {}
       for i = 2, #lines do

@@ -813,10 +813,36 @@ typedef struct bee_queue_stats_s {
   double lag;                  /* seconds between the oldest and the newest waiting entry */
   uint64_t pending;            /* entries a consumer is applying right now */
   uint64_t errors;             /* entries in the error list */
+  uint64_t applied_total;      /* events applied from this queue, by every consumer process ever */
+  uint64_t failed_total;       /* entries parked after a permanent error, likewise */
 } bee_queue_stats_t;
 
 /* Statistics of queue i (one Redis round trip). Returns 0, BEE_EINVAL (i out of range), BEE_EREDIS. */
 int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *out, bee_error_t *err);
+
+/* A live blocking consumer worker of any process, as its last heartbeat (every second) said. */
+typedef struct bee_consumer_worker_s {
+  const char *token;  /* the worker's lease token: "<pid>-<random>-<n>" */
+  const char *host;   /* its machine's host name */
+  int pid;
+  const char *queues; /* the queues it held, comma-separated ("" none) */
+  double heartbeat_age_seconds;
+} bee_consumer_worker_t;
+
+typedef struct bee_consumers_s {
+  size_t workers;             /* live blocking workers (heartbeat within 3 s) */
+  double applied_per_second;  /* events applied by every process, averaged over the last 60 s */
+  uint64_t applied_total;     /* over every queue (bee_queue_stats_t.applied_total summed) */
+  uint64_t failed_total;
+} bee_consumers_t;
+
+/*
+ * What the consumers of every process are doing (kept in the queues' Redis): fn (may be
+ * NULL) is called for each live worker, oldest heartbeat first. Returns 0, BEE_EREDIS,
+ * BEE_ENOMEM.
+ */
+int bee_engine_consumers(bee_engine_t *engine, bee_consumers_t *out,
+                         void (*fn)(void *ud, const bee_consumer_worker_t *w), void *ud, bee_error_t *err);
 /*
  * Calls fn for up to max entries of the error list, oldest first; fn returning non-zero
  * stops. The record's strings are valid during the call. Returns 0, BEE_EINVAL,

@@ -293,7 +293,14 @@ static int run_queues(bee_engine_t *engine, const bee_consume_options_t *opts, a
   for (;;) {
     int64_t now = bee__c_now_ms();
     if (c.opts.block && now >= next_beat) {
-      fair = bee__c_heartbeat(&c, nq);
+      char held_names[512] = "";
+      size_t hl = 0;
+      for (size_t i = 0; i < nq && hl + 80 < sizeof held_names; i++)
+        if (held[i]) {
+          if (hl) held_names[hl++] = ',';
+          hl += bee_engine_queue_name(engine, qs[i], held_names + hl, sizeof held_names - hl);
+        }
+      fair = bee__c_heartbeat(&c, nq, held_names);
       next_beat = now + 1000;
     }
     size_t holding = 0;

@@ -89,7 +89,7 @@ extern const char *const bee__c_lease_script;
 extern const char *const bee__c_release_script;
 int bee__c_queue_identity(consumer_t *c, size_t qp, const char *id_key, char *out, size_t size, bee_error_t *err);
 int bee__c_lease(consumer_t *c, size_t qp, const char *key, const char *script);
-size_t bee__c_heartbeat(consumer_t *c, size_t mine);
+size_t bee__c_heartbeat(consumer_t *c, size_t mine, const char *held);
 void bee__c_leave(consumer_t *c);
 
 /* consumer_fail.c: failed entries */

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "consumer.h"
+#include "queues.h"
 #include "event.h"
 #include "orm.h"
 
@@ -74,15 +75,12 @@ int bee__c_lease(consumer_t *c, size_t qp, const char *key, const char *script) 
   return held;
 }
 
-/* Live blocking workers of every process: sorted set token -> heartbeat deadline (ms). */
-#define BEE__WORKERS_KEY "beeorm:workers"
-
 /*
  * Renews this worker's heartbeat, forgets workers whose heartbeat ran out, and returns
  * this worker's fair share of the engine's queues: ceil(queues / live workers). On a
  * Redis failure, all of them (the leases still keep workers apart).
  */
-size_t bee__c_heartbeat(consumer_t *c, size_t mine) {
+size_t bee__c_heartbeat(consumer_t *c, size_t mine, const char *held) {
   size_t total = c->engine->mysql_count * BEE__SHARDS;
   bee__rconn_t *r;
   bee_error_t ignored;
@@ -91,11 +89,15 @@ size_t bee__c_heartbeat(consumer_t *c, size_t mine) {
   char deadline[24], cutoff[24];
   snprintf(deadline, sizeof deadline, "%lld", (long long)(now + LEASE_MS_INT));
   snprintf(cutoff, sizeof cutoff, "%lld", (long long)now);
+  char host[256] = "";
+  if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown");
   bee__redis_append(r, "ZADD %s %s %s", BEE__WORKERS_KEY, deadline, c->token);
   bee__redis_append(r, "ZREMRANGEBYSCORE %s -inf (%s", BEE__WORKERS_KEY, cutoff);
   bee__redis_append(r, "ZCARD %s", BEE__WORKERS_KEY);
+  /* what operators see of it (bee_engine_consumers): where it runs and what it holds */
+  bee__redis_append(r, "HSET %s %s %s\t%d\t%s", BEE__WORKER_INFO_KEY, c->token, host, (int)getpid(), held);
   size_t live = 0;
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     bee__reply_t *reply = NULL;
     if (bee__redis_get_reply(r, &reply) != 0) return mine;
     bee__reply_t *rep = reply;
@@ -112,6 +114,8 @@ void bee__c_leave(consumer_t *c) {
   bee__rconn_t *r;
   bee_error_t ignored;
   if (bee__c_get_redis(c, (size_t)c->engine->inval_redis, &r, &ignored)) return;
-  bee__reply_t *rep = bee__redis_command(r, "ZREM %s %s", BEE__WORKERS_KEY, c->token);
-  if (rep) bee__reply_free(rep);
+  bee__redis_append(r, "ZREM %s %s", BEE__WORKERS_KEY, c->token);
+  bee__redis_append(r, "HDEL %s %s", BEE__WORKER_INFO_KEY, c->token);
+  bee__reply_t *rep = NULL;
+  for (int i = 0; i < 2 && bee__redis_get_reply(r, &rep) == 0; i++) bee__reply_free(rep);
 }

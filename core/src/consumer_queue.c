@@ -321,12 +321,36 @@ void bee__c_trim_applied(consumer_t *c, size_t qp, const char *key, const entry_
   bee__redis_append_argv(r, (int)(b - a + 2), argv, NULL);
   append_trim(r, key, entries[b - 1].ms, entries[b - 1].seq, min);
   bee__redis_append(r, "HLEN %s", parked_key);
+  /* The figures every process adds to (bee_engine_consumers): events applied, ever and
+     in this second. The queue's name is in its key: "beeorm:{q:<pool>:<shard>}:s". */
+  size_t events = 0, extra = 0;
+  for (size_t i = a; i < b; i++) {
+    size_t count = 0, pos;
+    if (!entries[i].dup && entries[i].payload && bee__batch_open(entries[i].payload, entries[i].len, &count, &pos) == 0)
+      events += count;
+  }
+  const char *qn = strstr(key, "{q:"), *qe = qn ? strchr(qn, '}') : NULL;
+  if (events && qn && qe) {
+    char field[160], rate[64], n[24];
+    snprintf(field, sizeof field, "%.*s:applied", (int)(qe - qn - 3), qn + 3);
+    snprintf(rate, sizeof rate, "%s%lld", BEE__RATE_KEY, (long long)(bee__c_now_ms() / 1000));
+    snprintf(n, sizeof n, "%zu", events);
+    bee__redis_append(r, "HINCRBY %s %s %s", BEE__COUNTERS_KEY, field, n);
+    bee__redis_append(r, "INCRBY %s %s", rate, n);
+    bee__redis_append(r, "EXPIRE %s 120", rate);
+    extra = 3;
+  }
   bee__reply_t *x = NULL, *t = NULL, *n = NULL;
   int parked = bee__redis_get_reply(r, &x) == 0 && bee__redis_get_reply(r, &t) == 0 &&
                bee__redis_get_reply(r, &n) == 0 && n->type == BEE__REPLY_INTEGER && n->integer > 0;
   bee__reply_free(x);
   bee__reply_free(t);
   bee__reply_free(n);
+  for (size_t i = 0; i < extra; i++) {
+    bee__reply_t *e = NULL;
+    if (bee__redis_get_reply(r, &e) != 0) break;
+    bee__reply_free(e);
+  }
   bee__free(argv);
   if (parked) mark_stale(c, r, parked_key, stale_key, entries, a, b);
   for (size_t i = a; i < b; i++) bee__c_forget_retried(c, r, parked_key, stale_key, &entries[i]);

@@ -90,8 +90,11 @@ int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *ou
   bee__redis_append(r, "XREVRANGE %s + - COUNT 1", key);
   bee__redis_append(r, "GET %s", pending);
   bee__redis_append(r, "HLEN %s", errors);
-  bee__reply_t *rep[5] = {0};
-  for (int k = 0; k < 5; k++) {
+  char name[BEE_NAME_MAX + 24];
+  bee_engine_queue_name(engine, i, name, sizeof name);
+  bee__redis_append(r, "HMGET %s %s:applied %s:failed", BEE__COUNTERS_KEY, name, name);
+  bee__reply_t *rep[6] = {0};
+  for (int k = 0; k < 6; k++) {
     bee__reply_t *x = NULL;
     if (bee__redis_get_reply(r, &x) != 0) {
       rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, NULL, "reading queue statistics failed");
@@ -108,8 +111,98 @@ int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *ou
     out->lag = oldest > 0 && newest >= 0 ? oldest - newest : 0;
     out->pending = rep[3]->type == BEE__REPLY_STRING ? strtoull(rep[3]->str, NULL, 10) : 0;
     out->errors = rep[4]->type == BEE__REPLY_INTEGER ? (uint64_t)rep[4]->integer : 0;
+    if (rep[5]->type == BEE__REPLY_ARRAY && rep[5]->elements == 2) {
+      if (rep[5]->element[0]->type == BEE__REPLY_STRING) out->applied_total = strtoull(rep[5]->element[0]->str, NULL, 10);
+      if (rep[5]->element[1]->type == BEE__REPLY_STRING) out->failed_total = strtoull(rep[5]->element[1]->str, NULL, 10);
+    }
   }
-  for (int k = 0; k < 5; k++)
+  for (int k = 0; k < 6; k++)
+    if (rep[k]) bee__reply_free(rep[k]);
+  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
+  return rc;
+}
+
+/*
+ * The consumers of every process: live workers (heartbeat deadline not passed) with what
+ * their last heartbeat said, the totals of the counters hash, and the events applied in
+ * each of the last 60 whole seconds. One round trip; info of workers gone is dropped.
+ */
+int bee_engine_consumers(bee_engine_t *engine, bee_consumers_t *out,
+                         void (*fn)(void *ud, const bee_consumer_worker_t *w), void *ud, bee_error_t *err) {
+  if (!engine || !out) return bee__error(err, BEE_EINVAL, 0, "engine or out is NULL");
+  memset(out, 0, sizeof *out);
+  if (engine->inval_redis < 0) return 0;
+  bee__rconn_t *r;
+  int rc = bee__engine_redis_acquire(engine, &engine->redis[engine->inval_redis], &r, err);
+  if (rc) return rc;
+  int64_t now = now_ms(), sec = now / 1000;
+  char nowt[24];
+  snprintf(nowt, sizeof nowt, "%lld", (long long)now);
+  enum { SECONDS = 60 };
+  char keys[SECONDS][64];
+  const char *argv[SECONDS + 1];
+  argv[0] = "MGET";
+  for (int k = 0; k < SECONDS; k++) { /* the last 60 whole seconds, not the one running */
+    snprintf(keys[k], sizeof keys[k], "%s%lld", BEE__RATE_KEY, (long long)(sec - 1 - k));
+    argv[k + 1] = keys[k];
+  }
+  bee__redis_append(r, "ZRANGEBYSCORE %s %s +inf WITHSCORES", BEE__WORKERS_KEY, nowt);
+  bee__redis_append(r, "HGETALL %s", BEE__WORKER_INFO_KEY);
+  bee__redis_append(r, "HGETALL %s", BEE__COUNTERS_KEY);
+  bee__redis_append_argv(r, SECONDS + 1, argv, NULL);
+  bee__reply_t *rep[4] = {0};
+  for (int k = 0; k < 4 && !rc; k++)
+    if (bee__redis_get_reply(r, &rep[k]) != 0 || rep[k]->type != BEE__REPLY_ARRAY)
+      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep[k], "reading the consumers failed");
+  if (!rc) {
+    const bee__reply_t *live = rep[0], *info = rep[1], *counters = rep[2], *rates = rep[3];
+    for (size_t k = 0; k + 1 < counters->elements; k += 2) {
+      const bee__reply_t *f = counters->element[k], *v = counters->element[k + 1];
+      if (f->type != BEE__REPLY_STRING || v->type != BEE__REPLY_STRING) continue;
+      uint64_t n = strtoull(v->str, NULL, 10);
+      if (f->len > 8 && !strcmp(f->str + f->len - 8, ":applied")) out->applied_total += n;
+      else if (f->len > 7 && !strcmp(f->str + f->len - 7, ":failed")) out->failed_total += n;
+    }
+    uint64_t applied = 0;
+    for (size_t k = 0; k < rates->elements; k++)
+      if (rates->element[k]->type == BEE__REPLY_STRING) applied += strtoull(rates->element[k]->str, NULL, 10);
+    out->applied_per_second = (double)applied / SECONDS;
+    for (size_t k = 0; k + 1 < live->elements; k += 2) {
+      const bee__reply_t *tok = live->element[k];
+      if (tok->type != BEE__REPLY_STRING) continue;
+      out->workers++;
+      if (!fn) continue;
+      bee_consumer_worker_t w = {tok->str, "", 0, "", 0};
+      double deadline = live->element[k + 1]->type == BEE__REPLY_STRING ? strtod(live->element[k + 1]->str, NULL) : 0;
+      w.heartbeat_age_seconds = deadline > 0 ? ((double)now - (deadline - 3000.0)) / 1000.0 : 0;
+      if (w.heartbeat_age_seconds < 0) w.heartbeat_age_seconds = 0;
+      char buf[1024] = "";
+      for (size_t j = 0; j + 1 < info->elements; j += 2)
+        if (info->element[j]->type == BEE__REPLY_STRING && !strcmp(info->element[j]->str, tok->str) &&
+            info->element[j + 1]->type == BEE__REPLY_STRING)
+          snprintf(buf, sizeof buf, "%s", info->element[j + 1]->str);
+      char *t1 = strchr(buf, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+      if (t1 && t2) {
+        *t1 = *t2 = '\0';
+        w.host = buf;
+        w.pid = atoi(t1 + 1);
+        w.queues = t2 + 1;
+      }
+      fn(ud, &w);
+    }
+    /* info of workers whose heartbeat ran out (killed: no goodbye) */
+    for (size_t j = 0; j + 1 < info->elements; j += 2) {
+      const bee__reply_t *tok = info->element[j];
+      int alive = 0;
+      for (size_t k = 0; k + 1 < live->elements && !alive; k += 2)
+        alive = live->element[k]->type == BEE__REPLY_STRING && !strcmp(live->element[k]->str, tok->str);
+      if (!alive && tok->type == BEE__REPLY_STRING) {
+        bee__reply_t *d = bee__redis_command(r, "HDEL %s %s", BEE__WORKER_INFO_KEY, tok->str);
+        if (d) bee__reply_free(d);
+      }
+    }
+  }
+  for (int k = 0; k < 4; k++)
     if (rep[k]) bee__reply_free(rep[k]);
   bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
   return rc;

@@ -26,6 +26,18 @@ typedef struct {
 int bee__park_row(void *ud, const char *row);
 int bee__unpark_row(void *ud, const char *row);
 
+/*
+ * The consumers' shared figures (one hash tag: one slot):
+ *   BEE__WORKERS_KEY        sorted set: live worker token -> heartbeat deadline (ms)
+ *   BEE__WORKER_INFO_KEY    hash: token -> "<host>\t<pid>\t<queues held>" of its last heartbeat
+ *   BEE__COUNTERS_KEY       hash: "<queue>:applied" / "<queue>:failed" -> events / entries, ever
+ *   BEE__RATE_KEY "<sec>"   events applied in that second (Unix time), expiring after 120 s
+ */
+#define BEE__WORKERS_KEY "beeorm:workers"
+#define BEE__WORKER_INFO_KEY "beeorm:{stats}:workers"
+#define BEE__COUNTERS_KEY "beeorm:{stats}:counters"
+#define BEE__RATE_KEY "beeorm:{stats}:applied:"
+
 /* Parses a stream id "<ms>-<seq>": 0, or -1 when it is not one. Pure. */
 int bee__stream_id_parse(const char *s, uint64_t *ms, uint64_t *seq);
 

@@ -86,6 +86,10 @@ one JSON object:
 A Redis pool behind Sentinel also shows the master it found ("master":"host:port"; in
 the table form, a line after the queues).
 
+Then one line on the consumers of every process (live workers, events applied per
+second over the last minute, applied and failed in all), and a row per live blocking
+worker (its token, host, pid, the queues it holds, seconds since its heartbeat).
+
 columns:
   len       entries waiting
   oldest_s  age of the oldest waiting entry, in seconds
@@ -429,7 +433,9 @@ end
 -- ------------------------------------------------------------------------
 -- stats
 
-local STAT_KEYS = { "name", "len", "oldest_event_seconds", "lag", "pending", "errors" }
+local STAT_KEYS = { "name", "len", "oldest_event_seconds", "lag", "pending", "errors", "applied_total",
+  "failed_total" }
+local WORKER_KEYS = { "token", "host", "pid", "queues", "heartbeat_age_seconds" }
 
 function M.stats(args)
   local opts, pos = parse("stats", args, { ["--config"] = "FILE", ["--json"] = "flag" })
@@ -444,7 +450,18 @@ function M.stats(args)
     local s, err = q:stats()
     if not s then fail(FAILED, "beeorm stats: cannot read queue %s: %s", q.name, describe(err)) end
     list[#list + 1] = { _keys = STAT_KEYS, name = q.name, len = s.len, oldest_event_seconds = s.oldest_event_seconds,
-      lag = s.lag, pending = s.pending, errors = s.errors }
+      lag = s.lag, pending = s.pending, errors = s.errors, applied_total = s.applied_total,
+      failed_total = s.failed_total }
+  end
+  -- The consumers of every process, from their heartbeats and counters.
+  local cs, cerr = engine:consumers()
+  if not cs then fail(FAILED, "beeorm stats: cannot read the consumers: %s", describe(cerr)) end
+  local workers = { _array = true }
+  for i, w in ipairs(cs.workers) do
+    local qs = { _array = true }
+    for k, name in ipairs(w.queues) do qs[k] = name end
+    workers[i] = { _keys = WORKER_KEYS, token = w.token, host = w.host, pid = w.pid, queues = qs,
+      heartbeat_age_seconds = w.heartbeat_age_seconds }
   end
   -- The Redis pools, with the master a Sentinel pool found (addresses carry no password).
   local redis = { _array = true }
@@ -455,7 +472,10 @@ function M.stats(args)
     end
   end
   if opts.json then
-    out(json.encode({ _keys = { "queues", "redis" }, queues = list, redis = redis }), "\n")
+    out(json.encode({ _keys = { "queues", "consumers", "redis" }, queues = list,
+      consumers = { _keys = { "workers", "applied_per_second", "applied_total", "failed_total" }, workers = workers,
+        applied_per_second = cs.applied_per_second, applied_total = cs.applied_total, failed_total = cs.failed_total },
+      redis = redis }), "\n")
   else
     local rows = {}
     for i, s in ipairs(list) do
@@ -464,6 +484,17 @@ function M.stats(args)
     end
     print_table({ "queue", "len", "oldest_s", "lag_s", "pending", "errors" }, rows,
       { false, true, true, true, true, true })
+    out(string.format("consumers: %s; applied %.1f events/s over the last minute; %d applied, %d failed in all\n",
+      #workers == 0 and "no live worker" or (#workers .. " live worker" .. (#workers == 1 and "" or "s")),
+      cs.applied_per_second, cs.applied_total, cs.failed_total))
+    if #workers > 0 then
+      local wrows = {}
+      for i, w in ipairs(workers) do
+        wrows[i] = { w.token, one_line(w.host), tostring(w.pid), #w.queues > 0 and table.concat(w.queues, ",") or "-",
+          string.format("%.1f", w.heartbeat_age_seconds) }
+      end
+      print_table({ "worker", "host", "pid", "queues", "heartbeat_s" }, wrows, { false, false, true, false, true })
+    end
     for _, p in ipairs(redis) do
       if p.master then out(string.format("redis pool '%s': master %s (%s)\n", p.name, p.master, p.address)) end
     end
