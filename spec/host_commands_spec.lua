@@ -22,22 +22,9 @@ local item_def = {
 -- The summary line of a consume run as a table of numbers, or nil.
 local function summary(out) return au.consume_summary(out, true) end
 
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
+local hu = require("support.host_util")
+local host = hu.host
 local q = util.shell_quote
-
--- Runs `beeorm ARGS` (a shell fragment); returns exit code, stdout, stderr.
-local function host(args)
-  local errf = os.tmpname()
-  local code, out = servers.run(string.format("(%s %s 2>%s)", q(servers.build_dir .. "/beeorm"), args, q(errf)))
-  local err = au.read(errf)
-  os.remove(errf)
-  return code, out, err
-end
 
 -- A failure: the exit code, nothing on stdout, and exactly one line on stderr.
 local function assert_one_line(code, expected_code, out, err)
@@ -48,16 +35,9 @@ end
 
 describe("the beeorm host's operator commands", function()
   local engine
-  local tmp = {}
+  local tmpfile = hu.tmpfiles()
   local config, password
   local behind = 900000000 -- ids of rows written behind beeorm's back
-
-  local function tmpfile(text)
-    local path = os.tmpname()
-    tmp[#tmp + 1] = path
-    if text then write_file(path, text) end
-    return path
-  end
 
   local function sql_row(id)
     return assert(engine:sql_query("SELECT `id`, `name`, `n` FROM `" .. T .. "` WHERE `id` = ?", { id }))[1]
@@ -104,7 +84,7 @@ describe("the beeorm host's operator commands", function()
       au.finish(engine, REDIS_DB)
       engine = nil
     end
-    for _, path in ipairs(tmp) do os.remove(path) end
+    tmpfile:remove()
     collectgarbage()
   end)
 

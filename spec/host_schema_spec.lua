@@ -11,32 +11,13 @@ local au = require("support.async_util")
 local T = "hs_item"
 local q = util.shell_quote
 
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
--- Runs `beeorm ARGS`; returns exit code, stdout, stderr.
-local function host(args)
-  local errf = os.tmpname()
-  local code, out = servers.run(string.format("(%s %s 2>%s)", q(servers.build_dir .. "/beeorm"), args, q(errf)))
-  local err = au.read(errf)
-  os.remove(errf)
-  return code, out, err
-end
+local hu = require("support.host_util")
+local write_file, host = hu.write_file, hu.host
 
 describe("beeorm schema", function()
   local engine
-  local tmp = {}
+  local tmpfile = hu.tmpfiles()
   local config, model
-
-  local function tmpfile(text)
-    local path = os.tmpname()
-    tmp[#tmp + 1] = path
-    if text then write_file(path, text) end
-    return path
-  end
 
   local function model_with(fields)
     write_file(model, string.format("return { { name = %q, table = %q, fields = { %s } } }\n", T, T, fields))
@@ -66,7 +47,7 @@ describe("beeorm schema", function()
       engine:sql_exec("DROP TABLE IF EXISTS `" .. T .. "`")
       engine:close()
     end
-    for _, p in ipairs(tmp) do os.remove(p) end
+    tmpfile:remove()
   end)
 
   it("lists the CREATE TABLE of a fresh database and exits 3, then --apply leaves nothing pending", function()

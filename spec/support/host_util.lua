@@ -1,0 +1,40 @@
+-- What the specs of the `beeorm` host's commands share: running the host as a child
+-- process, and temporary files removed at the end of a describe.
+local servers = require("support.servers")
+local util = require("support.orm_util")
+local au = require("support.async_util")
+
+local M = {}
+
+function M.write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+--- Runs `beeorm ARGS` (a shell fragment); returns exit code, stdout, stderr.
+function M.host(args)
+  local errf = os.tmpname()
+  local code, out = servers.run(string.format("(%s %s 2>%s)", util.shell_quote(servers.build_dir .. "/beeorm"), args,
+    util.shell_quote(errf)))
+  local err = au.read(errf)
+  os.remove(errf)
+  return code, out, err
+end
+
+--- A set of temporary files: files(text) makes one (with text, when given) and returns
+-- its path; files:remove() removes them all.
+function M.tmpfiles()
+  local paths = {}
+  return setmetatable({}, {
+    __call = function(_, text)
+      local path = os.tmpname()
+      paths[#paths + 1] = path
+      if text then M.write_file(path, text) end
+      return path
+    end,
+    __index = { remove = function() for _, p in ipairs(paths) do os.remove(p) end end },
+  })
+end
+
+return M
