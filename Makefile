@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo bench clean
+.PHONY: all deps build test test-asan demo bench servers servers-stop clean
 
 all: build
 
@@ -27,6 +27,14 @@ test-asan: deps
 # Builds, starts throwaway servers, runs examples/quickstart.lua, stops the servers.
 demo: build
 	@scripts/demo.sh $(BUILD)
+
+# Development servers that stay up until `make servers-stop`: prints their connection
+# strings and writes $(BUILD)/dev-servers/beeorm.yaml (README, "Your first app").
+servers: build
+	@scripts/dev_servers.sh start $(BUILD)/dev-servers
+
+servers-stop:
+	@scripts/dev_servers.sh stop $(BUILD)/dev-servers
 
 bench: build
 	@BENCH_QUICK=$(QUICK) scripts/bench.sh $(BUILD)
