@@ -15,6 +15,7 @@
 
 #include "beeorm.h"
 #include "beeorm_lua.h"
+#include "serve.h"
 
 static const char *progname = "beeorm";
 
@@ -33,6 +34,8 @@ static void usage(FILE *out) {
           "                              list, show, retry or drop the parked entries\n"
           "  schema --config FILE --model MODEL.lua [--apply] [--unsafe] [--json]\n"
           "                              compare the model's tables with MySQL, and sync them\n"
+          "  serve --config FILE [--listen HOST:PORT]\n"
+          "                              serve /metrics (Prometheus), /api/stats and a page\n"
           "  version                     print the beeorm version\n"
           "  help [COMMAND]              print this help, or a command's\n"
           "\n"
@@ -161,6 +164,9 @@ int main(int argc, char **argv) {
     } else if (argc >= 3 && !strcmp(argv[2], "run")) { /* help run */
       printf(run_usage, progname);
       return 0;
+    } else if (argc >= 3 && !strcmp(argv[2], "serve")) { /* help serve */
+      fputs(serve_usage, stdout);
+      return 0;
     } else if (argc >= 3 && strcmp(argv[2], "version") != 0 && strcmp(argv[2], "help") != 0) {
       fprintf(stderr, "%s: unknown command '%s' (try '%s help')\n", progname, argv[2], progname);
       return 2;
@@ -183,6 +189,7 @@ int main(int argc, char **argv) {
     lua_close(L);
     return rc;
   }
+  if (!strcmp(cmd, "serve")) return serve_main(argc - 2, argv + 2);
   if (strcmp(cmd, "run") != 0) {
     fprintf(stderr, "%s: unknown command '%s' (try '%s help')\n", progname, cmd, progname);
     return 2;

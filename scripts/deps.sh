@@ -4,7 +4,7 @@
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libhiredis-dev libmariadb-dev
   mariadb-server mariadb-client redis-server redis-tools lua-busted libyaml-dev libmsgpack-dev luarocks
-  lua-sql-mysql lua-redis lua-socket lua-system
+  lua-sql-mysql lua-redis lua-socket lua-system libmicrohttpd-dev curl
   gnuplot-nox)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,279 @@
+/* metrics.c: the snapshot `beeorm serve` shows, and its Prometheus, JSON and HTML forms. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sbuf_printf(sbuf_t *b, const char *fmt, ...) {
+  if (b->failed) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = b->cap - b->len;
+    int n = vsnprintf(b->data ? b->data + b->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->failed = 1;
+      return;
+    }
+    if ((size_t)n < room) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap < b->len + (size_t)n + 1) cap *= 2;
+    char *grown = realloc(b->data, cap);
+    if (!grown) {
+      b->failed = 1;
+      return;
+    }
+    b->data = grown;
+    b->cap = cap;
+  }
+}
+
+void sbuf_free(sbuf_t *b) {
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The snapshot                                                             */
+
+typedef struct {
+  snapshot_t *s;
+  size_t cap;
+  int failed;
+} collect_t;
+
+static char *dup_text(const char *s) {
+  size_t n = strlen(s ? s : "") + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s ? s : "", n);
+  return d;
+}
+
+static void collect_worker(void *ud, const bee_consumer_worker_t *w) {
+  collect_t *c = ud;
+  if (c->failed) return;
+  if (c->s->nworkers == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 8;
+    snapshot_worker_t *grown = realloc(c->s->workers, cap * sizeof *grown);
+    if (!grown) {
+      c->failed = 1;
+      return;
+    }
+    c->s->workers = grown;
+    c->cap = cap;
+  }
+  snapshot_worker_t *o = &c->s->workers[c->s->nworkers];
+  o->token = dup_text(w->token);
+  o->host = dup_text(w->host);
+  o->queues = dup_text(w->queues);
+  o->pid = w->pid;
+  o->heartbeat_age_seconds = w->heartbeat_age_seconds;
+  c->s->nworkers++;
+  if (!o->token || !o->host || !o->queues) c->failed = 1;
+}
+
+int snapshot_take(bee_engine_t *engine, snapshot_t *out, bee_error_t *err) {
+  memset(out, 0, sizeof *out);
+  size_t n = bee_engine_queue_count(engine);
+  out->queues = calloc(n ? n : 1, sizeof *out->queues);
+  if (!out->queues) {
+    snprintf(err->message, sizeof err->message, "out of memory");
+    return err->code = BEE_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    snapshot_queue_t *q = &out->queues[i];
+    bee_engine_queue_name(engine, i, q->name, sizeof q->name);
+    const char *colon = strrchr(q->name, ':');
+    snprintf(q->pool, sizeof q->pool, "%.*s", colon ? (int)(colon - q->name) : 0, q->name);
+    q->shard = colon ? (unsigned)atoi(colon + 1) : 0;
+    int rc = bee_engine_queue_stats(engine, i, &q->stats, err);
+    if (rc) return rc;
+    out->nqueues++;
+  }
+  collect_t c = {out, 0, 0};
+  int rc = bee_engine_consumers(engine, &out->consumers, collect_worker, &c, err);
+  if (!rc && c.failed) {
+    snprintf(err->message, sizeof err->message, "out of memory");
+    rc = err->code = BEE_ENOMEM;
+  }
+  return rc;
+}
+
+void snapshot_free(snapshot_t *s) {
+  for (size_t i = 0; i < s->nworkers; i++) {
+    free(s->workers[i].token);
+    free(s->workers[i].host);
+    free(s->workers[i].queues);
+  }
+  free(s->workers);
+  free(s->queues);
+  memset(s, 0, sizeof *s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prometheus                                                               */
+
+/* A label value: backslash, double quote and line feed escaped (the format's rules). */
+static void label(sbuf_t *b, const char *v) {
+  for (const char *p = v; *p; p++) {
+    if (*p == '\\') sbuf_printf(b, "\\\\");
+    else if (*p == '"') sbuf_printf(b, "\\\"");
+    else if (*p == '\n') sbuf_printf(b, "\\n");
+    else sbuf_printf(b, "%c", *p);
+  }
+}
+
+typedef enum { Q_LEN, Q_PENDING, Q_OLDEST, Q_ERRORS, Q_APPLIED, Q_FAILED } qmetric_t;
+
+static void queue_family(sbuf_t *b, const snapshot_t *s, const char *name, const char *type, const char *help,
+                         qmetric_t m) {
+  sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  for (size_t i = 0; i < s->nqueues; i++) {
+    const snapshot_queue_t *q = &s->queues[i];
+    sbuf_printf(b, "%s{pool=\"", name);
+    label(b, q->pool);
+    sbuf_printf(b, "\",shard=\"%u\"} ", q->shard);
+    switch (m) {
+      case Q_LEN: sbuf_printf(b, "%llu\n", (unsigned long long)q->stats.len); break;
+      case Q_PENDING: sbuf_printf(b, "%llu\n", (unsigned long long)q->stats.pending); break;
+      case Q_OLDEST: sbuf_printf(b, "%.3f\n", q->stats.oldest_event_seconds); break;
+      case Q_ERRORS: sbuf_printf(b, "%llu\n", (unsigned long long)q->stats.errors); break;
+      case Q_APPLIED: sbuf_printf(b, "%llu\n", (unsigned long long)q->stats.applied_total); break;
+      case Q_FAILED: sbuf_printf(b, "%llu\n", (unsigned long long)q->stats.failed_total); break;
+    }
+  }
+}
+
+void metrics_prometheus(const snapshot_t *s, sbuf_t *b) {
+  queue_family(b, s, "beeorm_queue_length", "gauge", "Entries waiting in the queue.", Q_LEN);
+  queue_family(b, s, "beeorm_queue_pending", "gauge", "Entries a consumer is applying now.", Q_PENDING);
+  queue_family(b, s, "beeorm_queue_oldest_event_age_seconds", "gauge", "Age of the oldest waiting entry.", Q_OLDEST);
+  queue_family(b, s, "beeorm_queue_errors", "gauge", "Entries parked in the queue's error list.", Q_ERRORS);
+  queue_family(b, s, "beeorm_events_applied_total", "counter",
+               "Events applied to MySQL from the queue, by every consumer process.", Q_APPLIED);
+  queue_family(b, s, "beeorm_events_failed_total", "counter",
+               "Entries parked after a permanent error, by every consumer process.", Q_FAILED);
+  sbuf_printf(b, "# HELP beeorm_consumer_workers Live blocking consumer workers (heartbeat within 3 s).\n"
+                 "# TYPE beeorm_consumer_workers gauge\nbeeorm_consumer_workers %zu\n",
+              s->consumers.workers);
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON and HTML                                                            */
+
+static void json_string(sbuf_t *b, const char *v) {
+  sbuf_printf(b, "\"");
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+    if (*p == '"' || *p == '\\') sbuf_printf(b, "\\%c", *p);
+    else if (*p < 0x20) sbuf_printf(b, "\\u%04x", *p);
+    else sbuf_printf(b, "%c", *p);
+  }
+  sbuf_printf(b, "\"");
+}
+
+void metrics_json(const snapshot_t *s, sbuf_t *b) {
+  sbuf_printf(b, "{\"queues\":[");
+  for (size_t i = 0; i < s->nqueues; i++) {
+    const snapshot_queue_t *q = &s->queues[i];
+    sbuf_printf(b, "%s{\"name\":", i ? "," : "");
+    json_string(b, q->name);
+    sbuf_printf(b, ",\"pool\":");
+    json_string(b, q->pool);
+    sbuf_printf(b,
+                ",\"shard\":%u,\"len\":%llu,\"oldest_event_seconds\":%.3f,\"lag\":%.3f,\"pending\":%llu,"
+                "\"errors\":%llu,\"applied_total\":%llu,\"failed_total\":%llu}",
+                q->shard, (unsigned long long)q->stats.len, q->stats.oldest_event_seconds, q->stats.lag,
+                (unsigned long long)q->stats.pending, (unsigned long long)q->stats.errors,
+                (unsigned long long)q->stats.applied_total, (unsigned long long)q->stats.failed_total);
+  }
+  sbuf_printf(b, "],\"consumers\":{\"workers\":[");
+  for (size_t i = 0; i < s->nworkers; i++) {
+    const snapshot_worker_t *w = &s->workers[i];
+    sbuf_printf(b, "%s{\"token\":", i ? "," : "");
+    json_string(b, w->token);
+    sbuf_printf(b, ",\"host\":");
+    json_string(b, w->host);
+    sbuf_printf(b, ",\"pid\":%d,\"queues\":[", w->pid);
+    const char *p = w->queues;
+    for (int first = 1; *p; first = 0) {
+      const char *comma = strchr(p, ',');
+      size_t len = comma ? (size_t)(comma - p) : strlen(p);
+      char one[BEE_NAME_MAX + 24];
+      snprintf(one, sizeof one, "%.*s", (int)len, p);
+      sbuf_printf(b, "%s", first ? "" : ",");
+      json_string(b, one);
+      p += len + (comma ? 1 : 0);
+    }
+    sbuf_printf(b, "],\"heartbeat_age_seconds\":%.3f}", w->heartbeat_age_seconds);
+  }
+  sbuf_printf(b, "],\"applied_per_second\":%.3f,\"applied_total\":%llu,\"failed_total\":%llu}}\n",
+              s->consumers.applied_per_second, (unsigned long long)s->consumers.applied_total,
+              (unsigned long long)s->consumers.failed_total);
+}
+
+static void html_text(sbuf_t *b, const char *v) {
+  for (const char *p = v; *p; p++) {
+    switch (*p) {
+      case '<': sbuf_printf(b, "&lt;"); break;
+      case '>': sbuf_printf(b, "&gt;"); break;
+      case '&': sbuf_printf(b, "&amp;"); break;
+      case '"': sbuf_printf(b, "&quot;"); break;
+      default: sbuf_printf(b, "%c", *p);
+    }
+  }
+}
+
+void metrics_html(const snapshot_t *s, int refresh_seconds, sbuf_t *b) {
+  uint64_t len = 0, errors = 0, pending = 0;
+  for (size_t i = 0; i < s->nqueues; i++) {
+    len += s->queues[i].stats.len;
+    errors += s->queues[i].stats.errors;
+    pending += s->queues[i].stats.pending;
+  }
+  sbuf_printf(b,
+              "<!doctype html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"%d\">"
+              "<title>beeorm</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+              "td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right}"
+              "td:first-child,th:first-child{text-align:left}</style></head><body>\n"
+              "<h1>beeorm</h1>\n<p id=\"totals\">waiting <b id=\"len\">%llu</b> &middot; pending <b id=\"pending\">"
+              "%llu</b> &middot; parked <b id=\"errors\">%llu</b> &middot; applied <b id=\"applied_per_second\">"
+              "%.1f</b> events/s over the last minute &middot; <b id=\"applied_total\">%llu</b> applied, "
+              "<b id=\"failed_total\">%llu</b> failed in all &middot; <b id=\"workers\">%zu</b> live workers</p>\n"
+              "<h2>Queues</h2>\n<table id=\"queues\"><tr><th>queue</th><th>len</th><th>oldest (s)</th><th>pending</th>"
+              "<th>errors</th><th>applied</th><th>failed</th></tr>\n",
+              refresh_seconds, (unsigned long long)len, (unsigned long long)pending, (unsigned long long)errors,
+              s->consumers.applied_per_second, (unsigned long long)s->consumers.applied_total,
+              (unsigned long long)s->consumers.failed_total, s->consumers.workers);
+  for (size_t i = 0; i < s->nqueues; i++) {
+    const snapshot_queue_t *q = &s->queues[i];
+    sbuf_printf(b, "<tr data-queue=\"");
+    html_text(b, q->name);
+    sbuf_printf(b, "\"><td>");
+    html_text(b, q->name);
+    sbuf_printf(b, "</td><td>%llu</td><td>%.3f</td><td>%llu</td><td>%llu</td><td>%llu</td><td>%llu</td></tr>\n",
+                (unsigned long long)q->stats.len, q->stats.oldest_event_seconds, (unsigned long long)q->stats.pending,
+                (unsigned long long)q->stats.errors, (unsigned long long)q->stats.applied_total,
+                (unsigned long long)q->stats.failed_total);
+  }
+  sbuf_printf(b, "</table>\n<h2>Consumer workers</h2>\n<table id=\"workers_table\"><tr><th>worker</th><th>host</th>"
+                 "<th>pid</th><th>queues</th><th>heartbeat (s ago)</th></tr>\n");
+  for (size_t i = 0; i < s->nworkers; i++) {
+    const snapshot_worker_t *w = &s->workers[i];
+    sbuf_printf(b, "<tr><td>");
+    html_text(b, w->token);
+    sbuf_printf(b, "</td><td>");
+    html_text(b, w->host);
+    sbuf_printf(b, "</td><td>%d</td><td>", w->pid);
+    html_text(b, w->queues);
+    sbuf_printf(b, "</td><td>%.1f</td></tr>\n", w->heartbeat_age_seconds);
+  }
+  sbuf_printf(b, "</table>\n<p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/api/stats\">/api/stats</a></p>"
+                 "\n</body></html>\n");
+}
