@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void sbuf_printf(sbuf_t *b, const char *fmt, ...) {
   if (b->failed) return;
@@ -274,6 +275,202 @@ void metrics_html(const snapshot_t *s, int refresh_seconds, sbuf_t *b) {
     html_text(b, w->queues);
     sbuf_printf(b, "</td><td>%.1f</td></tr>\n", w->heartbeat_age_seconds);
   }
-  sbuf_printf(b, "</table>\n<p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/api/stats\">/api/stats</a></p>"
-                 "\n</body></html>\n");
+  sbuf_printf(b, "</table>\n<p><a id=\"errors_link\" href=\"/errors\">parked entries</a> &middot; "
+                 "<a href=\"/metrics\">/metrics</a> &middot; <a href=\"/api/stats\">/api/stats</a></p>\n"
+                 "</body></html>\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* The parked entries                                                       */
+
+typedef struct {
+  parked_t *p;
+} parked_collect_t;
+
+static void value_text(sbuf_t *b, const bee_value_t *v) {
+  switch (v->kind) {
+    case BEE_VALUE_NIL: sbuf_printf(b, "NULL"); break;
+    case BEE_VALUE_INT: sbuf_printf(b, "%lld", (long long)v->i); break;
+    case BEE_VALUE_FLOAT: sbuf_printf(b, "%.17g", v->f); break;
+    case BEE_VALUE_BOOL: sbuf_printf(b, "%s", v->i ? "true" : "false"); break;
+    default: sbuf_printf(b, "\"%.*s\"", (int)(v->len > 200 ? 200 : v->len), v->str);
+  }
+}
+
+static int collect_parked(void *ud, const bee_failed_event_t *ev) {
+  parked_t *p = ud;
+  if (p->failed) return 1;
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    parked_event_t *grown = realloc(p->items, cap * sizeof *grown);
+    if (!grown) {
+      p->failed = 1;
+      return 1;
+    }
+    p->items = grown;
+    p->cap = cap;
+  }
+  parked_event_t *o = &p->items[p->n++];
+  memset(o, 0, sizeof *o);
+  sbuf_t values = {0};
+  for (size_t i = 0; i < ev->ncols; i++) {
+    sbuf_printf(&values, "%s%s%s = ", i ? ", " : "", ev->cols[i], ev->increments && ev->increments[i] ? " +" : "");
+    value_text(&values, &ev->values[i]);
+  }
+  char code[32];
+  if (ev->code < 0) snprintf(code, sizeof code, "%s", bee_err_code(ev->code));
+  else snprintf(code, sizeof code, "%d", ev->code);
+  o->queue = dup_text(ev->queue);
+  o->stream_id = dup_text(ev->stream_id);
+  o->entity = dup_text(ev->entity);
+  o->table = dup_text(ev->table);
+  o->message = dup_text(ev->message);
+  o->sql = dup_text(ev->sql);
+  o->values = dup_text(values.failed ? "" : values.data);
+  o->resolver_error = ev->resolver_error ? dup_text(ev->resolver_error) : NULL;
+  o->code = dup_text(code);
+  sbuf_free(&values);
+  o->kind = ev->raw ? 0 : ev->kind;
+  o->id = (unsigned long long)ev->id;
+  o->attempts = ev->attempts;
+  o->failed_at_ms = (long long)ev->failed_at_ms;
+  o->event = ev->event + 1;
+  o->failed_event = ev->failed_event + 1;
+  o->events = ev->raw ? 0 : ev->events;
+  if (!o->queue || !o->stream_id || !o->entity || !o->table || !o->message || !o->sql || !o->values || !o->code)
+    p->failed = 1;
+  return p->failed;
+}
+
+int parked_take(bee_engine_t *engine, size_t max, parked_t *out, bee_error_t *err) {
+  memset(out, 0, sizeof *out);
+  size_t n = bee_engine_queue_count(engine);
+  for (size_t i = 0; i < n; i++) {
+    int rc = bee_engine_queue_error_events(engine, i, max, collect_parked, out, err);
+    if (rc) return rc;
+  }
+  if (out->failed) {
+    snprintf(err->message, sizeof err->message, "out of memory");
+    return err->code = BEE_ENOMEM;
+  }
+  return 0;
+}
+
+void parked_free(parked_t *p) {
+  for (size_t i = 0; i < p->n; i++) {
+    parked_event_t *o = &p->items[i];
+    free(o->queue);
+    free(o->stream_id);
+    free(o->entity);
+    free(o->table);
+    free(o->message);
+    free(o->sql);
+    free(o->values);
+    free(o->resolver_error);
+    free(o->code);
+  }
+  free(p->items);
+  memset(p, 0, sizeof *p);
+}
+
+static const char *page_head =
+    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>beeorm: %s</title><style>"
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
+    "td,th{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
+    ".failed{background:#fee}.sql{font-family:monospace;font-size:90%%}.notice{padding:.5em;background:#eef}"
+    "</style></head><body>\n";
+
+void notice_html(const char *title, const char *text, sbuf_t *b) {
+  sbuf_printf(b, page_head, "notice");
+  sbuf_printf(b, "<h1 id=\"title\">");
+  html_text(b, title);
+  sbuf_printf(b, "</h1>\n<p id=\"text\">");
+  html_text(b, text);
+  sbuf_printf(b, "</p>\n<p><a id=\"back\" href=\"/errors\">back to the parked entries</a> &middot; "
+                 "<a href=\"/\">dashboard</a></p>\n</body></html>\n");
+}
+
+void errors_html(const parked_t *p, int writable, const char *notice, sbuf_t *b) {
+  size_t entries = 0;
+  for (size_t i = 0; i < p->n; i++) entries += p->items[i].event == 1;
+  sbuf_printf(b, page_head, "parked entries");
+  sbuf_printf(b, "<h1>Parked entries</h1>\n");
+  if (notice) {
+    sbuf_printf(b, "<p class=\"notice\" id=\"notice\">");
+    html_text(b, notice);
+    sbuf_printf(b, "</p>\n");
+  }
+  sbuf_printf(b, "<p><span id=\"entries\">%zu</span> parked entr%s (<a href=\"/\">dashboard</a>). ", entries,
+              entries == 1 ? "y" : "ies");
+  if (writable)
+    sbuf_printf(b, "Retry puts an entry back at the end of its queue (refused when a row of it got a newer change "
+                   "since, unless forced); skip drops one event for good and puts the entry's others back.</p>\n"
+                   "<form method=\"post\" action=\"/errors\" id=\"actions\">\n<p><label>token "
+                   "<input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"off\"></label> "
+                   "<button name=\"act\" value=\"retry-all\" id=\"retry-all\">retry all</button> "
+                   "<button name=\"act\" value=\"skip-all\" id=\"skip-all\">skip all failing events</button>"
+                   "</p>\n");
+  else
+    sbuf_printf(b, "Read-only: this server was started without --token.</p>\n");
+  sbuf_printf(b, "<table id=\"parked\"><tr><th>queue</th><th>entry</th><th>event</th><th>row</th><th>values</th>"
+                 "<th>error</th><th>attempts</th><th>failed at (UTC)</th>%s</tr>\n",
+              writable ? "<th></th>" : "");
+  for (size_t i = 0; i < p->n; i++) {
+    const parked_event_t *e = &p->items[i];
+    int failing = e->event == e->failed_event;
+    char at[32] = "-";
+    time_t t = (time_t)(e->failed_at_ms / 1000);
+    struct tm tm;
+    if (e->failed_at_ms > 0 && gmtime_r(&t, &tm)) strftime(at, sizeof at, "%Y-%m-%d %H:%M:%S", &tm);
+    sbuf_printf(b, "<tr class=\"%s\" data-entry=\"", failing ? "failed" : "held");
+    html_text(b, e->stream_id);
+    sbuf_printf(b, "\" data-event=\"%zu\"><td>", e->event);
+    html_text(b, e->queue);
+    sbuf_printf(b, "</td><td>");
+    html_text(b, e->stream_id);
+    if (e->events) sbuf_printf(b, "</td><td>%zu/%zu</td><td>%s ", e->event, e->events,
+                               e->kind == 'I' ? "insert" : e->kind == 'U' ? "update" : "delete");
+    else sbuf_printf(b, "</td><td>-</td><td>malformed ");
+    html_text(b, e->entity);
+    sbuf_printf(b, " %llu</td><td>", e->id);
+    html_text(b, e->values);
+    if (failing && e->sql[0]) {
+      sbuf_printf(b, "<div class=\"sql\">");
+      html_text(b, e->sql);
+      sbuf_printf(b, "</div>");
+    }
+    sbuf_printf(b, "</td><td>");
+    if (failing) {
+      html_text(b, e->code);
+      sbuf_printf(b, ": ");
+      html_text(b, e->message);
+      if (e->resolver_error) {
+        sbuf_printf(b, "<br>resolver: ");
+        html_text(b, e->resolver_error);
+      }
+      sbuf_printf(b, "</td><td>%d</td><td>%s</td>", e->attempts, at);
+    } else {
+      sbuf_printf(b, "waits with event %zu</td><td>-</td><td>%s</td>", e->failed_event, at);
+    }
+    if (writable) {
+      sbuf_printf(b, "<td>");
+      if (e->event == 1) {
+        const char *verbs[] = {"retry", "force"};
+        for (int k = 0; k < 2 && e->events; k++) {
+          sbuf_printf(b, "<button name=\"act\" value=\"%s|", verbs[k]);
+          html_text(b, e->queue);
+          sbuf_printf(b, "|");
+          html_text(b, e->stream_id);
+          sbuf_printf(b, "\">%s</button> ", k ? "force retry" : "retry");
+        }
+      }
+      sbuf_printf(b, "<button name=\"act\" value=\"skip|");
+      html_text(b, e->queue);
+      sbuf_printf(b, "|");
+      html_text(b, e->stream_id);
+      sbuf_printf(b, "|%zu\">skip%s</button></td>", e->event, e->events ? " this event" : "");
+    }
+    sbuf_printf(b, "</tr>\n");
+  }
+  sbuf_printf(b, "</table>\n%s</body></html>\n", writable ? "</form>\n" : "");
 }

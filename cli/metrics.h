@@ -52,4 +52,36 @@ void metrics_json(const snapshot_t *s, sbuf_t *out);
 /* A page that shows them and reloads itself every refresh_seconds (GET /). */
 void metrics_html(const snapshot_t *s, int refresh_seconds, sbuf_t *out);
 
+/* ------------------------------------------------------------------------ */
+/* The parked entries (the errors page)                                     */
+
+/* One event of a parked entry, its strings owned. */
+typedef struct {
+  char *queue, *stream_id, *entity, *table, *message, *sql, *values, *resolver_error, *code;
+  char kind; /* 'I', 'U', 'D'; 0 for a malformed record */
+  unsigned long long id;
+  int attempts;
+  long long failed_at_ms;
+  size_t event, failed_event, events; /* 1-based places; events 0 for a malformed record */
+} parked_event_t;
+
+typedef struct {
+  parked_event_t *items;
+  size_t n, cap;
+  int failed; /* out of memory: the list is incomplete */
+} parked_t;
+
+/* Every event of up to max parked entries per queue: 0, or a BEE_E* code with err filled. */
+int parked_take(bee_engine_t *engine, size_t max, parked_t *out, bee_error_t *err);
+void parked_free(parked_t *p);
+
+/*
+ * The errors page: each parked entry with its events; with writable, one form whose
+ * buttons retry, force-retry or skip an entry or an event, or all of them, each needing
+ * the token typed in (POST /errors). notice (may be NULL) is shown on top.
+ */
+void errors_html(const parked_t *p, int writable, const char *notice, sbuf_t *out);
+/* A small page: a title, a line of text, a link back to the errors page. */
+void notice_html(const char *title, const char *text, sbuf_t *out);
+
 #endif

@@ -19,9 +19,11 @@
 #define SERVE_PER_IP 16          /* at once, from one address */
 #define SERVE_TIMEOUT_SECONDS 10 /* an idle connection is closed after this */
 #define SERVE_REFRESH_SECONDS 5  /* the page reloads itself */
+#define SERVE_BODY_MAX 8192      /* a form larger than this is refused */
+#define SERVE_PARKED_MAX 200     /* parked entries shown per queue */
 
 const char serve_usage[] =
-    "usage: beeorm serve --config FILE [--listen HOST:PORT]\n"
+    "usage: beeorm serve --config FILE [--listen HOST:PORT] [--token TOKEN]\n"
     "\n"
     "Serves what the queues and their consumers are doing, over HTTP, until SIGINT or\n"
     "SIGTERM:\n"
@@ -34,13 +36,19 @@ const char serve_usage[] =
     "                   by every consumer process, kept in Redis), and\n"
     "                   beeorm_consumer_workers\n"
     "  GET /api/stats   the same as JSON\n"
-    "Only GET (and HEAD) is served; at most 64 connections, 16 per client address, each\n"
-    "closed after 10 s idle.\n"
+    "  GET /errors      the parked entries of every queue with their events; with --token,\n"
+    "                   buttons to retry, force-retry or skip an entry or an event, or all\n"
+    "  POST /errors     what those buttons send: refused unless the form carries the token\n"
+    "                   (and always when serve runs without --token: read-only)\n"
+    "At most 64 connections, 16 per client address, each closed after 10 s idle; forms\n"
+    "up to 8 KiB.\n"
     "\n"
     "options:\n"
     "  --config FILE       the YAML config with the pools (MySQL and the Redis of the queues)\n"
     "  --listen HOST:PORT  the address to listen on (default 127.0.0.1:9188: loopback\n"
     "                      only); an IPv4 or [IPv6] address; port 0 takes a free one\n"
+    "  --token TOKEN       the secret an operator types on the errors page to change\n"
+    "                      anything (at least 8 characters); without it, read-only\n"
     "  -h, --help          print this help\n"
     "\n"
     "It prints one line when it listens: \"beeorm serve: listening on http://HOST:PORT\".\n"
@@ -53,7 +61,15 @@ const char serve_usage[] =
 
 typedef struct {
   bee_engine_t *engine;
+  const char *token; /* NULL: read-only */
 } serve_t;
+
+/* One request in progress: a POST's body as it arrives. */
+typedef struct {
+  int post;
+  int too_large;
+  sbuf_t body;
+} request_t;
 
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *type, const char *body,
                                  size_t len) {
@@ -61,7 +77,7 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, c
   if (!r) return MHD_NO;
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
   MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST");
   enum MHD_Result ret = MHD_queue_response(conn, status, r);
   MHD_destroy_response(r);
   return ret;
@@ -71,24 +87,190 @@ static enum MHD_Result plain(struct MHD_Connection *conn, unsigned status, const
   return send_text(conn, status, "text/plain; charset=utf-8", msg, strlen(msg));
 }
 
+static enum MHD_Result send_html(struct MHD_Connection *conn, unsigned status, const sbuf_t *b) {
+  if (b->failed) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "500 out of memory\n");
+  return send_text(conn, status, "text/html; charset=utf-8", b->data ? b->data : "", b->len);
+}
+
+static enum MHD_Result notice(struct MHD_Connection *conn, unsigned status, const char *title, const char *text) {
+  sbuf_t b = {0};
+  notice_html(title, text, &b);
+  enum MHD_Result r = send_html(conn, status, &b);
+  sbuf_free(&b);
+  return r;
+}
+
+/* Decodes an application/x-www-form-urlencoded value in place. */
+static void form_decode(char *s) {
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    if (*p == '+') *o++ = ' ';
+    else if (*p == '%' && p[1] && p[2]) {
+      char hex[3] = {p[1], p[2], 0};
+      char *end;
+      long v = strtol(hex, &end, 16);
+      if (*end || v <= 0) *o++ = '?';
+      else *o++ = (char)v;
+      p += 2;
+    } else *o++ = *p;
+  }
+  *o = '\0';
+}
+
+/* The value of field name in a form body (decoded, in buf), or NULL. */
+static const char *form_field(const char *body, const char *name, char *buf, size_t size) {
+  size_t nl = strlen(name);
+  for (const char *p = body; p && *p;) {
+    const char *amp = strchr(p, '&');
+    size_t len = amp ? (size_t)(amp - p) : strlen(p);
+    if (len > nl && !strncmp(p, name, nl) && p[nl] == '=') {
+      snprintf(buf, size, "%.*s", (int)(len - nl - 1), p + nl + 1);
+      form_decode(buf);
+      return buf;
+    }
+    p = amp ? amp + 1 : NULL;
+  }
+  return NULL;
+}
+
+/* Compares in time that does not depend on where they differ. */
+static int same_secret(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char diff = (unsigned char)(la != lb);
+  for (size_t i = 0; i < la; i++) diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+  return diff == 0;
+}
+
+static int queue_index(bee_engine_t *engine, const char *name, size_t *out) {
+  size_t n = bee_engine_queue_count(engine);
+  for (size_t i = 0; i < n; i++) {
+    char q[BEE_NAME_MAX + 24];
+    bee_engine_queue_name(engine, i, q, sizeof q);
+    if (!strcmp(q, name)) {
+      *out = i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Skips event (1-based) of an entry; a malformed record is skipped whole. */
+static int skip_one(bee_engine_t *engine, size_t q, const char *id, size_t event, bee_error_t *err) {
+  int rc = event ? bee_engine_queue_skip_event(engine, q, id, event - 1, err) : BEE_EMALFORMED;
+  if (rc == BEE_EMALFORMED) rc = bee_engine_queue_skip(engine, q, id, err);
+  return rc;
+}
+
+/* POST /errors: act = retry|Q|ID, force|Q|ID, skip|Q|ID|EVENT, retry-all, skip-all. */
+static enum MHD_Result act(serve_t *sv, struct MHD_Connection *conn, request_t *rq) {
+  if (!sv->token)
+    return notice(conn, MHD_HTTP_FORBIDDEN, "Refused: read-only",
+                  "This server was started without --token, so nothing can be changed from here.");
+  if (rq->too_large) return notice(conn, MHD_HTTP_CONTENT_TOO_LARGE, "Refused: too large", "The form is over 8 KiB.");
+  const char *body = rq->body.data ? rq->body.data : "";
+  char token[512], action[512];
+  if (!form_field(body, "token", token, sizeof token) || !token[0] || !same_secret(token, sv->token))
+    return notice(conn, MHD_HTTP_FORBIDDEN, "Refused: wrong or missing token",
+                  "Type the token this server was started with (--token) before pressing a button.");
+  if (!form_field(body, "act", action, sizeof action))
+    return notice(conn, MHD_HTTP_BAD_REQUEST, "Refused: no action", "The form names no action.");
+  bee_error_t err;
+  memset(&err, 0, sizeof err);
+  char done[256];
+  int rc = 0;
+  if (!strcmp(action, "retry-all") || !strcmp(action, "skip-all")) {
+    int retry = action[0] == 'r';
+    parked_t p;
+    size_t n = 0;
+    rc = parked_take(sv->engine, SERVE_PARKED_MAX, &p, &err);
+    for (size_t i = 0; !rc && i < p.n; i++) {
+      const parked_event_t *e = &p.items[i];
+      size_t q;
+      if (e->event != e->failed_event || queue_index(sv->engine, e->queue, &q)) continue;
+      rc = retry ? bee_engine_queue_retry(sv->engine, q, e->stream_id, 0, &err)
+                 : skip_one(sv->engine, q, e->stream_id, e->events ? e->event : 0, &err);
+      if (!rc) n++;
+    }
+    parked_free(&p);
+    snprintf(done, sizeof done, "%s %zu entr%s.", retry ? "Retried" : "Skipped the failing event of", n,
+             n == 1 ? "y" : "ies");
+  } else {
+    char *parts[4] = {0};
+    size_t np = 0;
+    for (char *p = action; p && np < 4;) {
+      parts[np++] = p;
+      char *bar = strchr(p, '|');
+      if (bar) *bar = '\0';
+      p = bar ? bar + 1 : NULL;
+    }
+    size_t q;
+    int verb_retry = np == 3 && (!strcmp(parts[0], "retry") || !strcmp(parts[0], "force"));
+    int verb_skip = np == 4 && !strcmp(parts[0], "skip");
+    if ((!verb_retry && !verb_skip) || queue_index(sv->engine, parts[1], &q))
+      return notice(conn, MHD_HTTP_BAD_REQUEST, "Refused: bad action", "The action names no known queue or verb.");
+    if (verb_retry) {
+      rc = bee_engine_queue_retry(sv->engine, q, parts[2], parts[0][0] == 'f', &err);
+      snprintf(done, sizeof done, "%s entry %.60s of %.60s.", parts[0][0] == 'f' ? "Force-retried" : "Retried",
+               parts[2], parts[1]);
+    } else {
+      size_t event = (size_t)strtoul(parts[3], NULL, 10);
+      rc = skip_one(sv->engine, q, parts[2], event, &err);
+      snprintf(done, sizeof done, "Skipped event %zu of entry %.60s of %.60s.", event, parts[2], parts[1]);
+    }
+  }
+  if (rc) {
+    char line[BEE_ERROR_MESSAGE_MAX + 64];
+    bee_error_format(&err, line, sizeof line);
+    return notice(conn, rc == BEE_ESTALE || rc == BEE_EINVAL || rc == BEE_ENOTFOUND ? MHD_HTTP_CONFLICT
+                                                                                     : MHD_HTTP_SERVICE_UNAVAILABLE,
+                  "Not done", line);
+  }
+  return notice(conn, MHD_HTTP_OK, "Done", done);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_size, void **state) {
   (void)version;
-  (void)upload_data;
   serve_t *sv = cls;
-  if (!*state) { /* the first call sees the headers only */
-    static int marker;
-    *state = &marker;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-      return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "405 method not allowed: only GET and HEAD are served\n");
+  request_t *rq = *state;
+  if (!rq) { /* the first call sees the headers only */
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (!get && !(post && !strcmp(url, "/errors")))
+      return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "405 method not allowed: GET and HEAD, and POST /errors\n");
+    if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
+    rq->post = post;
+    *state = rq;
     return MHD_YES;
   }
-  if (*upload_size) { /* a GET with a body: ignored */
+  if (*upload_size) { /* a POST's body, in pieces; a GET's is ignored */
+    if (rq->post && rq->body.len + *upload_size <= SERVE_BODY_MAX)
+      sbuf_printf(&rq->body, "%.*s", (int)*upload_size, upload_data);
+    else if (rq->post)
+      rq->too_large = 1;
     *upload_size = 0;
     return MHD_YES;
   }
+  if (rq->post) return act(sv, conn, rq);
   int page = !strcmp(url, "/"), metrics = !strcmp(url, "/metrics"), api = !strcmp(url, "/api/stats");
-  if (!page && !metrics && !api) return plain(conn, MHD_HTTP_NOT_FOUND, "404 not found (try /, /metrics or /api/stats)\n");
+  if (!strcmp(url, "/errors")) {
+    parked_t p;
+    bee_error_t err;
+    memset(&err, 0, sizeof err);
+    if (parked_take(sv->engine, SERVE_PARKED_MAX, &p, &err) != 0) {
+      char line[BEE_ERROR_MESSAGE_MAX + 32];
+      bee_error_format(&err, line, sizeof line);
+      parked_free(&p);
+      return notice(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "Cannot read the parked entries", line);
+    }
+    sbuf_t b = {0};
+    errors_html(&p, sv->token != NULL, NULL, &b);
+    parked_free(&p);
+    enum MHD_Result r = send_html(conn, MHD_HTTP_OK, &b);
+    sbuf_free(&b);
+    return r;
+  }
+  if (!page && !metrics && !api)
+    return plain(conn, MHD_HTTP_NOT_FOUND, "404 not found (try /, /metrics, /api/stats or /errors)\n");
   snapshot_t s;
   bee_error_t err;
   memset(&err, 0, sizeof err);
@@ -117,6 +299,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                                  : send_text(conn, MHD_HTTP_OK, type, b.data ? b.data : "", b.len);
   sbuf_free(&b);
   return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **state, enum MHD_RequestTerminationCode why) {
+  (void)cls;
+  (void)conn;
+  (void)why;
+  request_t *rq = *state;
+  if (!rq) return;
+  sbuf_free(&rq->body);
+  free(rq);
+  *state = NULL;
 }
 
 /* "HOST:PORT" (IPv4, or [IPv6]) into addr: 0, or -1 with why filled. */
@@ -174,7 +367,7 @@ static int usage_error(const char *fmt, const char *arg) {
 }
 
 int serve_main(int argc, char **argv) {
-  const char *config = NULL, *listen = SERVE_DEFAULT_LISTEN;
+  const char *config = NULL, *listen = SERVE_DEFAULT_LISTEN, *token = NULL;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -184,9 +377,13 @@ int serve_main(int argc, char **argv) {
   }
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    const char **dst = !strcmp(a, "--config") ? &config : !strcmp(a, "--listen") ? &listen : NULL;
+    const char **dst = !strcmp(a, "--config")   ? &config
+                       : !strcmp(a, "--listen") ? &listen
+                       : !strcmp(a, "--token")  ? &token
+                                                : NULL;
     if (!strncmp(a, "--config=", 9)) config = a + 9;
     else if (!strncmp(a, "--listen=", 9)) listen = a + 9;
+    else if (!strncmp(a, "--token=", 8)) token = a + 8;
     else if (dst) {
       if (i + 1 >= argc) return usage_error("missing value for %s", a);
       *dst = argv[++i];
@@ -197,6 +394,7 @@ int serve_main(int argc, char **argv) {
     }
   }
   if (!config) return usage_error("missing --config FILE%s", "");
+  if (token && strlen(token) < 8) return usage_error("--token must be at least 8 characters%s", "");
   struct sockaddr_storage addr;
   socklen_t addr_len = 0;
   char why[128];
@@ -229,12 +427,13 @@ int serve_main(int argc, char **argv) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, NULL);
   signal(SIGPIPE, SIG_IGN);
-  serve_t sv = {engine};
+  serve_t sv = {engine, token};
   struct MHD_Daemon *d = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
       handle, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)SERVE_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)SERVE_PER_IP,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_TIMEOUT_SECONDS, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_TIMEOUT_SECONDS, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+      MHD_OPTION_END);
   if (!d) {
     fprintf(stderr, "beeorm serve: cannot listen on %s: %s\n", listen, strerror(errno ? errno : EADDRINUSE));
     bee_engine_free(engine);

@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libhiredis-dev libmariadb-dev
   mariadb-server mariadb-client redis-server redis-tools lua-busted libyaml-dev libmsgpack-dev luarocks
   lua-sql-mysql lua-redis lua-socket lua-system libmicrohttpd-dev curl
-  gnuplot-nox)
+  gnuplot-nox chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

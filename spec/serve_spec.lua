@@ -210,10 +210,10 @@ describe("beeorm serve", function()
   it("refuses what it does not serve, and exits 2, 1 or 0 as its usage says", function()
     local pid, url = start_serve()
     local status, body = curl(url .. "/nope")
-    assert.same({ 404, "404 not found (try /, /metrics or /api/stats)\n" }, { status, body })
+    assert.same({ 404, "404 not found (try /, /metrics, /api/stats or /errors)\n" }, { status, body })
     status, body = curl(url .. "/metrics", "-X POST -d x=1")
     assert.equal(405, status)
-    assert.matches("only GET and HEAD", body, 1, true)
+    assert.matches("405 method not allowed", body, 1, true)
     status = curl(url .. "/metrics", "-I")
     assert.equal(200, status)
     -- the port is taken: exit 1
@@ -231,6 +231,8 @@ describe("beeorm serve", function()
         "beeorm serve: bad --listen 'example.com:80': 'example.com' is not an IP address (use 127.0.0.1, 0.0.0.0, [::1] ...)\n" },
       { "serve --config " .. q(config) .. " --listen 127.0.0.1:70000", 2,
         "beeorm serve: bad --listen '127.0.0.1:70000': bad port '70000' (expected 0-65535)\n" },
+      { "serve --config " .. q(config) .. " --token short", 2,
+        "beeorm serve: --token must be at least 8 characters (try 'beeorm serve --help')\n" },
       { "serve --config /nonexistent/x.yaml", 1, nil },
     }
     for _, c in ipairs(cases) do
@@ -249,7 +251,7 @@ describe("beeorm serve", function()
     -- usage
     code, out = hu.host("serve --help")
     assert.equal(0, code)
-    assert.matches("^usage: beeorm serve %-%-config FILE %[%-%-listen HOST:PORT%]", out)
+    assert.matches("^usage: beeorm serve %-%-config FILE %[%-%-listen HOST:PORT%] %[%-%-token TOKEN%]", out)
     local code2, out2 = hu.host("help serve")
     assert.same({ 0, out }, { code2, out2 })
   end)
