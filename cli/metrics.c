@@ -100,6 +100,7 @@ int snapshot_take(bee_engine_t *engine, snapshot_t *out, bee_error_t *err) {
   }
   collect_t c = {out, 0, 0};
   int rc = bee_engine_consumers(engine, &out->consumers, collect_worker, &c, err);
+  if (!rc) rc = bee_engine_consumer_rates(engine, BEE_RATES_MAX_SECONDS, out->applied, out->failed, err);
   if (!rc && c.failed) {
     snprintf(err->message, sizeof err->message, "out of memory");
     rc = err->code = BEE_ENOMEM;
@@ -214,9 +215,17 @@ void metrics_json(const snapshot_t *s, sbuf_t *b) {
     }
     sbuf_printf(b, "],\"heartbeat_age_seconds\":%.3f}", w->heartbeat_age_seconds);
   }
-  sbuf_printf(b, "],\"applied_per_second\":%.3f,\"applied_total\":%llu,\"failed_total\":%llu}}\n",
+  sbuf_printf(b, "],\"applied_per_second\":%.3f,\"applied_total\":%llu,\"failed_total\":%llu},",
               s->consumers.applied_per_second, (unsigned long long)s->consumers.applied_total,
               (unsigned long long)s->consumers.failed_total);
+  sbuf_printf(b, "\"rates\":{\"seconds\":%d", BEE_RATES_MAX_SECONDS);
+  for (int pass = 0; pass < 2; pass++) {
+    const uint64_t *v = pass ? s->failed : s->applied;
+    sbuf_printf(b, ",\"%s\":[", pass ? "failed" : "applied");
+    for (int k = 0; k < BEE_RATES_MAX_SECONDS; k++) sbuf_printf(b, "%s%llu", k ? "," : "", (unsigned long long)v[k]);
+    sbuf_printf(b, "]");
+  }
+  sbuf_printf(b, "}}\n");
 }
 
 static void html_text(sbuf_t *b, const char *v) {
@@ -229,6 +238,40 @@ static void html_text(sbuf_t *b, const char *v) {
       default: sbuf_printf(b, "%c", *p);
     }
   }
+}
+
+/*
+ * Applied and failed events per second over the last 5 minutes as an inline SVG: one
+ * polyline each, averaged over 5 s buckets so that a batch's second does not spike.
+ */
+static void chart(sbuf_t *b, const snapshot_t *s) {
+  enum { W = 600, H = 150, BUCKET = 5, N = BEE_RATES_MAX_SECONDS / BUCKET };
+  double applied[N], failed[N], top = 1;
+  for (int k = 0; k < N; k++) {
+    applied[k] = failed[k] = 0;
+    for (int j = 0; j < BUCKET; j++) {
+      applied[k] += (double)s->applied[k * BUCKET + j] / BUCKET;
+      failed[k] += (double)s->failed[k * BUCKET + j] / BUCKET;
+    }
+    if (applied[k] > top) top = applied[k];
+    if (failed[k] > top) top = failed[k];
+  }
+  sbuf_printf(b, "<h2>Events per second, last 5 minutes</h2>\n<svg id=\"chart\" width=\"%d\" height=\"%d\" "
+                 "viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"applied and failed events per second\" "
+                 "style=\"border:1px solid #ddd\">\n<text x=\"4\" y=\"12\" font-size=\"11\">%.1f/s</text>\n",
+              W, H + 20, W, H + 20, top);
+  for (int pass = 0; pass < 2; pass++) {
+    const double *v = pass ? failed : applied;
+    sbuf_printf(b, "<polyline id=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+                pass ? "failed_line" : "applied_line", pass ? "#c33" : "#36c");
+    for (int k = 0; k < N; k++)
+      sbuf_printf(b, "%s%d,%.1f", k ? " " : "", k * (W - 1) / (N - 1), 10 + (double)H - v[k] / top * (H - 10));
+    sbuf_printf(b, "\"/>\n");
+  }
+  sbuf_printf(b, "<text x=\"4\" y=\"%d\" font-size=\"11\">5 min ago</text><text x=\"%d\" y=\"%d\" "
+                 "font-size=\"11\">now</text><text x=\"%d\" y=\"12\" font-size=\"11\" fill=\"#36c\">applied"
+                 "</text><text x=\"%d\" y=\"12\" font-size=\"11\" fill=\"#c33\">failed</text>\n</svg>\n",
+              H + 18, W - 28, H + 18, W - 110, W - 50);
 }
 
 void metrics_html(const snapshot_t *s, int refresh_seconds, sbuf_t *b) {
@@ -246,12 +289,13 @@ void metrics_html(const snapshot_t *s, int refresh_seconds, sbuf_t *b) {
               "<h1>beeorm</h1>\n<p id=\"totals\">waiting <b id=\"len\">%llu</b> &middot; pending <b id=\"pending\">"
               "%llu</b> &middot; parked <b id=\"errors\">%llu</b> &middot; applied <b id=\"applied_per_second\">"
               "%.1f</b> events/s over the last minute &middot; <b id=\"applied_total\">%llu</b> applied, "
-              "<b id=\"failed_total\">%llu</b> failed in all &middot; <b id=\"workers\">%zu</b> live workers</p>\n"
-              "<h2>Queues</h2>\n<table id=\"queues\"><tr><th>queue</th><th>len</th><th>oldest (s)</th><th>pending</th>"
-              "<th>errors</th><th>applied</th><th>failed</th></tr>\n",
+              "<b id=\"failed_total\">%llu</b> failed in all &middot; <b id=\"workers\">%zu</b> live workers</p>\n",
               refresh_seconds, (unsigned long long)len, (unsigned long long)pending, (unsigned long long)errors,
               s->consumers.applied_per_second, (unsigned long long)s->consumers.applied_total,
               (unsigned long long)s->consumers.failed_total, s->consumers.workers);
+  chart(b, s);
+  sbuf_printf(b, "<h2>Queues</h2>\n<table id=\"queues\"><tr><th>queue</th><th>len</th><th>oldest (s)</th>"
+                 "<th>pending</th><th>errors</th><th>applied</th><th>failed</th></tr>\n");
   for (size_t i = 0; i < s->nqueues; i++) {
     const snapshot_queue_t *q = &s->queues[i];
     sbuf_printf(b, "<tr data-queue=\"");

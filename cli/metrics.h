@@ -7,6 +7,7 @@
 #define BEE_CLI_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "beeorm.h"
 
@@ -39,6 +40,7 @@ typedef struct {
   snapshot_worker_t *workers;
   size_t nworkers;
   bee_consumers_t consumers;
+  uint64_t applied[BEE_RATES_MAX_SECONDS], failed[BEE_RATES_MAX_SECONDS]; /* per second, oldest first */
 } snapshot_t;
 
 /* Reads the queues and the consumers of engine: 0, or a BEE_E* code with err filled. */

@@ -170,6 +170,7 @@ describe("beeorm serve in a headless browser", function()
     assert.equal("1", text_of("#errors"))
     local row = text_of('tr[data-queue="' .. parked_queue .. '"]')
     assert.matches("^" .. parked_queue .. " ", row)
+    assert.is_truthy(find("#chart polyline#failed_line"))
     screenshot("dashboard.png")
 
     -- the errors page: both events of the parked entry

@@ -198,12 +198,24 @@ describe("beeorm serve", function()
     assert.equal(8, #doc.queues)
     assert.equal(total(m4, "beeorm_events_applied_total"), doc.consumers.applied_total)
     assert.same({ "default:0", "default", 0 }, { doc.queues[1].name, doc.queues[1].pool, doc.queues[1].shard })
+    -- per second over the last 5 minutes (whole seconds only: the last batch's may still run)
+    assert.equal(300, doc.rates.seconds)
+    assert.same({ 300, 300 }, { #doc.rates.applied, #doc.rates.failed })
+    assert.is_true(util.eventually(function()
+      local d = assert(json.decode(select(2, curl(url .. "/api/stats"))))
+      local sum = 0
+      for _, v in ipairs(d.rates.applied) do sum = sum + v end
+      return sum >= 8
+    end, 5), "the 8 applied events are not in the per-second counts")
     -- the page
     local status3, page = curl(url .. "/")
     assert.equal(200, status3)
     assert.matches('<meta http-equiv="refresh" content="5">', page, 1, true)
     assert.matches('<b id="applied_total">' .. doc.consumers.applied_total .. "</b>", page, 1, true)
     assert.matches('<tr data-queue="default:7">', page, 1, true)
+    assert.matches('<svg id="chart"', page, 1, true)
+    assert.matches('<polyline id="applied_line"[^>]+points="[%d., ]+"', page)
+    assert.matches('<a id="errors_link" href="/errors">', page, 1, true)
     stop(pid)
   end)
 

@@ -843,6 +843,15 @@ typedef struct bee_consumers_s {
  */
 int bee_engine_consumers(bee_engine_t *engine, bee_consumers_t *out,
                          void (*fn)(void *ud, const bee_consumer_worker_t *w), void *ud, bee_error_t *err);
+
+#define BEE_RATES_MAX_SECONDS 300
+/*
+ * Events applied and entries parked by every consumer process in each of the last
+ * `seconds` whole seconds (1..BEE_RATES_MAX_SECONDS), oldest first, into applied[] and
+ * failed[] (each `seconds` long). Returns 0, BEE_EINVAL, BEE_EREDIS.
+ */
+int bee_engine_consumer_rates(bee_engine_t *engine, size_t seconds, uint64_t *applied, uint64_t *failed,
+                              bee_error_t *err);
 /*
  * Calls fn for up to max entries of the error list, oldest first; fn returning non-zero
  * stops. The record's strings are valid during the call. Returns 0, BEE_EINVAL,

@@ -337,7 +337,7 @@ void bee__c_trim_applied(consumer_t *c, size_t qp, const char *key, const entry_
     snprintf(n, sizeof n, "%zu", events);
     bee__redis_append(r, "HINCRBY %s %s %s", BEE__COUNTERS_KEY, field, n);
     bee__redis_append(r, "INCRBY %s %s", rate, n);
-    bee__redis_append(r, "EXPIRE %s 120", rate);
+    bee__redis_append(r, "EXPIRE %s " BEE__RATE_KEEP_S, rate);
     extra = 3;
   }
   bee__reply_t *x = NULL, *t = NULL, *n = NULL;

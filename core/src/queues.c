@@ -208,6 +208,43 @@ int bee_engine_consumers(bee_engine_t *engine, bee_consumers_t *out,
   return rc;
 }
 
+int bee_engine_consumer_rates(bee_engine_t *engine, size_t seconds, uint64_t *applied, uint64_t *failed,
+                              bee_error_t *err) {
+  if (!engine || !applied || !failed || !seconds || seconds > BEE_RATES_MAX_SECONDS)
+    return bee__error(err, BEE_EINVAL, 0, "bad arguments (seconds 1 to %d)", BEE_RATES_MAX_SECONDS);
+  memset(applied, 0, seconds * sizeof *applied);
+  memset(failed, 0, seconds * sizeof *failed);
+  if (engine->inval_redis < 0) return 0;
+  bee__rconn_t *r;
+  int rc = bee__engine_redis_acquire(engine, &engine->redis[engine->inval_redis], &r, err);
+  if (rc) return rc;
+  int64_t last = now_ms() / 1000 - 1; /* the last whole second */
+  char(*keys)[64] = bee__malloc(seconds * sizeof *keys);
+  const char **argv = bee__malloc((seconds + 1) * sizeof *argv);
+  if (!keys || !argv) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading rates");
+  for (int pass = 0; !rc && pass < 2; pass++) {
+    argv[0] = "MGET";
+    for (size_t k = 0; k < seconds; k++) { /* oldest first */
+      snprintf(keys[k], sizeof keys[k], "%s%lld", pass ? BEE__FAILED_RATE_KEY : BEE__RATE_KEY,
+               (long long)(last - (int64_t)(seconds - 1 - k)));
+      argv[k + 1] = keys[k];
+    }
+    bee__reply_t *rep = bee__redis_command_argv(r, (int)seconds + 1, argv, NULL);
+    if (!rep || rep->type != BEE__REPLY_ARRAY || rep->elements != seconds) {
+      rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading rates failed");
+    } else {
+      uint64_t *out = pass ? failed : applied;
+      for (size_t k = 0; k < seconds; k++)
+        if (rep->element[k]->type == BEE__REPLY_STRING) out[k] = strtoull(rep->element[k]->str, NULL, 10);
+    }
+    if (rep) bee__reply_free(rep);
+  }
+  bee__free(keys);
+  bee__free(argv);
+  bee__engine_redis_release(engine, &engine->redis[engine->inval_redis], r, rc != 0);
+  return rc;
+}
+
 /* One record of an error list as HGETALL gives it: its stream id and its bytes. */
 typedef struct {
   const bee__reply_t *id, *val;

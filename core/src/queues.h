@@ -31,12 +31,15 @@ int bee__unpark_row(void *ud, const char *row);
  *   BEE__WORKERS_KEY        sorted set: live worker token -> heartbeat deadline (ms)
  *   BEE__WORKER_INFO_KEY    hash: token -> "<host>\t<pid>\t<queues held>" of its last heartbeat
  *   BEE__COUNTERS_KEY       hash: "<queue>:applied" / "<queue>:failed" -> events / entries, ever
- *   BEE__RATE_KEY "<sec>"   events applied in that second (Unix time), expiring after 120 s
+ *   BEE__RATE_KEY "<sec>"   events applied in that second (Unix time), expiring after 400 s
+ *   BEE__FAILED_RATE_KEY "<sec>"  entries parked in that second, likewise
  */
 #define BEE__WORKERS_KEY "beeorm:workers"
 #define BEE__WORKER_INFO_KEY "beeorm:{stats}:workers"
 #define BEE__COUNTERS_KEY "beeorm:{stats}:counters"
 #define BEE__RATE_KEY "beeorm:{stats}:applied:"
+#define BEE__FAILED_RATE_KEY "beeorm:{stats}:failed:"
+#define BEE__RATE_KEEP_S "400"
 
 /* Parses a stream id "<ms>-<seq>": 0, or -1 when it is not one. Pure. */
 int bee__stream_id_parse(const char *s, uint64_t *ms, uint64_t *seq);
