@@ -104,7 +104,7 @@ describe("beeorm serve in a headless browser", function()
     engine = util.engine(REDIS_DB, { item_def })
     au.reset(engine, REDIS_DB, { T })
     engine:sync_schema()
-    config = tmpfile(string.format("default:\n  mysql: %s\n  redis: %s:%d\n", servers.mysql, servers.redis, REDIS_DB))
+    config = tmpfile(hu.config_text(REDIS_DB))
   end)
 
   teardown(function()
@@ -141,14 +141,8 @@ describe("beeorm serve in a headless browser", function()
     assert.is_true(waiting >= 1)
 
     -- serve with a token, chromedriver
-    local log = tmpfile()
-    spawn(string.format("%s %s serve --config %s --listen 127.0.0.1:0 --token %s", util.child_env(),
-      q(servers.build_dir .. "/beeorm"), q(config), TOKEN), log)
-    local url
-    assert(util.eventually(function()
-      url = au.read(log):match("listening on (http://127%.0%.0%.1:%d+)\n")
-      return url ~= nil
-    end, 10), au.read(log))
+    local serve_pid, url = hu.start_serve(config, tmpfile(), "--token " .. TOKEN)
+    pids[#pids + 1] = serve_pid
     local port = au.free_port()
     spawn(string.format("/usr/bin/chromedriver --port=%d", port), tmpfile())
     driver = "http://127.0.0.1:" .. port

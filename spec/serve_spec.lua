@@ -108,15 +108,8 @@ describe("beeorm serve", function()
   -- Starts serve; returns its pid and base URL.
   local function start_serve(extra)
     log = tmpfile()
-    local pid = au.spawn(string.format("%s %s serve --config %s --listen 127.0.0.1:0 %s", util.child_env(),
-      q(servers.build_dir .. "/beeorm"), q(config), extra or ""), log)
+    local pid, url = hu.start_serve(config, log, extra)
     pids[#pids + 1] = pid
-    local url
-    assert(util.eventually(function()
-      url = au.read(log):match("listening on (http://127%.0%.0%.1:%d+)\n")
-      return url ~= nil or not au.alive(pid)
-    end, 10))
-    assert(url, "serve did not start: " .. au.read(log))
     return pid, url
   end
 
@@ -136,7 +129,7 @@ describe("beeorm serve", function()
     engine = util.engine(REDIS_DB, { item_def })
     au.reset(engine, REDIS_DB, { T })
     engine:sync_schema()
-    config = tmpfile(string.format("default:\n  mysql: %s\n  redis: %s:%d\n", servers.mysql, servers.redis, REDIS_DB))
+    config = tmpfile(hu.config_text(REDIS_DB))
   end)
 
   teardown(function()

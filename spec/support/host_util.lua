@@ -37,4 +37,26 @@ function M.tmpfiles()
   })
 end
 
+--- The YAML of a config with the test MySQL and the test Redis on db.
+function M.config_text(db)
+  return string.format("default:\n  mysql: %s\n  redis: %s:%d\n", servers.mysql, servers.redis, db)
+end
+
+--- Starts `beeorm serve --config CONFIG --listen 127.0.0.1:0 EXTRA` with its output in
+-- log; returns its pid and base URL ("http://127.0.0.1:PORT"), or raises with the log.
+function M.start_serve(config, log, extra)
+  local pid = au.spawn(string.format("%s %s serve --config %s --listen 127.0.0.1:0 %s", util.child_env(),
+    util.shell_quote(servers.build_dir .. "/beeorm"), util.shell_quote(config), extra or ""), log)
+  local url
+  util.eventually(function()
+    url = au.read(log):match("listening on (http://127%.0%.0%.1:%d+)\n")
+    return url ~= nil or not au.alive(pid)
+  end, 10)
+  if not url then
+    au.kill(pid, "KILL")
+    error("serve did not start: " .. au.read(log))
+  end
+  return pid, url
+end
+
 return M
