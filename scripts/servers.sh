@@ -123,7 +123,8 @@ start_redis_retry() { # name dir var [extra args]
 # The node NAME of a sentinel set, started on PORT; as a replica of MASTER_PORT unless that is empty.
 start_node() { # name port master_port
   local name=$1 port=$2 master=$3
-  local extra=(--replica-announce-ip 127.0.0.1)
+  # (a replica that comes back resyncs at once, not after Redis's default 5 s wait)
+  local extra=(--replica-announce-ip 127.0.0.1 --repl-diskless-sync-delay 0)
   [[ -n "$master" ]] && extra+=(--replicaof 127.0.0.1 "$master")
   start_redis "$name" "$port" "$D/$name" "${extra[@]}"
 }
