@@ -1,8 +1,8 @@
 -- The README's "Your first app", followed as a newcomer would (issue 14): development
 -- servers that stay up (scripts/dev_servers.sh, what `make servers` runs), the config it
 -- writes, `beeorm schema --apply` with examples/first_app/model.lua, the app run with
--- `beeorm run`, the queue seen with `beeorm stats` and drained with `beeorm consume`,
--- then `make servers-stop`. The servers are this spec's own, stopped by pid in a
+-- `beeorm run`, the queue seen with `beeorm stats` and on the dashboard of `beeorm
+-- serve`, drained with `beeorm consume`, then `make servers-stop`. The servers are this spec's own, stopped by pid in a
 -- `finally` also when a step fails.
 local beeorm = require("beeorm")
 local servers = require("support.servers")
@@ -55,16 +55,32 @@ describe("the first app of the README", function()
     assert.is_truthy(customer, out)
     assert.matches("\n20 orders queued; a consumer writes them to MySQL\n", out, 1, true)
     assert.matches("\nread back 20 orders through the caches, total 2110%.00\n$", out)
-    -- beeorm stats: the queue holds them; beeorm consume drains it
+    -- beeorm stats and the dashboard (beeorm serve): the queue holds them
     code, out = hu.host("stats --json --config " .. q(config))
     assert.equal(0, code, out)
     local doc = assert(require("dkjson").decode(out))
     local waiting = 0
     for _, qs in ipairs(doc.queues) do waiting = waiting + qs.len end
     assert.is_true(waiting >= 1, out)
+    local serve_log = os.tmpname()
+    local serve_pid, url = hu.start_serve(config, serve_log)
+    finally(function()
+      if au.alive(serve_pid) then au.kill(serve_pid, "KILL") end
+      os.remove(serve_log)
+    end)
+    local function page_waiting()
+      local c, page = servers.run("curl -s -m 5 " .. q(url .. "/"))
+      assert.equal(0, c, page)
+      return tonumber(page:match('<b id="len">(%d+)</b>'))
+    end
+    assert.equal(waiting, page_waiting())
+    -- beeorm consume drains it, and the dashboard shows it drained
     code, out, err = hu.host("consume --once --config " .. q(config))
     assert.equal(0, code, out .. err)
     assert.equal(20, au.consume_summary(out, true).events)
+    assert.equal(0, page_waiting())
+    au.kill(serve_pid, "TERM")
+    assert.is_true(au.wait_exit(serve_pid, 10))
     -- MySQL has the orders of that customer
     local reg = beeorm.registry()
     assert(reg:load_yaml(config))
