@@ -317,7 +317,8 @@ describe("Redis behind Sentinel", function()
       return new ~= old and role(new) == "master" and role(old) == "slave"
     end, 30), "no failover within 30 s")
     -- the subscribers move without any error on their connections (+switch-master)
-    assert.is_true(util.eventually(function() return subscribers(new) == before and subscribers(old) == 0 end, 10),
+    -- (at least those: a subscriber that was between two attempts when counted joins too)
+    assert.is_true(util.eventually(function() return subscribers(new) >= before and subscribers(old) == 0 end, 10),
       string.format("subscribers: %d on the new master, %d on the old", subscribers(new), subscribers(old)))
     -- an engine that does nothing learns the new master from +switch-master
     assert.is_true(util.eventually(function() return master_of(plain) == "127.0.0.1:" .. new end, 10),
