@@ -111,17 +111,41 @@ static void sentinel_answered(bee__redis_topo_t *t, const bee_redis_node_t *who,
   pthread_mutex_unlock(&t->lock);
 }
 
-static redisContext *connect_tcp(const char *host, unsigned int port, unsigned int connect_ms, unsigned int io_ms) {
-  struct timeval tv = {(time_t)(connect_ms / 1000), (suseconds_t)(connect_ms % 1000) * 1000};
-  redisContext *c = redisConnectWithTimeout(host, (int)port, tv);
+static struct timeval ms_timeval(unsigned int ms) {
+  return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+}
+
+/* Opens a connection to host:port, or to the unix socket when socket is given (then host
+   and port are not used): every reply waits at most io_ms. */
+static redisContext *connect_to(const char *socket, const char *host, unsigned int port, unsigned int connect_ms,
+                                unsigned int io_ms) {
+  redisContext *c = socket ? redisConnectUnixWithTimeout(socket, ms_timeval(connect_ms))
+                           : redisConnectWithTimeout(host, (int)port, ms_timeval(connect_ms));
   if (c && !c->err) {
-    struct timeval io = {(time_t)(io_ms / 1000), (suseconds_t)(io_ms % 1000) * 1000};
-    redisSetTimeout(c, io);
+    redisSetTimeout(c, ms_timeval(io_ms));
     /* A child process must not inherit our connections (a subscriber kept alive by a
        child would make every flush wait for its acknowledgement). */
     fcntl(c->fd, F_SETFD, fcntl(c->fd, F_GETFD) | FD_CLOEXEC);
   }
   return c;
+}
+
+static redisContext *connect_tcp(const char *host, unsigned int port, unsigned int connect_ms, unsigned int io_ms) {
+  return connect_to(NULL, host, port, connect_ms, io_ms);
+}
+
+/* The sentinels to ask, in their current order (the settings' when the pool has no topology state). */
+static size_t sentinel_list(const bee__redis_pool_t *pool, bee_redis_node_t list[BEE_REDIS_SENTINELS_MAX]) {
+  bee__redis_topo_t *t = pool->topo;
+  if (!t) {
+    memcpy(list, pool->settings.sentinels, pool->settings.sentinel_count * sizeof *list);
+    return pool->settings.sentinel_count;
+  }
+  pthread_mutex_lock(&t->lock);
+  size_t n = t->count;
+  memcpy(list, t->sentinels, n * sizeof *list);
+  pthread_mutex_unlock(&t->lock);
+  return n;
 }
 
 /* A field of a flat RESP2 map ("ip", "port" ... in SENTINEL sentinels). */
@@ -159,16 +183,7 @@ static int sentinel_resolve(const bee__redis_pool_t *pool, char *host, size_t ho
   const bee_redis_settings_t *s = &pool->settings;
   bee__redis_topo_t *t = pool->topo;
   bee_redis_node_t list[BEE_REDIS_SENTINELS_MAX];
-  size_t n;
-  if (t) {
-    pthread_mutex_lock(&t->lock);
-    n = t->count;
-    memcpy(list, t->sentinels, n * sizeof *list);
-    pthread_mutex_unlock(&t->lock);
-  } else {
-    n = s->sentinel_count;
-    memcpy(list, s->sentinels, n * sizeof *list);
-  }
+  size_t n = sentinel_list(pool, list);
   unsigned int cms = s->connect_timeout_ms ? s->connect_timeout_ms : BEE_REDIS_CONNECT_TIMEOUT_MS;
   if (cms > BEE__SENTINEL_TIMEOUT_MS) cms = BEE__SENTINEL_TIMEOUT_MS;
   size_t unknown = 0, refused = 0;
@@ -287,18 +302,7 @@ int bee__redis_connect(const bee__redis_pool_t *pool, bee__rconn_t **out, bee_er
     snprintf(where, sizeof where, strchr(host, ':') ? "master '%s' at [%s]:%u" : "master '%s' at %s:%u",
              s->master_name, host, port);
   }
-  redisContext *c;
-  if (s->socket[0]) {
-    struct timeval tv = {(time_t)(cms / 1000), (suseconds_t)(cms % 1000) * 1000};
-    c = redisConnectUnixWithTimeout(s->socket, tv);
-    if (c && !c->err) {
-      struct timeval io = {(time_t)(ims / 1000), (suseconds_t)(ims % 1000) * 1000};
-      redisSetTimeout(c, io);
-      fcntl(c->fd, F_SETFD, fcntl(c->fd, F_GETFD) | FD_CLOEXEC);
-    }
-  } else {
-    c = connect_tcp(host, port, cms, ims);
-  }
+  redisContext *c = connect_to(s->socket[0] ? s->socket : NULL, host, port, cms, ims);
   if (!c || c->err) {
     int rc = connect_error(err, c, pool, where);
     if (c) redisFree(c);
@@ -346,12 +350,8 @@ void bee__redis_retire(bee__rconn_t *c, const char *why) {
 /* A connection to one of the pool's sentinels, subscribed to +switch-master; NULL when none answers. */
 static redisContext *sentinel_watch(const bee__redis_pool_t *pool) {
   const bee_redis_settings_t *s = &pool->settings;
-  bee__redis_topo_t *t = pool->topo;
-  pthread_mutex_lock(&t->lock);
-  size_t n = t->count;
   bee_redis_node_t list[BEE_REDIS_SENTINELS_MAX];
-  memcpy(list, t->sentinels, n * sizeof *list);
-  pthread_mutex_unlock(&t->lock);
+  size_t n = sentinel_list(pool, list);
   for (size_t i = 0; i < n; i++) {
     redisContext *c = connect_tcp(list[i].host, list[i].port, BEE__SENTINEL_TIMEOUT_MS, BEE__SENTINEL_TIMEOUT_MS);
     if (!c || c->err || sentinel_auth(c, s) != 0) {
