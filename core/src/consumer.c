@@ -62,18 +62,23 @@ static int stopping(const consumer_t *c) {
   return atomic_load(&c->engine->consume_stop) || (c->run_stop && atomic_load(c->run_stop));
 }
 
+size_t bee__c_events(const entry_t *entries, size_t a, size_t b) {
+  size_t events = 0;
+  for (size_t i = a; i < b; i++) {
+    size_t count = 0, pos;
+    if (!entries[i].dup && entries[i].payload && bee__batch_open(entries[i].payload, entries[i].len, &count, &pos) == 0)
+      events += count;
+  }
+  return events;
+}
+
 /* Counts entries [a, b) as applied: entries, their events, one batch. */
 void bee__c_count_applied(consumer_t *c, const entry_t *entries, size_t a, size_t b) {
   for (size_t i = a; i < b; i++) {
-    size_t count = 0, pos;
-    if (entries[i].dup) {
-      c->stats.duplicates++;
-      continue;
-    }
-    if (entries[i].payload && bee__batch_open(entries[i].payload, entries[i].len, &count, &pos) == 0)
-      c->stats.events += count;
-    c->stats.entries++;
+    if (entries[i].dup) c->stats.duplicates++;
+    else c->stats.entries++;
   }
+  c->stats.events += bee__c_events(entries, a, b);
   c->stats.batches++;
 }
 

@@ -57,6 +57,8 @@ typedef struct {
 
 /* consumer.c: helpers */
 int64_t bee__c_now_ms(void);
+/* The events of entries [a, b), duplicates left out (they are not applied). */
+size_t bee__c_events(const entry_t *entries, size_t a, size_t b);
 void bee__c_count_applied(consumer_t *c, const entry_t *entries, size_t a, size_t b);
 void bee__c_drop_mysql(consumer_t *c, size_t pool);
 int bee__c_get_redis(consumer_t *c, size_t pool, bee__rconn_t **out, bee_error_t *err);
@@ -81,7 +83,12 @@ void bee__c_invalidate(consumer_t *c, entry_t *entries, size_t a, size_t b, int 
 void bee__c_trim(consumer_t *c, size_t qp, const char *key, uint64_t ms, uint64_t seq);
 void bee__c_forget_retried(consumer_t *c, bee__rconn_t *r, const char *parked_key, const char *stale_key,
                            const entry_t *e);
-void bee__c_trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b);
+void bee__c_trim_applied(consumer_t *c, size_t qp, const char *queue, const char *key, const entry_t *entries, size_t a,
+                         size_t b);
+/* Appends to r's pipeline n more `what` ("applied" events, "failed" entries) of queue,
+   ever and in this second (rate_prefix: BEE__RATE_KEY or BEE__FAILED_RATE_KEY), the
+   figures every process adds to (bee_engine_consumers). Returns the commands appended. */
+size_t bee__c_append_figures(bee__rconn_t *r, const char *queue, const char *what, const char *rate_prefix, size_t n);
 void bee__c_set_pending(consumer_t *c, size_t qp, const char *pending_key, size_t n);
 
 /* consumer_lease.c: leases and heartbeats */

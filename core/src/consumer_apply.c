@@ -335,7 +335,7 @@ int bee__c_apply_batch(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, const
   if (rc == 0) {
     bee__c_count_applied(c, entries, 0, n);
     bee__c_invalidate(c, entries, 0, n, 0);
-    bee__c_trim_applied(c, qp, key, entries, 0, n);
+    bee__c_trim_applied(c, qp, queue, key, entries, 0, n);
     return 0;
   }
   if (rc == CONFLICT || !err || err->temporary || !bee__c_permanent(err)) return rc;
@@ -348,7 +348,7 @@ int bee__c_apply_batch(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, const
     if (r == 0) {
       bee__c_count_applied(c, entries, i, i + 1);
       bee__c_invalidate(c, entries, i, i + 1, 0);
-      bee__c_trim_applied(c, qp, key, entries, i, i + 1);
+      bee__c_trim_applied(c, qp, queue, key, entries, i, i + 1);
       continue;
     } else if (r == CONFLICT) {
       break;

@@ -208,7 +208,7 @@ int bee__c_handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, co
     if (r == 0) {
       bee__c_count_applied(c, e, 0, 1);
       bee__c_invalidate(c, &original, 0, 1, 1); /* applied as retried, edited or without skipped events */
-      bee__c_trim_applied(c, qp, stream_key, e, 0, 1);
+      bee__c_trim_applied(c, qp, queue, stream_key, e, 0, 1);
       goto out;
     }
     if (r == CONFLICT) goto out;
@@ -236,13 +236,9 @@ int bee__c_handle_failure(consumer_t *c, size_t pool, size_t qp, MYSQL *conn, co
       bee__reply_t *rep = bee__redis_command(r, "HSET %s %s %b", errors_key, e->id, rec.data, rec.len);
       if (!rep || rep->type == BEE__REPLY_ERROR) rc = bee__redis_error(err, &c->engine->redis[qp], r, rep, "recording a failed event failed");
       if (rep) bee__reply_free(rep);
-      if (!rc) { /* the figures every process adds to (bee_engine_consumers) */
-        char rate[64];
-        snprintf(rate, sizeof rate, "%s%lld", BEE__FAILED_RATE_KEY, (long long)(bee__c_now_ms() / 1000));
-        bee__redis_append(r, "HINCRBY %s %s:failed 1", BEE__COUNTERS_KEY, queue);
-        bee__redis_append(r, "INCR %s", rate);
-        bee__redis_append(r, "EXPIRE %s " BEE__RATE_KEEP_S, rate);
-        for (int k = 0; k < 3 && bee__redis_get_reply(r, &rep) == 0; k++) bee__reply_free(rep);
+      if (!rc) {
+        size_t k = bee__c_append_figures(r, queue, "failed", BEE__FAILED_RATE_KEY, 1);
+        while (k-- > 0 && bee__redis_get_reply(r, &rep) == 0) bee__reply_free(rep);
       }
       if (!rc) park_rows(r, shard, c, pool, e);
     }

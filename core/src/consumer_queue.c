@@ -301,7 +301,18 @@ void bee__c_forget_retried(consumer_t *c, bee__rconn_t *r, const char *parked_ke
  * the last of them, and the parked rows are counted; only while some are, the rows of
  * [a, b) mark parked entries stale (mark_stale), and retries among them are forgotten.
  */
-void bee__c_trim_applied(consumer_t *c, size_t qp, const char *key, const entry_t *entries, size_t a, size_t b) {
+size_t bee__c_append_figures(bee__rconn_t *r, const char *queue, const char *what, const char *rate_prefix, size_t n) {
+  char rate[64], count[24];
+  snprintf(rate, sizeof rate, "%s%lld", rate_prefix, (long long)(bee__c_now_ms() / 1000));
+  snprintf(count, sizeof count, "%zu", n);
+  bee__redis_append(r, "HINCRBY %s %s:%s %s", BEE__COUNTERS_KEY, queue, what, count);
+  bee__redis_append(r, "INCRBY %s %s", rate, count);
+  bee__redis_append(r, "EXPIRE %s " BEE__RATE_KEEP_S, rate);
+  return 3;
+}
+
+void bee__c_trim_applied(consumer_t *c, size_t qp, const char *queue, const char *key, const entry_t *entries, size_t a,
+                         size_t b) {
   bee__rconn_t *r;
   bee_error_t ignored;
   size_t kl = strlen(key);
@@ -321,25 +332,8 @@ void bee__c_trim_applied(consumer_t *c, size_t qp, const char *key, const entry_
   bee__redis_append_argv(r, (int)(b - a + 2), argv, NULL);
   append_trim(r, key, entries[b - 1].ms, entries[b - 1].seq, min);
   bee__redis_append(r, "HLEN %s", parked_key);
-  /* The figures every process adds to (bee_engine_consumers): events applied, ever and
-     in this second. The queue's name is in its key: "beeorm:{q:<pool>:<shard>}:s". */
-  size_t events = 0, extra = 0;
-  for (size_t i = a; i < b; i++) {
-    size_t count = 0, pos;
-    if (!entries[i].dup && entries[i].payload && bee__batch_open(entries[i].payload, entries[i].len, &count, &pos) == 0)
-      events += count;
-  }
-  const char *qn = strstr(key, "{q:"), *qe = qn ? strchr(qn, '}') : NULL;
-  if (events && qn && qe) {
-    char field[160], rate[64], n[24];
-    snprintf(field, sizeof field, "%.*s:applied", (int)(qe - qn - 3), qn + 3);
-    snprintf(rate, sizeof rate, "%s%lld", BEE__RATE_KEY, (long long)(bee__c_now_ms() / 1000));
-    snprintf(n, sizeof n, "%zu", events);
-    bee__redis_append(r, "HINCRBY %s %s %s", BEE__COUNTERS_KEY, field, n);
-    bee__redis_append(r, "INCRBY %s %s", rate, n);
-    bee__redis_append(r, "EXPIRE %s " BEE__RATE_KEEP_S, rate);
-    extra = 3;
-  }
+  size_t events = bee__c_events(entries, a, b);
+  size_t extra = events ? bee__c_append_figures(r, queue, "applied", BEE__RATE_KEY, events) : 0;
   bee__reply_t *x = NULL, *t = NULL, *n = NULL;
   int parked = bee__redis_get_reply(r, &x) == 0 && bee__redis_get_reply(r, &t) == 0 &&
                bee__redis_get_reply(r, &n) == 0 && n->type == BEE__REPLY_INTEGER && n->integer > 0;
