@@ -28,29 +28,30 @@ int bee__stream_id_parse(const char *s, uint64_t *ms, uint64_t *seq) {
   return 0;
 }
 
-/* Appends the parked entry's id to its row's field in "...:parked" (ids space-separated). */
-int bee__park_row(void *ud, const char *row) {
-  bee__park_t *p = ud;
-  static const char *const script =
-      "local v = redis.call('HGET', KEYS[1], ARGV[1]) or '' "
-      "if not string.find(' ' .. v .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then "
-      "redis.call('HSET', KEYS[1], ARGV[1], v == '' and ARGV[2] or (v .. ' ' .. ARGV[2])) end return 0";
+/* Runs script on row's field of p's "...:parked" hash with p's stream id. */
+static int row_script(const bee__park_t *p, const char *script, const char *row) {
   bee__reply_t *x = bee__redis_command(p->r, "EVAL %s 1 %s %s %s", script, p->parked_key, row, p->id);
   if (x) bee__reply_free(x);
   return 0;
 }
 
+/* Appends the parked entry's id to its row's field in "...:parked" (ids space-separated). */
+int bee__park_row(void *ud, const char *row) {
+  static const char *const script =
+      "local v = redis.call('HGET', KEYS[1], ARGV[1]) or '' "
+      "if not string.find(' ' .. v .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then "
+      "redis.call('HSET', KEYS[1], ARGV[1], v == '' and ARGV[2] or (v .. ' ' .. ARGV[2])) end return 0";
+  return row_script(ud, script, row);
+}
+
 /* Removes the parked entry's id from its row's field in "...:parked". */
 int bee__unpark_row(void *ud, const char *row) {
-  bee__park_t *u = ud;
   static const char *const script =
       "local v = redis.call('HGET', KEYS[1], ARGV[1]) if not v then return 0 end "
       "local kept = {} for t in string.gmatch(v, '%S+') do if t ~= ARGV[2] then kept[#kept + 1] = t end end "
       "if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1]) "
       "else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' ')) end return 0";
-  bee__reply_t *x = bee__redis_command(u->r, "EVAL %s 1 %s %s %s", script, u->parked_key, row, u->id);
-  if (x) bee__reply_free(x);
-  return 0;
+  return row_script(ud, script, row);
 }
 
 size_t bee_engine_queue_count(const bee_engine_t *engine) {
@@ -122,6 +123,15 @@ int bee_engine_queue_stats(bee_engine_t *engine, size_t i, bee_queue_stats_t *ou
   return rc;
 }
 
+/* "MGET" and the keys of prefix's per-second counts of the `seconds` whole seconds up to `last`, oldest first. */
+static void rate_keys(const char *prefix, int64_t last, size_t seconds, char (*keys)[64], const char **argv) {
+  argv[0] = "MGET";
+  for (size_t k = 0; k < seconds; k++) {
+    snprintf(keys[k], sizeof keys[k], "%s%lld", prefix, (long long)(last - (int64_t)(seconds - 1 - k)));
+    argv[k + 1] = keys[k];
+  }
+}
+
 /*
  * The consumers of every process: live workers (heartbeat deadline not passed) with what
  * their last heartbeat said, the totals of the counters hash, and the events applied in
@@ -141,11 +151,7 @@ int bee_engine_consumers(bee_engine_t *engine, bee_consumers_t *out,
   enum { SECONDS = 60 };
   char keys[SECONDS][64];
   const char *argv[SECONDS + 1];
-  argv[0] = "MGET";
-  for (int k = 0; k < SECONDS; k++) { /* the last 60 whole seconds, not the one running */
-    snprintf(keys[k], sizeof keys[k], "%s%lld", BEE__RATE_KEY, (long long)(sec - 1 - k));
-    argv[k + 1] = keys[k];
-  }
+  rate_keys(BEE__RATE_KEY, sec - 1, SECONDS, keys, argv); /* the last 60 whole seconds, not the one running */
   bee__redis_append(r, "ZRANGEBYSCORE %s %s +inf WITHSCORES", BEE__WORKERS_KEY, nowt);
   bee__redis_append(r, "HGETALL %s", BEE__WORKER_INFO_KEY);
   bee__redis_append(r, "HGETALL %s", BEE__COUNTERS_KEY);
@@ -223,12 +229,7 @@ int bee_engine_consumer_rates(bee_engine_t *engine, size_t seconds, uint64_t *ap
   const char **argv = bee__malloc((seconds + 1) * sizeof *argv);
   if (!keys || !argv) rc = bee__error(err, BEE_ENOMEM, 0, "out of memory reading rates");
   for (int pass = 0; !rc && pass < 2; pass++) {
-    argv[0] = "MGET";
-    for (size_t k = 0; k < seconds; k++) { /* oldest first */
-      snprintf(keys[k], sizeof keys[k], "%s%lld", pass ? BEE__FAILED_RATE_KEY : BEE__RATE_KEY,
-               (long long)(last - (int64_t)(seconds - 1 - k)));
-      argv[k + 1] = keys[k];
-    }
+    rate_keys(pass ? BEE__FAILED_RATE_KEY : BEE__RATE_KEY, last, seconds, keys, argv);
     bee__reply_t *rep = bee__redis_command_argv(r, (int)seconds + 1, argv, NULL);
     if (!rep || rep->type != BEE__REPLY_ARRAY || rep->elements != seconds) {
       rc = bee__redis_error(err, &engine->redis[engine->inval_redis], r, rep, "reading rates failed");
