@@ -282,22 +282,22 @@ static int read_mysql(bee__yaml_t *y) {
   return 0;
 }
 
-/* Milliseconds 1..BEE_REDIS_TIMEOUT_MAX_MS in the current scalar: plain digits, no leading zero. */
-static int read_ms(bee__yaml_t *y, unsigned int *out) {
-  static const char *const what = "milliseconds, an integer 1-60000";
+/* An integer lo..hi in the current scalar: plain (unquoted) digits, no leading zero. `what` completes "expected ...". */
+static int read_uint(bee__yaml_t *y, const char *what, unsigned long lo, unsigned long hi, unsigned long *out) {
   int rc = check_string(y, what, 0);
   if (rc) return rc;
   const char *s = scalar(y);
-  size_t n = strlen(s);
-  int ok = y->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && n >= 1 && n <= 5 && s[0] != '0';
-  unsigned int v = 0;
-  for (size_t i = 0; ok && i < n; i++) {
-    ok = s[i] >= '0' && s[i] <= '9';
-    v = v * 10 + (unsigned int)(s[i] - '0');
-  }
-  if (!ok || v > BEE_REDIS_TIMEOUT_MAX_MS) return fail(y, BEE_ECONFIG, event_line(y), "expected %s, got '%.32s'", what, s);
-  *out = v;
+  if (y->event.data.scalar.style != YAML_PLAIN_SCALAR_STYLE || bee__digits(s, strlen(s), hi, out) != 0 || *out < lo)
+    return fail(y, BEE_ECONFIG, event_line(y), "expected %s, got '%.32s'", what, s);
   return 0;
+}
+
+/* Milliseconds 1..BEE_REDIS_TIMEOUT_MAX_MS in the current scalar. */
+static int read_ms(bee__yaml_t *y, unsigned int *out) {
+  unsigned long v = 0;
+  int rc = read_uint(y, "milliseconds, an integer 1-60000", 1, BEE_REDIS_TIMEOUT_MAX_MS, &v);
+  if (!rc) *out = (unsigned int)v;
+  return rc;
 }
 
 static int read_redis(bee__yaml_t *y) {
@@ -348,20 +348,10 @@ static int read_sentinel(bee__yaml_t *y) {
 
 /* replicas: 0..BEE_REDIS_REPLICAS_MAX in the current scalar. */
 static int read_replicas(bee__yaml_t *y, int *out) {
-  static const char *const what = "a number of replicas, 0-100";
-  int rc = check_string(y, what, 0);
-  if (rc) return rc;
-  const char *s = scalar(y);
-  size_t n = strlen(s);
-  int ok = y->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && n >= 1 && n <= 3 && !(s[0] == '0' && n > 1);
-  int v = 0;
-  for (size_t i = 0; ok && i < n; i++) {
-    ok = s[i] >= '0' && s[i] <= '9';
-    v = v * 10 + (s[i] - '0');
-  }
-  if (!ok || v > BEE_REDIS_REPLICAS_MAX) return fail(y, BEE_ECONFIG, event_line(y), "expected %s, got '%.32s'", what, s);
-  *out = v;
-  return 0;
+  unsigned long v = 0;
+  int rc = read_uint(y, "a number of replicas, 0-100", 0, BEE_REDIS_REPLICAS_MAX, &v);
+  if (!rc) *out = (int)v;
+  return rc;
 }
 
 /*

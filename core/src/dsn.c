@@ -367,15 +367,22 @@ static int parse_db_index(bee__span_t d, int *out, bee_error_t *err) {
   return 0;
 }
 
+int bee__digits(const char *p, size_t n, unsigned long max, unsigned long *out) {
+  if (!n || n > 19 || (p[0] == '0' && n > 1)) return -1;
+  unsigned long v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isdigit((unsigned char)p[i])) return -1;
+    v = v * 10 + (unsigned long)(p[i] - '0');
+  }
+  if (v > max) return -1;
+  *out = v;
+  return 0;
+}
+
 /* connect_timeout_ms / timeout_ms: 1 to BEE_REDIS_TIMEOUT_MAX_MS, plain digits. */
 static int parse_redis_ms(bee__span_t k, bee__span_t v, unsigned int *out, bee_error_t *err) {
   unsigned long n = 0;
-  int ok = v.n > 0 && v.n <= 6 && v.p[0] != '0';
-  for (size_t i = 0; ok && i < v.n; i++) {
-    ok = isdigit((unsigned char)v.p[i]);
-    n = n * 10 + (unsigned long)(v.p[i] - '0');
-  }
-  if (!ok || n > BEE_REDIS_TIMEOUT_MAX_MS)
+  if (bee__digits(v.p, v.n, BEE_REDIS_TIMEOUT_MAX_MS, &n) != 0 || n < 1)
     return BEE__DSN_ERR(err, "bad %.*s '%.*s' (expected milliseconds, 1 to %d)", (int)k.n, k.p,
                         (int)(v.n > 16 ? 16 : v.n), v.p, BEE_REDIS_TIMEOUT_MAX_MS);
   *out = (unsigned int)n;
@@ -384,16 +391,11 @@ static int parse_redis_ms(bee__span_t k, bee__span_t v, unsigned int *out, bee_e
 
 /* replicas: 0 to BEE_REDIS_REPLICAS_MAX, plain digits. */
 static int parse_replicas(bee__span_t v, int *out, bee_error_t *err) {
-  int n = 0;
-  int ok = v.n > 0 && v.n <= 3 && !(v.p[0] == '0' && v.n > 1);
-  for (size_t i = 0; ok && i < v.n; i++) {
-    ok = isdigit((unsigned char)v.p[i]);
-    n = n * 10 + (v.p[i] - '0');
-  }
-  if (!ok || n > BEE_REDIS_REPLICAS_MAX)
+  unsigned long n = 0;
+  if (bee__digits(v.p, v.n, BEE_REDIS_REPLICAS_MAX, &n) != 0)
     return BEE__DSN_ERR(err, "bad replicas '%.*s' (expected 0 to %d)", (int)(v.n > 16 ? 16 : v.n), v.p,
                         BEE_REDIS_REPLICAS_MAX);
-  *out = n;
+  *out = (int)n;
   return 0;
 }
 

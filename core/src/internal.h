@@ -82,6 +82,10 @@ void bee__buf_free(bee__buf_t *b);
  */
 void bee__registry_remember(bee_registry_t *reg, int rc, bee_error_t *err);
 
+/* A plain decimal number of n bytes at p: digits only, no leading zero (but "0"), at
+   most max. 0 and *out, or -1. Pure (dsn.c). */
+int bee__digits(const char *p, size_t n, unsigned long max, unsigned long *out);
+
 /* Ensures mysql_library_init has run once (thread-safe). */
 void bee__mysql_library_init(void);
 
