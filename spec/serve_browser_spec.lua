@@ -68,9 +68,9 @@ describe("beeorm serve in a headless browser", function()
     pending("chromium or chromedriver not installed (make deps installs them)")
     return
   end
+  local fx = hu.fixture(REDIS_DB, { item_def }, { T })
   local engine, config
-  local tmpfile = hu.tmpfiles()
-  local pids = {}
+  local tmpfile, pids = fx.tmpfile, fx.pids
   local driver, session
 
   local function spawn(cmd, log)
@@ -100,22 +100,13 @@ describe("beeorm serve in a headless browser", function()
   end
 
   setup(function()
-    servers.need()
-    engine = util.engine(REDIS_DB, { item_def })
-    au.reset(engine, REDIS_DB, { T })
-    engine:sync_schema()
-    config = tmpfile(hu.config_text(REDIS_DB))
+    fx.setup()
+    engine, config = fx.engine, fx.config
   end)
 
   teardown(function()
     if session then pcall(webdriver, driver, "DELETE", "/session/" .. session) end
-    for _, pid in ipairs(pids) do if au.alive(pid) then au.kill(pid, "KILL") end end
-    if engine then
-      au.finish(engine, REDIS_DB)
-      util.drop(engine, { T })
-      engine:close()
-    end
-    tmpfile:remove()
+    fx.teardown()
   end)
 
   it("shows the queues, and skips a parked event with its button once the token is typed", function()

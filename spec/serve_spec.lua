@@ -101,9 +101,9 @@ local function curl(url, extra)
 end
 
 describe("beeorm serve", function()
+  local fx = hu.fixture(REDIS_DB, { item_def }, { T })
   local engine, config, log
-  local tmpfile = hu.tmpfiles()
-  local pids = {}
+  local tmpfile, pids = fx.tmpfile, fx.pids
 
   -- Starts serve; returns its pid and base URL.
   local function start_serve(extra)
@@ -125,22 +125,11 @@ describe("beeorm serve", function()
   end
 
   setup(function()
-    servers.need()
-    engine = util.engine(REDIS_DB, { item_def })
-    au.reset(engine, REDIS_DB, { T })
-    engine:sync_schema()
-    config = tmpfile(hu.config_text(REDIS_DB))
+    fx.setup()
+    engine, config = fx.engine, fx.config
   end)
 
-  teardown(function()
-    for _, pid in ipairs(pids) do if au.alive(pid) then au.kill(pid, "KILL") end end
-    if engine then
-      au.finish(engine, REDIS_DB)
-      util.drop(engine, { T })
-      engine:close()
-    end
-    tmpfile:remove()
-  end)
+  teardown(fx.teardown)
 
   it("serves /metrics in the Prometheus format, /api/stats and a page, and counters only grow across two "
     .. "consumer processes and a restart of serve", function()

@@ -37,6 +37,32 @@ function M.tmpfiles()
   })
 end
 
+--- What a spec of the host against a table of its own needs: setup() connects an engine
+-- of defs to the test servers with Redis on db, empties tables and the queues, creates
+-- the tables, and writes a config (fx.engine, fx.config); teardown() kills the child
+-- pids recorded in fx.pids, drains and drops all that, and removes fx.tmpfile's files.
+function M.fixture(db, defs, tables)
+  local fx = { tmpfile = M.tmpfiles(), pids = {} }
+  function fx.setup()
+    servers.need()
+    fx.engine = util.engine(db, defs)
+    au.reset(fx.engine, db, tables)
+    fx.engine:sync_schema()
+    fx.config = fx.tmpfile(M.config_text(db))
+  end
+  function fx.teardown()
+    for _, pid in ipairs(fx.pids) do if au.alive(pid) then au.kill(pid, "KILL") end end
+    if fx.engine then
+      au.finish(fx.engine, db)
+      util.drop(fx.engine, tables)
+      fx.engine:close()
+      fx.engine = nil
+    end
+    fx.tmpfile:remove()
+  end
+  return fx
+end
+
 --- The YAML of a config with the test MySQL and the test Redis on db.
 function M.config_text(db)
   return string.format("default:\n  mysql: %s\n  redis: %s:%d\n", servers.mysql, servers.redis, db)
